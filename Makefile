@@ -1,0 +1,39 @@
+# Every install step lives here: a fresh machine needs only Python 3.11+ and make.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP_ALL := $(VENV)/.installed-all-dev
+STAMP_DEMO := $(VENV)/.installed-demo
+
+.PHONY: demo test soak lint typecheck bench docs clean
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(STAMP_DEMO): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[all]'
+	touch $@
+
+$(STAMP_ALL): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[all,dev]'
+	touch $@ $(STAMP_DEMO)
+
+demo: $(STAMP_DEMO)
+	$(VENV)/bin/poolbridge check $(DEMO_ARGS)
+
+lint: $(STAMP_ALL)
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/mypy --strict src/poolbridge
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+soak: $(STAMP_ALL)
+	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: $(STAMP_ALL)
+	$(PY) -m poolbridge bench --json bench.json
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,42 @@
+"""poolbridge: one declarative async connection-pool config for every ORM and driver."""
+
+from __future__ import annotations
+
+from ._open import open_pool
+from .core.config import PoolConfig, RetryPolicy
+from .core.hooks import ConnectionEvent, Hooks
+from .core.pool import Pool
+from .errors import (
+    AdapterNotAvailable,
+    ConfigError,
+    HookError,
+    PoolBridgeError,
+    PoolClosed,
+    PoolTimeout,
+    TooManyRequests,
+    UnsupportedOptionError,
+    UnsupportedOptionWarning,
+    WrongEventLoop,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AdapterNotAvailable",
+    "ConfigError",
+    "ConnectionEvent",
+    "HookError",
+    "Hooks",
+    "Pool",
+    "PoolBridgeError",
+    "PoolClosed",
+    "PoolConfig",
+    "PoolTimeout",
+    "RetryPolicy",
+    "TooManyRequests",
+    "UnsupportedOptionError",
+    "UnsupportedOptionWarning",
+    "WrongEventLoop",
+    "__version__",
+    "open_pool",
+]

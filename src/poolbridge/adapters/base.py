@@ -1,0 +1,164 @@
+"""The adapter contract: a translation table (pure data) plus thin glue.
+
+An adapter turns a :class:`PoolConfig` into the native object of its stack. Its
+:meth:`Adapter.translate` says, for every knob, whether it is passed to the stack
+(``native``), provided by poolbridge inside the native object (``emulated``) or cannot be
+honoured (``unsupported``). :func:`enforce` applies DESIGN's rule: an explicitly set
+unsupported knob raises UnsupportedOptionError; one left at its default warns once.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import importlib
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ..core.config import PoolConfig
+from ..core.hooks import Hooks
+from ..core.pool import Pool
+from ..errors import AdapterNotAvailable, UnsupportedOptionError, UnsupportedOptionWarning
+
+__all__ = [
+    "Adapter",
+    "EntryPoint",
+    "ScalarRunner",
+    "Translation",
+    "enforce",
+    "explicit_fields",
+    "require_modules",
+]
+
+ScalarRunner = Callable[[str], Awaitable[Any]]
+"""Runs one SQL statement and returns the first column of the first row (or None)."""
+
+EntryPoint = Callable[[], AbstractAsyncContextManager[ScalarRunner]]
+"""Opens one way of using the pool (the handle, ``engine.connect()``, a model query...)."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    """How one adapter honours one config.
+
+    ``native``: keyword arguments given to the stack as they are (passwords included: never
+    print this without :func:`poolbridge.core.redact.redact_mapping`).
+    ``emulated``: field -> how poolbridge provides it inside the native object.
+    ``unsupported``: field -> why the stack cannot honour it.
+    """
+
+    native: dict[str, Any] = field(default_factory=dict)
+    emulated: dict[str, str] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+def explicit_fields(config: PoolConfig) -> set[str]:
+    """Fields whose value differs from the PoolConfig default (i.e. set by the user)."""
+    out: set[str] = set()
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            default: Any = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            continue
+        if getattr(config, f.name) != default:
+            out.add(f.name)
+    return out
+
+
+def enforce(adapter: str, config: PoolConfig, translation: Translation) -> None:
+    """Raise for explicitly set unsupported knobs; warn once for defaults that cannot hold."""
+    if not translation.unsupported:
+        return
+    explicit = explicit_fields(config)
+    errors = {k: v for k, v in translation.unsupported.items() if k in explicit}
+    if errors:
+        raise UnsupportedOptionError(adapter, errors)
+    for fname, why in translation.unsupported.items():
+        warnings.warn(
+            f"adapter {adapter!r} cannot honour the default {fname}="
+            f"{getattr(config, fname)!r}: {why}",
+            UnsupportedOptionWarning,
+            stacklevel=3,
+        )
+
+
+def require_modules(adapter: str, extra: str, *modules: str) -> None:
+    """Import the stack's modules or raise AdapterNotAvailable naming the extra to install."""
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise AdapterNotAvailable(
+                f"adapter {adapter!r} needs the {mod!r} module: "
+                f"pip install 'poolbridge[{extra}]'"
+            ) from exc
+
+
+class Adapter(abc.ABC):
+    """One stack. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: ClassVar[str]
+    extra: ClassVar[str]
+    #: drivers per backend, the first one being the default
+    drivers: ClassVar[Mapping[str, tuple[str, ...]]]
+
+    def driver_for(self, config: PoolConfig) -> str:
+        """The driver this adapter uses for ``config`` (``driver=``, URL ``+driver``, default)."""
+        backend = config.backend
+        choices = self.drivers.get(backend, ())
+        wanted = config.driver or config.database_url.driver
+        if wanted is None:
+            if not choices:
+                raise UnsupportedOptionError(
+                    self.name, {"url": f"backend {backend!r} is not supported"}
+                )
+            return choices[0]
+        if wanted not in choices:
+            raise UnsupportedOptionError(
+                self.name,
+                {
+                    "driver": f"{wanted!r} is not available for {backend} on this adapter "
+                    f"(choose one of: {', '.join(choices) or 'none'})"
+                },
+            )
+        return wanted
+
+    @abc.abstractmethod
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        """Import the stack lazily; raise AdapterNotAvailable naming the extra if missing."""
+
+    @abc.abstractmethod
+    def translate(self, config: PoolConfig) -> Translation:
+        """Pure data: no I/O, no import of the ORM needed."""
+
+    @abc.abstractmethod
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> Pool[Any]:
+        """Open (and warm up) a pool; ``enforce()`` the translation first."""
+
+    def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
+        """Conformance requirements this stack does not meet: requirement -> true reason."""
+        return {}
+
+    # -- glue for the conformance suite ---------------------------------------------------
+    @abc.abstractmethod
+    async def fetch_scalar(self, conn: Any, sql: str) -> Any:
+        """Run ``sql`` on a connection yielded by ``pool.acquire()``; first column of row 1."""
+
+    def entry_points(self, pool: Pool[Any]) -> Mapping[str, EntryPoint]:
+        """Ways of using the pool. Always ``handle``; adapters add the ORM's own ones."""
+
+        @asynccontextmanager
+        async def handle() -> AsyncIterator[ScalarRunner]:
+            async with pool.acquire() as conn:
+
+                async def run(sql: str) -> Any:
+                    return await self.fetch_scalar(conn, sql)
+
+                yield run
+
+        return {"handle": handle}

@@ -1,0 +1,181 @@
+"""One stats shape for every adapter.
+
+:meth:`StatsRecorder.snapshot` returns a plain dict whose keys follow the OpenTelemetry
+database-client conventions (``db.client.connection.*`` without the ``db.client.`` prefix).
+Counts come from poolbridge's own events, never from a native pool's counters.
+
+========================================  ==================================================
+key                                       meaning
+========================================  ==================================================
+``connection.count.idle``                 open connections waiting in the pool
+``connection.count.used``                 connections checked out right now
+``connection.max``                        ``max_size``
+``connection.idle.min``                   ``min_size`` (connections kept open)
+``connection.idle.max``                   most idle connections the pool keeps (``max_size``)
+``connection.pending_requests``           callers waiting for a connection right now
+``connection.timeouts``                   acquires that ended in ``PoolTimeout`` (total)
+``connection.refused``                    acquires refused with ``TooManyRequests`` (total)
+``connection.created``                    physical connections opened (total)
+``connection.closed``                     physical connections closed (total)
+``connection.errors``                     failed connection attempts (total)
+``connection.retries``                    connection attempts retried after a failure (total)
+``connection.hook_failures``              hook calls that raised (total)
+``connection.create_time``                histogram: seconds to open a connection
+``connection.wait_time``                  histogram: seconds a caller waited to acquire
+``connection.use_time``                   histogram: seconds a connection was held
+========================================  ==================================================
+
+Each histogram is ``{"count": int, "sum": float, "buckets": {upper_bound: cumulative}}``
+with upper bounds in seconds (``inf`` last), the shape Prometheus and OTel exporters need.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+__all__ = ["BUCKETS", "STAT_KEYS", "Histogram", "StatsRecorder"]
+
+BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    float("inf"),
+)  # fmt: skip
+
+STAT_KEYS: tuple[str, ...] = (
+    "connection.count.idle",
+    "connection.count.used",
+    "connection.max",
+    "connection.idle.min",
+    "connection.idle.max",
+    "connection.pending_requests",
+    "connection.timeouts",
+    "connection.refused",
+    "connection.created",
+    "connection.closed",
+    "connection.errors",
+    "connection.retries",
+    "connection.hook_failures",
+    "connection.create_time",
+    "connection.wait_time",
+    "connection.use_time",
+)
+
+
+class Histogram:
+    """A fixed-bucket histogram of durations in seconds."""
+
+    __slots__ = ("_counts", "count", "sum")
+
+    def __init__(self) -> None:
+        self._counts = [0] * len(BUCKETS)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self._counts[bisect_left(BUCKETS, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        cumulative: dict[float, int] = {}
+        running = 0
+        for bound, n in zip(BUCKETS, self._counts, strict=True):
+            running += n
+            cumulative[bound] = running
+        return {"count": self.count, "sum": self.sum, "buckets": cumulative}
+
+
+class StatsRecorder:
+    """Counts what a pool does, from poolbridge's own events.
+
+    Adapters call the ``record_*`` methods at the matching moments; ``snapshot()`` builds
+    the documented dict. All methods are O(1) and allocation-free on the hot path.
+    """
+
+    __slots__ = (
+        "closed",
+        "create_time",
+        "created",
+        "errors",
+        "hook_failures",
+        "max_size",
+        "min_size",
+        "open",
+        "pending",
+        "refused",
+        "retries",
+        "timeouts",
+        "use_time",
+        "used",
+        "wait_time",
+    )
+
+    def __init__(self, *, min_size: int, max_size: int) -> None:
+        self.min_size = min_size
+        self.max_size = max_size
+        self.open = 0
+        self.used = 0
+        self.pending = 0
+        self.timeouts = 0
+        self.refused = 0
+        self.created = 0
+        self.closed = 0
+        self.errors = 0
+        self.retries = 0
+        self.hook_failures = 0
+        self.create_time = Histogram()
+        self.wait_time = Histogram()
+        self.use_time = Histogram()
+
+    def record_created(self, seconds: float) -> None:
+        self.created += 1
+        self.open += 1
+        self.create_time.observe(seconds)
+
+    def record_closed(self, *, was_used: bool = False) -> None:
+        """A physical connection closed; ``was_used`` when it closed while checked out."""
+        self.closed += 1
+        self.open -= 1
+        if was_used:
+            self.used -= 1
+
+    def record_checkout(self, wait_seconds: float) -> None:
+        self.used += 1
+        self.wait_time.observe(wait_seconds)
+
+    def record_checkin(self, use_seconds: float) -> None:
+        self.used -= 1
+        self.use_time.observe(use_seconds)
+
+    def record_timeout(self) -> None:
+        self.timeouts += 1
+
+    def record_refused(self) -> None:
+        self.refused += 1
+
+    def record_error(self) -> None:
+        self.errors += 1
+
+    def record_retry(self) -> None:
+        self.retries += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """The documented stats dict (see the module docstring)."""
+        return {
+            "connection.count.idle": self.open - self.used,
+            "connection.count.used": self.used,
+            "connection.max": self.max_size,
+            "connection.idle.min": self.min_size,
+            "connection.idle.max": self.max_size,
+            "connection.pending_requests": self.pending,
+            "connection.timeouts": self.timeouts,
+            "connection.refused": self.refused,
+            "connection.created": self.created,
+            "connection.closed": self.closed,
+            "connection.errors": self.errors,
+            "connection.retries": self.retries,
+            "connection.hook_failures": self.hook_failures,
+            "connection.create_time": self.create_time.snapshot(),
+            "connection.wait_time": self.wait_time.snapshot(),
+            "connection.use_time": self.use_time.snapshot(),
+        }
