@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 STAMP_ALL := $(VENV)/.installed-all-dev
 STAMP_DEMO := $(VENV)/.installed-demo
 
-.PHONY: demo test soak lint typecheck bench docs clean
+.PHONY: demo test soak lint typecheck bench docs clean pgbouncer
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -26,7 +26,13 @@ lint: $(STAMP_ALL)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/mypy --strict src/poolbridge
 
-test: lint
+# pgbouncer (Debian package) for the pgbouncer-mode tests; installed only when missing.
+pgbouncer:
+	@command -v pgbouncer >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq pgbouncer; }
+
+test: lint pgbouncer
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 soak: $(STAMP_ALL)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from ._open import open_pool
 from .core.config import PoolConfig, RetryPolicy
 from .core.hooks import ConnectionEvent, Hooks
+from .core.loaders import load
 from .core.pool import Pool
+from .core.retrying import retry
 from .errors import (
     AdapterNotAvailable,
     ConfigError,
@@ -38,5 +40,7 @@ __all__ = [
     "UnsupportedOptionWarning",
     "WrongEventLoop",
     "__version__",
+    "load",
     "open_pool",
+    "retry",
 ]

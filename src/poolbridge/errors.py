@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "AdapterNotAvailable",
     "ConfigError",
+    "ConnectionBudgetWarning",
     "HookError",
     "PoolBridgeError",
     "PoolClosed",
@@ -59,6 +60,14 @@ class UnsupportedOptionError(PoolBridgeError):
 
 class UnsupportedOptionWarning(UserWarning):
     """A knob left at a default the chosen adapter cannot honour (emitted once at open)."""
+
+
+class ConnectionBudgetWarning(UserWarning):
+    """The server reports fewer free connections than the pool may open (max_size).
+
+    A UserWarning, not a ResourceWarning: Python hides ResourceWarning by default, and this
+    one predicts a production outage (see :mod:`poolbridge.core.budget`).
+    """
 
 
 class AdapterNotAvailable(PoolBridgeError, ImportError):

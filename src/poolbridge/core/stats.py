@@ -31,10 +31,29 @@ with upper bounds in seconds (``inf`` last), the shape Prometheus and OTel expor
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal
 
-__all__ = ["BUCKETS", "STAT_KEYS", "Histogram", "StatsRecorder"]
+__all__ = [
+    "BUCKETS",
+    "STAT_KEYS",
+    "TIME_KEYS",
+    "DurationListener",
+    "Histogram",
+    "StatsRecorder",
+    "TimeKind",
+]
+
+logger = logging.getLogger("poolbridge.stats")
+
+TimeKind = Literal["create_time", "wait_time", "use_time"]
+#: the three durations a recorder measures, by the suffix of their stats key
+TIME_KEYS: tuple[TimeKind, ...] = ("create_time", "wait_time", "use_time")
+
+DurationListener = Callable[[TimeKind, float], None]
+"""Told ``(kind, seconds)`` each time a duration is recorded (e.g. an OTel histogram feed)."""
 
 BUCKETS: tuple[float, ...] = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -90,9 +109,14 @@ class StatsRecorder:
 
     Adapters call the ``record_*`` methods at the matching moments; ``snapshot()`` builds
     the documented dict. All methods are O(1) and allocation-free on the hot path.
+
+    Exporters that need each duration as it happens (OpenTelemetry's synchronous
+    histograms) subscribe with :meth:`add_listener`. With no listener the only cost is one
+    truth test of an empty tuple per recorded duration.
     """
 
     __slots__ = (
+        "_listeners",
         "closed",
         "create_time",
         "created",
@@ -126,11 +150,31 @@ class StatsRecorder:
         self.create_time = Histogram()
         self.wait_time = Histogram()
         self.use_time = Histogram()
+        # a tuple, replaced on change: listeners can (un)subscribe while one is being called
+        self._listeners: tuple[DurationListener, ...] = ()
+
+    def add_listener(self, listener: DurationListener) -> None:
+        """Call ``listener(kind, seconds)`` for every create/wait/use duration from now on."""
+        self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: DurationListener) -> None:
+        """Stop calling ``listener``; unknown listeners are ignored."""
+        self._listeners = tuple(fn for fn in self._listeners if fn is not listener)
+
+    def _notify(self, kind: TimeKind, seconds: float) -> None:
+        # A listener is an exporter: its failure must never break a checkout or checkin.
+        for fn in self._listeners:
+            try:
+                fn(kind, seconds)
+            except Exception:
+                logger.exception("stats listener %r failed on %s", fn, kind)
 
     def record_created(self, seconds: float) -> None:
         self.created += 1
         self.open += 1
         self.create_time.observe(seconds)
+        if self._listeners:
+            self._notify("create_time", seconds)
 
     def record_closed(self, *, was_used: bool = False) -> None:
         """A physical connection closed; ``was_used`` when it closed while checked out."""
@@ -142,10 +186,14 @@ class StatsRecorder:
     def record_checkout(self, wait_seconds: float) -> None:
         self.used += 1
         self.wait_time.observe(wait_seconds)
+        if self._listeners:
+            self._notify("wait_time", wait_seconds)
 
     def record_checkin(self, use_seconds: float) -> None:
         self.used -= 1
         self.use_time.observe(use_seconds)
+        if self._listeners:
+            self._notify("use_time", use_seconds)
 
     def record_timeout(self) -> None:
         self.timeouts += 1

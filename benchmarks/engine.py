@@ -1,0 +1,273 @@
+"""poolbridge's pool engine against the drivers' own pools, side by side in one run.
+
+Every measurement runs in a FRESH subprocess (no warm caches or leftover connections
+shared between pools); rounds are interleaved (each round runs every measurement once, in
+a shuffled order) so that drift on a shared machine hits every pool alike. Reported: the
+median and the spread (min..max) over rounds, then the ratios the issue sets targets for.
+
+Measurements, all with a pool of 10 connections:
+
+- ``qps@10`` / ``qps@100``: SELECT 1 per second with 10 / 100 concurrent tasks, each doing
+  acquire -> SELECT 1 -> release in a loop;
+- ``acq_us``: one task doing acquire + release (no query): microseconds per pair.
+
+Pools: ``queue`` (an asyncio.Queue holding 10 open asyncpg connections: a floor, not a
+fair pool), ``asyncpg`` (Pool defaults: a reset query on every release), ``asyncpg-noreset``
+(Pool with a no-op ``reset=``), ``engine-asyncpg``; ``aiomysql`` vs ``engine-aiomysql``;
+``asyncmy`` vs ``engine-asyncmy``.
+
+    .venv/bin/python benchmarks/engine.py            # 3 rounds, ~2 minutes
+    .venv/bin/python benchmarks/engine.py --quick    # 1 round, short windows
+    .venv/bin/python benchmarks/engine.py --profile engine-asyncpg:acq_us
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}
+SIZE = 10
+
+POOLS = (
+    "queue",
+    "asyncpg",
+    "asyncpg-noreset",
+    "engine-asyncpg",
+    "aiomysql",
+    "engine-aiomysql",
+    "asyncmy",
+    "engine-asyncmy",
+)
+METRICS = ("qps@10", "qps@100", "acq_us")
+
+Acquire = Callable[[], AbstractAsyncContextManager[Any]]
+
+
+# -- the pools (child side) -------------------------------------------------------------
+@asynccontextmanager
+async def open_pool(name: str) -> AsyncIterator[tuple[Acquire, Callable[[Any], Any]]]:
+    """Yield (acquire, run SELECT 1 on a connection) for pool ``name``; close on exit."""
+    if name == "queue":
+        import asyncpg
+
+        conns = [await asyncpg.connect(PG_URL) for _ in range(SIZE)]
+        q: asyncio.Queue[Any] = asyncio.Queue()
+        for c in conns:
+            q.put_nowait(c)
+
+        @asynccontextmanager
+        async def acquire() -> AsyncIterator[Any]:
+            c = await q.get()
+            try:
+                yield c
+            finally:
+                q.put_nowait(c)
+
+        try:
+            yield acquire, lambda c: c.fetchval("SELECT 1")
+        finally:
+            for c in conns:
+                await c.close()
+    elif name in ("asyncpg", "asyncpg-noreset"):
+        import asyncpg
+
+        kw: dict[str, Any] = {}
+        if name == "asyncpg-noreset":
+
+            async def noop(conn: Any) -> None:
+                return None
+
+            kw["reset"] = noop
+        pool = await asyncpg.create_pool(PG_URL, min_size=SIZE, max_size=SIZE, **kw)
+        try:
+            yield pool.acquire, lambda c: c.fetchval("SELECT 1")
+        finally:
+            await pool.close()
+    elif name in ("aiomysql", "asyncmy"):
+        mod: Any = __import__(name)
+        mkw = dict(MYSQL)
+        if name == "asyncmy":
+            mkw["database"] = mkw.pop("db")
+        pool = await mod.create_pool(minsize=SIZE, maxsize=SIZE, **mkw)
+        try:
+            yield pool.acquire, mysql_select_1
+        finally:
+            pool.close()
+            await pool.wait_closed()
+    elif name.startswith("engine-"):
+        from poolbridge import PoolConfig
+        from poolbridge.core.registry import get_adapter
+
+        driver = name.removeprefix("engine-")
+        url = PG_URL if driver == "asyncpg" else "mysql://root@127.0.0.1:3306/test"
+        config = PoolConfig(url=url, min_size=SIZE, max_size=SIZE, name="bench-engine")
+        adapter = get_adapter(driver)
+        epool = await adapter.open(config)
+        run = (lambda c: c.fetchval("SELECT 1")) if driver == "asyncpg" else mysql_select_1
+        try:
+            yield epool.acquire, run
+        finally:
+            await epool.close()
+    else:
+        raise SystemExit(f"unknown pool {name!r}")
+
+
+async def mysql_select_1(conn: Any) -> Any:
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+        return (await cur.fetchone())[0]
+
+
+async def measure(pool: str, metric: str, seconds: float) -> float:
+    async with open_pool(pool) as (acquire, run):
+        if metric == "acq_us":
+            for _ in range(2000):  # warm up
+                async with acquire():
+                    pass
+            n = 0
+            t0 = time.perf_counter()
+            end = t0 + seconds
+            while True:
+                for _ in range(1000):
+                    async with acquire():
+                        pass
+                n += 1000
+                if time.perf_counter() >= end:
+                    break
+            return (time.perf_counter() - t0) / n * 1e6
+        tasks = int(metric.split("@")[1])
+        count = 0
+        stop = False
+
+        async def worker() -> None:
+            nonlocal count
+            while not stop:
+                async with acquire() as conn:
+                    await run(conn)
+                count += 1
+
+        workers = [asyncio.create_task(worker()) for _ in range(tasks)]
+        await asyncio.sleep(min(0.3, seconds / 3))  # warm up
+        start_count, t0 = count, time.perf_counter()
+        await asyncio.sleep(seconds)
+        done, elapsed = count - start_count, time.perf_counter() - t0
+        stop = True
+        await asyncio.gather(*workers)
+        return done / elapsed
+
+
+def child(pool: str, metric: str, seconds: float, profile: bool) -> None:
+    if profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        value = asyncio.run(measure(pool, metric, seconds))
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+    else:
+        value = asyncio.run(measure(pool, metric, seconds))
+    print(json.dumps({"value": value}))
+
+
+# -- the driver (parent side) ----------------------------------------------------------
+def run_child(pool: str, metric: str, seconds: float) -> float | None:
+    cmd = [sys.executable, __file__, "--child", pool, metric, "--seconds", str(seconds)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if out.returncode != 0:
+        print(f"  ! {pool} {metric} failed: {out.stderr.strip().splitlines()[-1:]}")
+        return None
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["value"])
+
+
+def fmt(values: list[float], metric: str) -> str:
+    if not values:
+        return "n/a"
+    med = statistics.median(values)
+    if metric == "acq_us":
+        return f"{med:.2f} ({min(values):.2f}..{max(values):.2f})"
+    return f"{med:,.0f} ({min(values):,.0f}..{max(values):,.0f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1 round, 0.5 s windows")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--pools", default=",".join(POOLS))
+    parser.add_argument("--child", nargs=2, metavar=("POOL", "METRIC"), help=argparse.SUPPRESS)
+    parser.add_argument("--profile", metavar="POOL:METRIC", help="cProfile one measurement")
+    parser.add_argument("--json", metavar="PATH", help="write raw results as JSON")
+    args = parser.parse_args()
+    seconds = args.seconds or (0.5 if args.quick else 1.0)
+    if args.child:
+        child(args.child[0], args.child[1], seconds, profile=False)
+        return
+    if args.profile:
+        pool, metric = args.profile.split(":")
+        child(pool, metric, seconds, profile=True)
+        return
+    rounds = args.rounds or (1 if args.quick else 3)
+    pools = [p for p in args.pools.split(",") if p]
+    plan = [(p, m) for p in pools for m in METRICS]
+    results: dict[tuple[str, str], list[float]] = {k: [] for k in plan}
+    t_start = time.perf_counter()
+    for r in range(rounds):
+        order = plan[:]
+        random.shuffle(order)
+        print(f"round {r + 1}/{rounds} ({len(order)} measurements, fresh process each)")
+        for pool, metric in order:
+            value = run_child(pool, metric, seconds)
+            if value is not None:
+                results[(pool, metric)].append(value)
+    print(f"\n{rounds} round(s), {seconds:g} s windows, {time.perf_counter() - t_start:.0f} s")
+    print(f"\n| pool | {' | '.join(METRICS)} |\n|---|" + "---:|" * len(METRICS))
+    for pool in pools:
+        cells = [fmt(results[(pool, m)], m) for m in METRICS]
+        print(f"| {pool} | {' | '.join(cells)} |")
+
+    def med(pool: str, metric: str) -> float | None:
+        values = results.get((pool, metric)) or []
+        return statistics.median(values) if values else None
+
+    checks = [
+        ("engine-asyncpg", "asyncpg", ">= 1.0 (context)"),
+        ("engine-asyncpg", "asyncpg-noreset", ">= 1.3"),
+        ("engine-asyncpg", "queue", ">= 0.7"),
+        ("engine-aiomysql", "aiomysql", ">= 1.0"),
+        ("engine-asyncmy", "asyncmy", ">= 0.9"),
+        ("queue", "asyncpg", "(floor)"),
+        ("asyncpg-noreset", "asyncpg", "(context)"),
+    ]
+    print("\n| ratio | qps@10 | qps@100 | target |\n|---|---:|---:|---|")
+    for a, b, target in checks:
+        cells = []
+        for metric in ("qps@10", "qps@100"):
+            x, y = med(a, metric), med(b, metric)
+            cells.append(f"{x / y:.2f}x" if x and y else "n/a")
+        print(f"| {a} / {b} | {cells[0]} | {cells[1]} | {target} |")
+    print("\n| pool | acquire+release us (median) | target |\n|---|---:|---|")
+    for pool in pools:
+        us = med(pool, "acq_us")
+        target = "<= 3" if pool == "engine-asyncpg" else ""
+        print(f"| {pool} | {us:.2f} | {target} |" if us else f"| {pool} | n/a | |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({f"{p}:{m}": v for (p, m), v in results.items()}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,8 @@
+"""``python -m poolbridge``: the same as the ``poolbridge`` console script."""
+
+from __future__ import annotations
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,66 @@
+"""The shared base of the raw-driver adapters that run on poolbridge's own pool engine.
+
+Each raw adapter module (``adapters/asyncpg.py``, ...) is a table plus a little glue: the
+driver shim to use, the extra to install, and how to run one scalar query on the driver's
+connection. Everything else (translation, opening, the Pool handle) lives here once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..core.config import PoolConfig
+from ..core.engine import DriverShim
+from ..core.engine_pool import EnginePool
+from ..core.hooks import Hooks
+from .base import Adapter, Translation, enforce, require_modules
+
+__all__ = ["ENGINE_EMULATED", "EngineBackedAdapter"]
+
+#: every pool knob the engine provides, and how
+ENGINE_EMULATED: Mapping[str, str] = {
+    "min_size": "emulated: poolbridge engine opens min_size at start and refills in background",
+    "max_size": "emulated: poolbridge engine hard cap (opening and closing connections count)",
+    "acquire_timeout": "emulated: poolbridge engine raises PoolTimeout with diagnostics",
+    "max_lifetime": "emulated: poolbridge engine recycles by age, jitter -10%..0",
+    "max_idle": "emulated: poolbridge engine closes idle connections above min_size",
+    "pre_ping": "emulated: poolbridge engine pings before handing out a reused connection",
+    "max_waiting": "emulated: poolbridge engine refuses with TooManyRequests",
+    "reset": "emulated: poolbridge engine (rollback only when the driver reports a "
+    "transaction; full = driver reset + on_connect replay, or replace)",
+    "leak_timeout": "emulated: poolbridge engine leak tracker (acquire stack, on_leak)",
+    "retry": "emulated: poolbridge engine connect retry, bounded by acquire_timeout",
+}
+
+
+class EngineBackedAdapter(Adapter):
+    """A raw driver adapter: ``acquire()`` yields the driver's own connection object and
+    ``.native`` is the :class:`~poolbridge.core.engine.Engine`."""
+
+    #: "module:Class" of the driver shim
+    shim: ClassVar[str]
+    #: modules that must import for the adapter to work
+    modules: ClassVar[tuple[str, ...]]
+
+    def make_shim(self, config: PoolConfig) -> DriverShim:
+        module, _, cls = self.shim.partition(":")
+        shim: DriverShim = getattr(importlib.import_module(module), cls)()
+        return shim
+
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        require_modules(self.name, self.extra, *self.modules)
+
+    def translate(self, config: PoolConfig) -> Translation:
+        self.driver_for(config)  # raises for a backend/driver this adapter does not serve
+        shim: Any = self.make_shim(config)
+        native = shim.connect_kwargs(config)
+        unsupported = dict(shim.unsupported(config))
+        return Translation(native=native, emulated=dict(ENGINE_EMULATED), unsupported=unsupported)
+
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> EnginePool:
+        self.check_available(config)
+        enforce(self.name, config, self.translate(config))
+        pool = EnginePool(config, self.make_shim(config), adapter=self.name, hooks=hooks)
+        return await pool.open()

@@ -1,0 +1,215 @@
+"""peewee-async pool backends on poolbridge, and the database classes that select them.
+
+peewee-async 2.x reads ``pool_backend_cls`` (a class attribute) in ``Database.init()`` and
+builds the backend with ``database=`` plus the merged ``pool_params``. poolbridge's database
+classes subclass peewee-async's and name poolbridge's backends; the config, driver and
+hooks reach the backend as ``pool_params["poolbridge"]`` (a :class:`PeeweeBinding`).
+
+- :class:`EnginePoolBackend` (aiopg, aiomysql, aiosqlite): poolbridge's engine is the pool.
+  The native aiopg/aiomysql pools wait forever when exhausted, recycle by idle time, have
+  no hooks or stats; the engine honours every knob.
+- :class:`PsycopgHookedBackend` (psycopg): psycopg_pool honours the knobs; poolbridge adds
+  its errors, hooks and stats (``_psycopg_hooked``), and keeps the password out of the
+  conninfo (peewee-async's own backend formats it into a DSN).
+
+``aio_close()`` on these backends drains checked-out connections for up to
+``close_timeout`` seconds before terminating them (peewee-async's own backends terminate
+at once).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import peewee_async
+import psycopg.conninfo
+from peewee_async.pool import PoolBackend
+
+from ..core.config import PoolConfig
+from ..core.hooks import Hooks
+from ._engine_holder import EngineHolder
+from ._psycopg_hooked import HookedAsyncConnectionPool, PsycopgHolder, libpq_options
+
+__all__ = [
+    "EnginePoolBackend",
+    "MySQLDatabase",
+    "PeeweeBinding",
+    "PostgresqlDatabase",
+    "Psycopg3Database",
+    "PsycopgHookedBackend",
+    "SqliteDatabase",
+]
+
+#: seconds ``aio_close()`` waits for checked-out connections before terminating them
+CLOSE_TIMEOUT = 10.0
+
+#: pool_params peewee-async's databases set that are really driver connect options
+_DRIVER_KEYS = ("enable_json", "enable_hstore", "enable_uuid", "autocommit")
+
+
+@dataclasses.dataclass(eq=False)
+class PeeweeBinding:
+    """What a poolbridge backend needs; passed as ``pool_params["poolbridge"]``."""
+
+    config: PoolConfig
+    driver: str
+    hooks: Hooks | None = None
+
+    def __repr__(self) -> str:
+        return f"<poolbridge pool {self.config.name!r} driver={self.driver}>"
+
+
+def _binding(kwargs: dict[str, Any]) -> PeeweeBinding:
+    binding = kwargs.pop("poolbridge", None)
+    if not isinstance(binding, PeeweeBinding):
+        raise TypeError(
+            "a poolbridge peewee-async database needs pool_params=poolbridge.adapters."
+            "peewee_async.pool_params(config) (or use database(config))"
+        )
+    return binding
+
+
+class EnginePoolBackend(PoolBackend):  # type: ignore[misc]
+    """A peewee-async pool backend whose pool is poolbridge's engine."""
+
+    def __init__(self, *, database: str, **kwargs: Any) -> None:
+        binding = _binding(kwargs)
+        driver_opts = {k: kwargs[k] for k in _DRIVER_KEYS if k in kwargs}
+        if binding.driver == "aiosqlite":
+            driver_opts = {"isolation_level": None}  # peewee-async issues BEGIN itself
+        elif binding.driver != "aiomysql":
+            driver_opts.pop("autocommit", None)
+        config = binding.config
+        if driver_opts:
+            config = dataclasses.replace(
+                config, driver_options={**driver_opts, **config.driver_options}
+            )
+        self.required_modules = [binding.driver]
+        super().__init__(database=database)
+        self.holder = EngineHolder(
+            config, binding.driver, adapter="peewee_async", hooks=binding.hooks
+        )
+
+    @property
+    def is_connected(self) -> bool:
+        return self.pool is not None and not self.pool.closed
+
+    def has_acquired_connections(self) -> bool:
+        return self.holder.recorder.used > 0
+
+    async def create(self) -> None:
+        self.pool = await self.holder.open()
+
+    async def acquire(self) -> Any:
+        if self.pool is None:
+            await self.connect()
+        assert self.pool is not None
+        return await self.pool.getconn()
+
+    async def release(self, conn: Any) -> None:
+        assert self.pool is not None, "Pool is not connected"
+        await self.pool.putconn(conn)
+
+    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        """Drain up to ``timeout`` s (None: no limit), then terminate what is left."""
+        await self.holder.close(timeout)
+
+
+class PsycopgHookedBackend(PoolBackend):  # type: ignore[misc]
+    """peewee-async's psycopg backend with poolbridge's errors, hooks and stats."""
+
+    required_modules = ["psycopg", "psycopg_pool"]
+
+    def __init__(self, *, database: str, **kwargs: Any) -> None:
+        binding = _binding(kwargs)
+        super().__init__(database=database)
+        self.holder = PsycopgHolder(binding.config, adapter="peewee_async", hooks=binding.hooks)
+
+    def has_acquired_connections(self) -> bool:
+        return self.holder.recorder.used > 0
+
+    async def create(self) -> None:
+        holder = self.holder
+        holder.check_open()
+        config = holder.config
+        u = config.database_url
+        settings: dict[str, Any] = {
+            "host": u.host,
+            "port": u.port,
+            "user": u.username,
+            "dbname": u.database,
+            "application_name": config.name,
+            "connect_timeout": max(1, round(config.connect_timeout)),
+            "options": libpq_options(config),
+        }
+        if isinstance(config.ssl, str):
+            settings["sslmode"] = config.ssl
+        settings.update(u.query)
+        conninfo = psycopg.conninfo.make_conninfo(
+            **{k: v for k, v in settings.items() if v is not None}
+        )
+        base = {"cursor_factory": psycopg.AsyncClientCursor, "autocommit": True}
+        kwargs = holder.pool_kwargs(
+            {
+                "conninfo": conninfo,
+                "kwargs": base,
+                "min_size": config.min_size,
+                "max_size": config.max_size,
+                "timeout": config.acquire_timeout,
+                "max_waiting": config.max_waiting,
+                "max_lifetime": config.max_lifetime if config.max_lifetime is not None else 1e9,
+                "max_idle": config.max_idle if config.max_idle is not None else 1e9,
+                "reconnect_timeout": config.acquire_timeout,
+            }
+        )
+        static = kwargs["kwargs"]
+
+        async def connect_kwargs() -> dict[str, Any]:
+            # the password is resolved per connection and never formatted into conninfo
+            password = await config.get_password()
+            return {**static, "password": password} if password is not None else static
+
+        kwargs["kwargs"] = connect_kwargs
+        pool = HookedAsyncConnectionPool(open=False, **kwargs)
+        await pool.open(wait=True, timeout=config.acquire_timeout)
+        holder.pool = pool
+        self.pool = pool
+
+    async def acquire(self) -> Any:
+        if self.pool is None:
+            await self.connect()
+        assert self.pool is not None
+        return await self.pool.getconn()
+
+    async def release(self, conn: Any) -> None:
+        assert self.pool is not None, "Pool is not connected"
+        await self.pool.putconn(conn)
+
+    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        await self.holder.close(timeout)
+
+
+class PostgresqlDatabase(peewee_async.PostgresqlDatabase):  # type: ignore[misc]
+    """peewee-async's aiopg database on poolbridge's engine."""
+
+    pool_backend_cls = EnginePoolBackend
+
+
+class Psycopg3Database(peewee_async.Psycopg3Database):  # type: ignore[misc]
+    """peewee-async's psycopg 3 database on a hooked psycopg_pool."""
+
+    pool_backend_cls = PsycopgHookedBackend
+
+
+class MySQLDatabase(peewee_async.MySQLDatabase):  # type: ignore[misc]
+    """peewee-async's aiomysql database on poolbridge's engine."""
+
+    pool_backend_cls = EnginePoolBackend
+
+
+class SqliteDatabase(peewee_async.SqliteDatabase):  # type: ignore[misc]
+    """peewee-async's SQLite database on poolbridge's engine (a real pool of aiosqlite
+    connections; peewee-async's own backend opens one per acquire)."""
+
+    pool_backend_cls = EnginePoolBackend

@@ -1,0 +1,175 @@
+"""SQLAlchemy pool/dialect event listeners that feed poolbridge's hooks, stats and leaks.
+
+Listeners are registered on ``engine.sync_engine.pool`` after the engine exists, so they
+run after the dialect's own connect listeners (type codecs, dialect initialisation) and are
+carried over to the pool that ``engine.dispose()`` recreates (SQLAlchemy copies the pool's
+dispatch). Counts come from these events and the pool class, never from
+``pool.checkedin()``.
+
+Every listener runs synchronously inside SQLAlchemy; where a driver coroutine or an async
+hook has to run, it is awaited with ``await_`` in SQLAlchemy's greenlet (on_connect,
+on_checkout, the full reset) or run as a background task (on_checkin, on_close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from time import monotonic, time
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
+from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
+
+from ._sqlalchemy_state import BridgeState, ConnMeta
+
+__all__ = ["install", "server_id_of"]
+
+_sqlite_ids = itertools.count(1)
+
+
+def server_id_of(driver: str, conn: Any) -> int | str | None:
+    """The server-side id of a driver connection, without a round trip."""
+    if conn is None:
+        return None
+    if driver == "asyncpg":
+        return int(conn.get_server_pid())
+    if driver == "psycopg":
+        return int(conn.info.backend_pid)
+    if driver in ("aiomysql", "asyncmy"):
+        return int(conn.thread_id())
+    return f"sqlite-{next(_sqlite_ids)}"
+
+
+def install(engine: AsyncEngine, state: BridgeState) -> None:
+    """Register every listener for ``state`` on ``engine``."""
+    pool = engine.sync_engine.pool
+    config = state.config
+    recorder = state.recorder
+    hooks = state.hooks
+
+    def on_connect(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
+        sid = server_id_of(state.driver, rec.driver_connection)
+        rec.info["poolbridge"] = state.new_meta(sid)
+        recorder.record_created(max(0.0, time() - getattr(rec, "starttime", time())))
+        state.live_ids[rec] = sid
+        state.recorded_ids.append(sid)
+        try:
+            if state.driver == "aiosqlite" and config.session:
+                cur = dbapi_conn.cursor()
+                for key, value in config.session.items():
+                    cur.execute(f"PRAGMA {key}={value}")
+                cur.close()
+            if hooks.has("on_connect"):
+                await_(hooks.run_on_connect(state.event(rec)))
+        except BaseException:
+            # SQLAlchemy closes the connection itself, without a close event
+            recorder.record_closed()
+            state.live_ids.pop(rec, None)
+            raise
+
+    def on_checkout(dbapi_conn: Any, rec: ConnectionPoolEntry, proxy: Any) -> None:
+        recorder.record_checkout(state.pop_wait(rec))
+        lease = None
+        if state.leaks is not None:
+            ev = state.event(rec)
+            lease = state.leaks.checkout(ev.connection, ev.connection_id, ev.age)
+        from ._sqlalchemy_state import Checkout
+
+        state.checked_out[rec] = Checkout(monotonic(), lease)
+        if hooks.has("on_checkout"):
+            state.fire("on_checkout", state.event(rec), inline=True)
+
+    def on_checkin(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
+        out = state.checked_out.pop(rec, None)
+        if out is None:
+            return
+        held = monotonic() - out.since
+        recorder.record_checkin(held)
+        if state.leaks is not None:
+            state.leaks.checkin(out.lease)
+        if hooks.has("on_checkin") and dbapi_conn is not None:
+            state.fire("on_checkin", state.event(rec, held=held), inline=False)
+        state.checked_in()
+
+    def gone(rec: ConnectionPoolEntry) -> None:
+        out = state.checked_out.pop(rec, None)
+        recorder.record_closed(was_used=out is not None)
+        if out is not None and state.leaks is not None:
+            state.leaks.checkin(out.lease)
+        if hooks.has("on_close"):
+            state.fire("on_close", state.event(rec), inline=False)
+        state.live_ids.pop(rec, None)
+        if out is not None:
+            state.checked_in()
+
+    def on_close(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
+        if rec in state.live_ids:
+            gone(rec)
+
+    def on_detach(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
+        if rec in state.live_ids:
+            gone(rec)
+
+    def on_reset(dbapi_conn: Any, rec: ConnectionPoolEntry, reset_state: PoolResetState) -> None:
+        if config.reset != "full" or reset_state.terminate_only:
+            return
+        if state.driver == "asyncpg" and reset_state.asyncio_safe and in_greenlet():
+            try:
+                dbapi_conn.rollback()
+                await_(rec.driver_connection.reset())
+                if hooks.has("on_connect"):
+                    await_(hooks.run_on_connect(state.event(rec)))
+                return
+            except Exception:
+                pass  # could not reset in place: replace the connection below
+        rec.info["poolbridge_replace"] = True
+
+    event.listen(pool, "connect", on_connect)
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)
+    event.listen(pool, "close", on_close)
+    event.listen(pool, "detach", on_detach)
+    event.listen(pool, "reset", on_reset)
+
+    if state.driver != "aiosqlite":
+        native_connect = _driver_connect(state.driver)
+        provider = config.password is not None and not isinstance(config.password, str)
+
+        def on_do_connect(
+            dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]
+        ) -> None:
+            if provider:
+                cparams["password"] = await_(config.get_password())
+            creator = cparams.get("async_creator_fn", native_connect)
+            cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout)
+
+        event.listen(engine.sync_engine, "do_connect", on_do_connect)
+
+
+def _driver_connect(driver: str) -> Any:
+    """The driver's own async connect function (what the dialect would call)."""
+    import importlib
+
+    if driver == "psycopg":
+        return importlib.import_module("psycopg").AsyncConnection.connect
+    return importlib.import_module(driver).connect
+
+
+def _bounded(creator: Any, seconds: float) -> Any:
+    """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``:
+    aiomysql and asyncmy bound only the TCP connect themselves."""
+
+    async def connect(*args: Any, **kwargs: Any) -> Any:
+        async with asyncio.timeout(seconds):
+            return await creator(*args, **kwargs)
+
+    return connect
+
+
+def meta_of(rec: ConnectionPoolEntry) -> ConnMeta | None:
+    meta = rec.info.get("poolbridge")
+    return meta if isinstance(meta, ConnMeta) else None

@@ -1,0 +1,333 @@
+"""The pool class poolbridge puts inside a SQLAlchemy AsyncEngine (``poolclass=BridgePool``).
+
+SQLAlchemy's AsyncAdaptedQueuePool starts empty, never closes idle connections, queues
+callers without bound and lets a task that re-acquires in a loop barge ahead of waiters
+(its asyncio.Queue hands an item to whoever calls ``get_nowait()`` first). BridgePool keeps
+SQLAlchemy's record/fairy machinery (so events, recycle, pre-ping, reset-on-return and
+invalidation behave as usual) and replaces only the queue:
+
+- a hard cap of ``max_size`` slots; a slot is taken before a connection is opened (outside
+  any lock: there is none, the pool lives on one event loop);
+- FIFO hand-off: a returned connection goes straight to the first waiter's future; while
+  anyone waits, nobody takes an idle connection or opens a new one ahead of them;
+- ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
+  also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working);
+- per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
+  (run by :class:`BridgeState`'s maintenance task, see :mod:`._sqlalchemy_state`).
+
+``_do_get`` runs inside SQLAlchemy's greenlet, so it can wait on asyncio with ``await_``.
+Every path that gives up a slot (failed connect, cancelled waiter, discarded connection)
+passes it on to the first waiter or frees it: cancellation never leaks a slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.pool import Pool
+from sqlalchemy.pool.base import ConnectionPoolEntry, _AsyncConnDialect
+from sqlalchemy.util import await_
+from sqlalchemy.util.concurrency import in_greenlet
+
+from ..core.retry import backoff_delay
+from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+
+if TYPE_CHECKING:
+    from ._sqlalchemy_state import BridgeState
+
+__all__ = ["BridgePool", "BridgePoolTimeout"]
+
+logger = logging.getLogger("poolbridge.sqlalchemy")
+
+#: what a waiter's future receives: a record, or None = "a slot is yours: open a connection"
+_Grant = ConnectionPoolEntry | None
+
+
+class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
+    """PoolTimeout raised inside a SQLAlchemy engine; also a sqlalchemy.exc.TimeoutError."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class BridgePool(Pool):
+    """A FIFO, hard-capped asyncio pool for SQLAlchemy (see the module docstring)."""
+
+    _is_asyncio = True  # type: ignore[assignment]
+    _dialect = _AsyncConnDialect()
+
+    def __init__(
+        self,
+        creator: Any,
+        pool_size: int = 5,
+        max_overflow: int = 0,
+        timeout: float = 30.0,
+        use_lifo: bool = False,
+        poolbridge: BridgeState | None = None,
+        **kw: Any,
+    ) -> None:
+        if poolbridge is None:
+            raise TypeError("BridgePool needs poolbridge=<BridgeState>: use create_async_engine()")
+        super().__init__(creator, **kw)
+        self._max = pool_size  # max_overflow is ignored on purpose: pool_size is the hard cap
+        self._timeout = timeout
+        self._state = poolbridge
+        self._open = 0  # slots taken: open connections + connections being opened
+        self._idle: collections.deque[ConnectionPoolEntry] = collections.deque()
+        self._idle_since: dict[ConnectionPoolEntry, float] = {}
+        self._waiters: collections.deque[asyncio.Future[_Grant]] = collections.deque()
+        self._disposed = False
+        poolbridge.attach(self)
+
+    # -- SQLAlchemy Pool API ---------------------------------------------------------------
+    def _do_get(self) -> ConnectionPoolEntry:
+        state = self._state
+        if state.closed or self._disposed:
+            raise PoolClosed(f"pool {state.config.name!r} is closed")
+        start = monotonic()
+        rec = self._take_idle()
+        if rec is None:
+            if not self._waiters and self._open < self._max:
+                self._open += 1
+                rec = self._create_on_slot(start + self._timeout)
+            else:
+                rec = self._wait(start)
+        state.note_wait(rec, monotonic() - start)
+        return rec
+
+    def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        state = self._state
+        if (
+            self._disposed
+            or state.closed
+            or record.dbapi_connection is None
+            or record.info.pop("poolbridge_replace", False)
+            or state.expired(record)
+        ):
+            self._discard(record)
+            return
+        self._hand(record)
+
+    def recreate(self) -> BridgePool:
+        self.logger.info("Pool recreating")
+        return type(self)(
+            self._creator,
+            pool_size=self._max,
+            timeout=self._timeout,
+            recycle=self._recycle,
+            echo=self.echo,
+            logging_name=self._orig_logging_name,
+            reset_on_return=self._reset_on_return,
+            pre_ping=self._pre_ping,
+            _dispatch=self.dispatch,
+            dialect=self._dialect,
+            poolbridge=self._state,
+        )
+
+    def dispose(self) -> None:
+        """Close the idle connections; connections returned later are closed too."""
+        self._disposed = True
+        while self._idle:
+            rec = self._idle.pop()
+            self._idle_since.pop(rec, None)
+            self._close_record(rec)
+            self._release_slot()
+        self.logger.info("Pool disposed. %s", self.status())
+
+    def status(self) -> str:
+        return (
+            f"BridgePool max_size={self._max} open={self._open} idle={len(self._idle)} "
+            f"waiting={len(self._waiters)} in_use={self.checkedout()}"
+        )
+
+    def size(self) -> int:
+        return self._max
+
+    def timeout(self) -> float:
+        return self._timeout
+
+    def checkedin(self) -> int:
+        return len(self._idle)
+
+    def overflow(self) -> int:
+        return 0
+
+    def checkedout(self) -> int:
+        return self._state.in_use
+
+    # -- introspection used by the adapter and tests ---------------------------------------
+    @property
+    def open_slots(self) -> int:
+        return self._open
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    # -- the queue -----------------------------------------------------------------------
+    def _take_idle(self) -> ConnectionPoolEntry | None:
+        """Most recently returned idle connection (LIFO keeps the rest idle, so max_idle can
+        shrink the pool) unless someone is already waiting: then the caller queues."""
+        state = self._state
+        while self._idle and not self._waiters:
+            rec = self._idle.pop()
+            self._idle_since.pop(rec, None)
+            if rec.dbapi_connection is None or state.expired(rec):
+                self._close_record(rec)
+                self._release_slot()
+                continue
+            return rec
+        return None
+
+    def _wait(self, start: float) -> ConnectionPoolEntry:
+        state = self._state
+        if state.config.max_waiting and len(self._waiters) >= state.config.max_waiting:
+            state.recorder.record_refused()
+            raise TooManyRequests(
+                f"pool {state.config.name!r}: {len(self._waiters)} callers already wait "
+                f"(max_waiting={state.config.max_waiting})"
+            )
+        fut: asyncio.Future[_Grant] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        state.recorder.pending += 1
+        try:
+            remaining = max(0.0, self._timeout - (monotonic() - start))
+            await_(asyncio.wait((fut,), timeout=remaining))
+        except BaseException:
+            self._abandon(fut)
+            raise
+        finally:
+            state.recorder.pending -= 1
+        if not fut.done():
+            waiting = len(self._waiters)
+            self._abandon(fut)
+            raise self._timeout_error(monotonic() - start, waiting)
+        grant = fut.result()
+        if grant is None:  # a slot was passed to us: open a connection on it
+            return self._create_on_slot(start + self._timeout)
+        return grant
+
+    def _abandon(self, fut: asyncio.Future[_Grant]) -> None:
+        """A waiter leaves (timeout, cancellation): pass on whatever it was already given."""
+        if fut.done() and not fut.cancelled():
+            if fut.exception() is not None:  # refused by close(): nothing to pass on
+                return
+            grant = fut.result()
+            if grant is None:
+                self._release_slot()
+            else:
+                self._hand(grant)
+            return
+        fut.cancel()
+        try:
+            self._waiters.remove(fut)
+        except ValueError:
+            pass
+
+    def _hand(self, rec: ConnectionPoolEntry) -> None:
+        """Give ``rec`` to the first live waiter, else make it idle."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(rec)
+                return
+        self._idle.append(rec)
+        self._idle_since[rec] = monotonic()
+
+    def _release_slot(self) -> None:
+        """A slot became free: pass it to the first live waiter, else free it (and refill)."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._open -= 1
+        self._state.kick()
+
+    def _discard(self, rec: ConnectionPoolEntry) -> None:
+        self._close_record(rec)
+        self._release_slot()
+
+    def _close_record(self, rec: ConnectionPoolEntry) -> None:
+        if rec.dbapi_connection is None:
+            return
+        if in_greenlet():
+            rec.close()
+        else:  # e.g. garbage-collection cleanup: close on the loop instead
+            self._state.close_later(rec)
+
+    def _create_on_slot(self, deadline: float) -> ConnectionPoolEntry:
+        """Open a connection on a slot already counted; on failure the slot is passed on."""
+        state = self._state
+        policy = state.config.retry
+        attempt = 0
+        try:
+            while True:
+                try:
+                    return self._create_connection()
+                except HookError:
+                    raise
+                except Exception:
+                    state.recorder.record_error()
+                    attempt += 1
+                    delay = backoff_delay(policy, attempt)
+                    if attempt >= policy.attempts or monotonic() + delay >= deadline:
+                        raise
+                    state.recorder.record_retry()
+                    logger.warning(
+                        "pool %r: connection attempt %d failed, retrying in %.2f s",
+                        state.config.name, attempt, delay, exc_info=True,
+                    )  # fmt: skip
+                    await_(asyncio.sleep(delay))
+        except BaseException:
+            self._release_slot()
+            raise
+
+    def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
+        state = self._state
+        state.recorder.record_timeout()
+        state.fire_timeout()
+        held = state.longest_held()
+        ages = ", ".join(f"{h:.1f}s" for h in held) or "none"
+        return BridgePoolTimeout(
+            f"pool {state.config.name!r}: no connection free after {waited:.2f} s "
+            f"(acquire_timeout={self._timeout}); max_size={self._max}, "
+            f"in use={state.in_use}, waiting={waiting} (this caller included), "
+            f"longest held: {ages}"
+        )
+
+    # -- maintenance (called by BridgeState's task, inside greenlet_spawn) -------------------
+    def fill_one(self) -> bool:
+        """Open one connection if below min_size (slot first); False when nothing to do."""
+        if self._disposed or self._state.closed or self._open >= self._state.min_keep:
+            return False
+        self._open += 1
+        rec = self._create_on_slot(monotonic() + self._state.config.acquire_timeout)
+        self._hand(rec)
+        return True
+
+    def reap(self, now: float) -> int:
+        """Close idle connections past max_idle (above min_size) or past their lifetime."""
+        state = self._state
+        closed = 0
+        max_idle = state.max_idle
+        for rec in list(self._idle):
+            since = self._idle_since.get(rec)
+            if since is None:
+                continue
+            stale = max_idle is not None and now - since >= max_idle
+            if (stale and self._open > state.min_keep) or state.expired(rec) or state.dead(rec):
+                self._idle.remove(rec)
+                self._idle_since.pop(rec, None)
+                self._discard(rec)
+                closed += 1
+        return closed

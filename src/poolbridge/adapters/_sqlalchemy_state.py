@@ -1,0 +1,306 @@
+"""What one poolbridge-managed SQLAlchemy engine shares across its pool generations.
+
+``engine.dispose()`` replaces ``engine.pool`` with ``pool.recreate()``; hooks, stats, leak
+tracking, the closed flag and the maintenance task must survive that, so they live here and
+every :class:`BridgePool` generation points at the same BridgeState.
+
+The maintenance task (one per engine, on the loop the engine was created on) warms up and
+refills to ``min_size``, closes idle connections above ``min_size`` after ``max_idle``,
+replaces connections past their lifetime and reports leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.pool.base import ConnectionPoolEntry
+from sqlalchemy.util.concurrency import greenlet_spawn
+
+from ..core.config import PoolConfig
+from ..core.hooks import ConnectionEvent, HookName, HookRunner
+from ..core.leaks import Lease, LeakTracker
+from ..core.stats import StatsRecorder
+from ..errors import PoolClosed
+from ._sqlalchemy_translate import LIFETIME_JITTER
+
+if TYPE_CHECKING:
+    from ._sqlalchemy_pool import BridgePool
+
+__all__ = ["BridgeState", "ConnMeta"]
+
+logger = logging.getLogger("poolbridge.sqlalchemy")
+
+
+@dataclass(slots=True)
+class ConnMeta:
+    """Kept in ``record.info["poolbridge"]`` for the physical connection of a record."""
+
+    server_id: int | str | None
+    opened: float  # monotonic
+    deadline: float | None  # monotonic instant the lifetime (with jitter) ends
+
+
+@dataclass(slots=True)
+class Checkout:
+    since: float
+    lease: Lease | None
+
+
+def driver_says_closed(driver: str, conn: Any) -> bool:
+    """Driver-local knowledge that the server closed ``conn`` (killed backend, restart).
+
+    No round trip: asyncpg learns of a terminated backend from the socket; for psycopg a
+    non-blocking ``consume_input`` reads a pending close; the MySQL drivers' stream reader
+    sees EOF. Anything unexpected counts as alive (pre-ping or the next query decide).
+    """
+    if conn is None:
+        return True
+    try:
+        if driver == "asyncpg":
+            return bool(conn.is_closed())
+        if driver == "psycopg":
+            if conn.closed:
+                return True
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            return bool(pgconn.status != 0)  # CONNECTION_OK == 0
+        if driver == "aiomysql":
+            return bool(conn.closed or conn._reader.at_eof())
+        if driver == "asyncmy":
+            transport = conn._transport
+            return bool(
+                not conn.connected or transport is None or transport.is_closing() or conn._proto.eof
+            )
+    except Exception:
+        return True
+    return False
+
+
+class BridgeState:
+    """Config, hooks, stats and bookkeeping of one engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        *,
+        adapter: str,
+        driver: str,
+        hooks: HookRunner,
+        recorder: StatsRecorder,
+        memory: bool = False,
+    ) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.driver = driver
+        self.hooks = hooks
+        self.recorder = recorder
+        self.leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
+        self.closed = False
+        # an in-memory SQLite database dies with its connection: never expire or reap it
+        self.min_keep = max(config.min_size, 1) if memory else config.min_size
+        self.max_idle = None if memory else config.max_idle
+        self.lifetime = None if memory else config.max_lifetime
+        self.pool: BridgePool | None = None
+        self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
+        self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
+        self.recorded_ids: list[int | str | None] = []  # every server id ever opened
+        self._waits: dict[ConnectionPoolEntry, float] = {}
+        self._kick: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- called by the pool class ----------------------------------------------------------
+    def attach(self, pool: BridgePool) -> None:
+        self.pool = pool
+        self.kick()
+
+    def note_wait(self, rec: ConnectionPoolEntry, seconds: float) -> None:
+        self._waits[rec] = seconds
+
+    def pop_wait(self, rec: ConnectionPoolEntry) -> float:
+        return self._waits.pop(rec, 0.0)
+
+    def new_meta(self, server_id: int | str | None) -> ConnMeta:
+        now = monotonic()
+        deadline = None
+        if self.lifetime is not None:
+            deadline = now + self.lifetime * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
+        return ConnMeta(server_id, now, deadline)
+
+    def expired(self, rec: ConnectionPoolEntry) -> bool:
+        meta = rec.info.get("poolbridge")
+        return (
+            isinstance(meta, ConnMeta) and meta.deadline is not None and monotonic() >= meta.deadline
+        )
+
+    def dead(self, rec: ConnectionPoolEntry) -> bool:
+        """Whether the driver already knows this idle connection is gone (no round trip)."""
+        return driver_says_closed(self.driver, rec.driver_connection)
+
+    @property
+    def in_use(self) -> int:
+        return len(self.checked_out)
+
+    def longest_held(self, n: int = 3) -> list[float]:
+        now = monotonic()
+        return sorted((now - c.since for c in self.checked_out.values()), reverse=True)[:n]
+
+    def kick(self) -> None:
+        """Wake the maintenance task (a slot was freed: maybe refill)."""
+        if self._kick is not None:
+            self._kick.set()
+
+    def checked_in(self) -> None:
+        if not self.checked_out and self._drained is not None:
+            self._drained.set()
+
+    def spawn(self, aw: Awaitable[Any]) -> None:
+        """Run ``aw`` on the loop in the background (kept referenced; awaited at close)."""
+
+        async def run() -> None:
+            await aw
+
+        try:
+            task = asyncio.get_running_loop().create_task(run())
+        except RuntimeError:  # no loop (interpreter shutdown): nothing can run it
+            if asyncio.iscoroutine(aw):
+                aw.close()
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def close_later(self, rec: ConnectionPoolEntry) -> None:
+        self.spawn(greenlet_spawn(rec.close))
+
+    def event(self, rec: ConnectionPoolEntry, *, held: float | None = None) -> ConnectionEvent:
+        meta = rec.info.get("poolbridge")
+        sid = meta.server_id if isinstance(meta, ConnMeta) else self.live_ids.get(rec)
+        age = monotonic() - meta.opened if isinstance(meta, ConnMeta) else 0.0
+        return ConnectionEvent(
+            pool=self.config.name,
+            adapter=self.adapter,
+            connection_id=sid,
+            age=age,
+            held=held,
+            connection=rec.driver_connection,
+        )
+
+    def fire(self, name: HookName, event: ConnectionEvent, *, inline: bool) -> None:
+        """Run a non-connect hook from a sync SQLAlchemy event.
+
+        A sync hook runs now. An async hook is awaited in place when ``inline`` and we are in
+        SQLAlchemy's greenlet, otherwise it runs as a background task (checkin/close events
+        also run while a cancellation unwinds: awaiting there could abort the checkin).
+        """
+        from sqlalchemy.util import await_
+        from sqlalchemy.util.concurrency import in_greenlet
+
+        aw = self.hooks.emit_sync(name, event)
+        if aw is None:
+            return
+        if inline and in_greenlet():
+            await_(aw)
+        else:
+            self.spawn(aw)
+
+    def fire_timeout(self) -> None:
+        if self.hooks.has("on_timeout"):
+            ev = ConnectionEvent(pool=self.config.name, adapter=self.adapter, connection_id=None)
+            self.fire("on_timeout", ev, inline=False)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Warm up to min_size (concurrently) and start the maintenance task."""
+        loop = asyncio.get_running_loop()
+        self._kick = asyncio.Event()
+        self._drained = asyncio.Event()
+        pool = self._current()
+        n = max(0, self.min_keep - pool.open_slots)
+        results = await asyncio.gather(
+            *(greenlet_spawn(pool.fill_one) for _ in range(n)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        self._task = loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+
+    def _current(self) -> BridgePool:
+        if self.pool is None:
+            raise PoolClosed(f"pool {self.config.name!r} has no SQLAlchemy pool")
+        return self.pool
+
+    def _tick(self) -> float:
+        tick = 1.0
+        for v in (self.max_idle, self.lifetime):
+            if v is not None:
+                tick = min(tick, v / 4)
+        if self.config.leak_timeout is not None:
+            tick = min(tick, self.config.leak_timeout / 2)
+        return max(0.02, tick)
+
+    async def _maintain(self) -> None:
+        assert self._kick is not None
+        failures = 0
+        while not self.closed:
+            try:
+                await asyncio.wait_for(self._kick.wait(), self._tick())
+            except TimeoutError:
+                pass
+            self._kick.clear()
+            if self.closed:
+                return
+            pool = self._current()
+            try:
+                await greenlet_spawn(pool.reap, monotonic())
+                while not self.closed and await greenlet_spawn(pool.fill_one):
+                    pass
+                if self.leaks is not None:
+                    await self.leaks.check()
+                failures = 0
+            except Exception:
+                failures += 1
+                logger.warning(
+                    "pool %r: maintenance failed (refill/reap); retrying",
+                    self.config.name, exc_info=True,
+                )  # fmt: skip
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+    async def shutdown(self, dispose: Any, timeout: float | None) -> None:
+        """Refuse new acquires, drain up to ``timeout`` s, terminate the rest, dispose."""
+        if self.closed:
+            return
+        self.closed = True
+        closed_exc = PoolClosed(f"pool {self.config.name!r} is closed")
+        pool = self.pool
+        if pool is not None:
+            for fut in list(pool._waiters):
+                if not fut.done():
+                    fut.set_exception(closed_exc)
+            pool._waiters.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.checked_out and self._drained is not None and timeout != 0:
+            self._drained.clear()
+            if self.checked_out:
+                try:
+                    await asyncio.wait_for(self._drained.wait(), timeout)
+                except TimeoutError:
+                    pass
+        if self.leaks is not None:
+            await self.leaks.report_open()
+        for rec in list(self.checked_out):
+            try:
+                await greenlet_spawn(rec.invalidate, closed_exc)
+            except Exception:
+                logger.warning("pool %r: terminating a connection failed", self.config.name)
+        await dispose()
+        if self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)

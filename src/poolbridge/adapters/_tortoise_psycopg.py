@@ -1,0 +1,56 @@
+"""Tortoise's psycopg client on a hooked psycopg_pool (poolbridge errors, hooks, stats).
+
+psycopg_pool honours every pool knob, so this backend keeps it; what Tortoise lacks here
+is poolbridge's surface. Its pool raised ``psycopg_pool.PoolTimeout`` untranslated after a
+hard-coded 30 s; this client's pool (:class:`HookedAsyncConnectionPool`) takes
+``acquire_timeout`` as psycopg_pool's ``timeout`` and raises :class:`poolbridge.PoolTimeout`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg.conninfo
+from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
+
+from ._psycopg_hooked import HookedAsyncConnectionPool, PsycopgHolder, libpq_options
+from ._tortoise_client import TortoiseBinding
+
+__all__ = ["PsycopgHookedClient", "TortoiseHookedPool"]
+
+
+class TortoiseHookedPool(HookedAsyncConnectionPool, AsyncConnectionPool):
+    """Tortoise's pool class (``acquire()``/``release()`` over getconn/putconn) with
+    poolbridge's hooks, stats and errors in getconn/putconn."""
+
+
+class PsycopgHookedClient(PsycopgClient):
+    """Tortoise's psycopg client whose pool reports to poolbridge."""
+
+    def __init__(self, *, poolbridge: TortoiseBinding, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.poolbridge = PsycopgHolder(
+            poolbridge.engine_config, adapter="tortoise", hooks=poolbridge.hooks
+        )
+
+    async def create_pool(self, **kwargs: Any) -> TortoiseHookedPool:
+        holder = self.poolbridge
+        holder.check_open()
+        # Tortoise overwrites server_settings["options"] with its search_path: merge ours in
+        conninfo = kwargs.get("conninfo", "")
+        current = psycopg.conninfo.conninfo_to_dict(conninfo).get("options")
+        options = libpq_options(holder.config, str(current) if current else None)
+        if options:
+            kwargs["conninfo"] = psycopg.conninfo.make_conninfo(conninfo, options=options)
+        pool = TortoiseHookedPool(open=False, **holder.pool_kwargs(kwargs))
+        await pool.open()
+        holder.pool = pool
+        return pool
+
+    async def _close(self) -> None:
+        pool = self._pool
+        if isinstance(pool, HookedAsyncConnectionPool):
+            self._pool = None
+            await pool.pb_close(10.0)
+            return
+        await super()._close()

@@ -1,0 +1,204 @@
+"""The Tortoise adapter's translation table (pure data: no Tortoise import).
+
+Three kinds of backend:
+
+- **engine** (asyncpg, and the MySQL driver Tortoise imported: asyncmy, else aiomysql):
+  Tortoise's own pools wait forever, have no lifetime by age, no pre-ping, no warm-up, no
+  hooks. poolbridge's engine sits under Tortoise (a backend client whose ``_pool`` is the
+  engine) and provides every knob.
+- **psycopg**: psycopg_pool honours the knobs; poolbridge keeps it and adds its errors,
+  hooks and stats (a pool subclass). ``timeout`` there is the ACQUIRE timeout.
+- **sqlite**: Tortoise's SQLite backend is one connection behind an asyncio.Lock, not a
+  pool. It runs natively; pool knobs it cannot honour are reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ssl as _ssl
+from typing import Any
+
+from ..core.config import PoolConfig
+from ._tortoise_client import BINDING_KEY, ConfigPassword
+
+__all__ = [
+    "ENGINE_DRIVERS",
+    "ENGINE_MODULE",
+    "SQLITE_REASONS",
+    "connection_dict",
+    "emulated",
+    "mysql_driver_of_tortoise",
+    "unsupported",
+]
+
+#: the ``engine`` path Tortoise imports for poolbridge connections
+ENGINE_MODULE = "poolbridge.adapters._tortoise_client"
+ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql")
+
+_ENGINE = "poolbridge's pool engine under Tortoise's client"
+ENGINE_EMULATED: dict[str, str] = {
+    "min_size": f"{_ENGINE}: opened at init() (Tortoise alone opens lazily), refilled",
+    "max_size": f"{_ENGINE}: hard cap, FIFO hand-off to waiters",
+    "acquire_timeout": f"{_ENGINE}: PoolTimeout (Tortoise's asyncpg/MySQL pools wait forever)",
+    "connect_timeout": "passed to the driver's connect by poolbridge's driver shim",
+    "max_lifetime": f"{_ENGINE}: recycle by age with jitter",
+    "max_idle": f"{_ENGINE}: idle connections above min_size are closed",
+    "pre_ping": f"{_ENGINE}: ping at checkout, dead connections replaced",
+    "max_waiting": f"{_ENGINE}: TooManyRequests beyond max_waiting queued callers",
+    "reset": f"{_ENGINE}: rollback only when the driver says a transaction is open",
+    "statement_timeout": "set on every new connection by poolbridge's driver shim",
+    "isolation_level": "set on every new connection by poolbridge's driver shim",
+    "session": "set on every new connection by poolbridge's driver shim",
+    "statement_cache": "driver option set by poolbridge's driver shim",
+    "password": "a provider resolved per new connection (never in Tortoise's config/logs)",
+    "leak_timeout": f"{_ENGINE}: leak tracking with the acquiring stack",
+    "retry": f"{_ENGINE}: capped exponential backoff on connect",
+}
+
+_PSYCOPG = "psycopg_pool under Tortoise's psycopg client"
+PSYCOPG_EMULATED: dict[str, str] = {
+    "min_size": f"{_PSYCOPG} (min_size), opened at init()",
+    "max_size": f"{_PSYCOPG} (max_size)",
+    "acquire_timeout": f"{_PSYCOPG} (timeout), raised as poolbridge.PoolTimeout",
+    "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
+    "max_lifetime": f"{_PSYCOPG} (max_lifetime)",
+    "max_idle": f"{_PSYCOPG} (max_idle)",
+    "pre_ping": f"{_PSYCOPG} (check=check_connection; Tortoise always pings, off unless set)",
+    "max_waiting": f"{_PSYCOPG} (max_waiting), raised as poolbridge.TooManyRequests",
+    "reset": f"{_PSYCOPG}: rolls back dirty connections; full = DISCARD ALL + on_connect",
+    "statement_timeout": "libpq options -c statement_timeout",
+    "isolation_level": "libpq options -c default_transaction_isolation",
+    "session": "libpq options -c name=value",
+    "statement_cache": "prepare_threshold=None when False",
+    "password": "a provider resolved per new connection (never in the logged conninfo)",
+    "retry": f"{_PSYCOPG}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
+}
+PSYCOPG_UNSUPPORTED: dict[str, str] = {
+    "leak_timeout": "psycopg_pool has no leak tracking and this adapter does not add one",
+}
+
+_ONE = "Tortoise's SQLite backend is one aiosqlite connection behind an asyncio.Lock"
+SQLITE_REASONS: dict[str, str] = {
+    "max_size": f"{_ONE}: max_size is always 1",
+    "acquire_timeout": f"{_ONE}: callers wait on the lock without a timeout",
+    "connect_timeout": "Tortoise's SQLite backend passes no timeout to aiosqlite.connect",
+    "max_lifetime": f"{_ONE}, kept until close",
+    "max_idle": f"{_ONE}, kept until close",
+    "pre_ping": f"{_ONE}; nothing checks it",
+    "max_waiting": f"{_ONE}: the lock queue is unbounded",
+    "reset": f"{_ONE} shared by every caller; nothing resets it between uses",
+    "leak_timeout": f"{_ONE}; there is no checkout to track",
+    "retry": "Tortoise's SQLite backend opens its connection once, without retry",
+    "statement_timeout": "SQLite has no statement timeout",
+    "isolation_level": "SQLite has no isolation level setting",
+    "session": "Tortoise turns extra SQLite credentials into PRAGMAs; poolbridge adds none",
+    "statement_cache": "SQLite has no server-side prepared statements",
+    "password": "SQLite has no password",
+}
+
+
+def mysql_driver_of_tortoise() -> str:
+    """The driver Tortoise's MySQL backend imports: asyncmy when installed, else aiomysql."""
+    return "asyncmy" if importlib.util.find_spec("asyncmy") is not None else "aiomysql"
+
+
+def emulated(driver: str) -> dict[str, str]:
+    if driver == "psycopg":
+        return dict(PSYCOPG_EMULATED)
+    if driver in ENGINE_DRIVERS:
+        return dict(ENGINE_EMULATED)
+    return {}
+
+
+def unsupported(config: PoolConfig, driver: str) -> dict[str, str]:
+    """Knobs this config sets (or defaults to) that the chosen backend cannot honour."""
+    if driver == "psycopg":
+        out = dict(PSYCOPG_UNSUPPORTED) if config.leak_timeout is not None else {}
+        if isinstance(config.ssl, _ssl.SSLContext):
+            out["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext object"
+        return out
+    if driver == "aiosqlite":
+        out = {}
+        for fname, why in SQLITE_REASONS.items():
+            value = getattr(config, fname)
+            if fname == "max_size" and value == 1:
+                continue
+            if fname == "password" and value is None:
+                continue
+            if fname in ("session",) and not value:
+                continue
+            if fname == "statement_cache" and value:
+                continue
+            if fname in ("pre_ping",) and not value:
+                continue
+            if fname == "reset" and value == "rollback":
+                continue  # autocommit connection: nothing is left open between uses
+            if fname == "max_waiting" and value == 0:
+                continue
+            if value is None:
+                continue
+            out[fname] = why
+        if config.min_size > 1:
+            out["min_size"] = f"{_ONE}: min_size above 1 cannot hold"
+        return out
+    return {}
+
+
+def _host_parts(config: PoolConfig) -> dict[str, Any]:
+    u = config.database_url
+    parts: dict[str, Any] = {"host": u.host or "127.0.0.1", "user": u.username,
+                             "database": u.database}  # fmt: skip
+    if u.port is not None:
+        parts["port"] = u.port
+    if config.password is not None or u.password is not None:
+        parts["password"] = ConfigPassword(config)
+    return {k: v for k, v in parts.items() if v is not None}
+
+
+def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dict[str, Any]:
+    """The ``{"engine": ..., "credentials": {...}}`` dict of one Tortoise connection.
+
+    Unknown values (an SSLContext, driver options) are passed by reference, never copied.
+    """
+    if driver == "aiosqlite":
+        return {
+            "engine": "tortoise.backends.sqlite",
+            "credentials": {"file_path": config.database_url.database or ":memory:"},
+        }
+    creds = _host_parts(config)
+    creds["minsize"] = config.min_size
+    creds["maxsize"] = config.max_size
+    if driver == "asyncpg":
+        creds.setdefault("port", 5432)
+        creds["application_name"] = config.name
+        creds["timeout"] = config.connect_timeout  # asyncpg: timeout = CONNECT timeout
+        if config.ssl is not None:
+            creds["ssl"] = config.ssl
+    elif driver == "psycopg":
+        creds.setdefault("port", 5432)
+        creds["application_name"] = config.name
+        creds["timeout"] = config.acquire_timeout  # psycopg_pool: timeout = ACQUIRE timeout
+        creds["max_lifetime"] = config.max_lifetime if config.max_lifetime is not None else 1e9
+        creds["max_idle"] = config.max_idle if config.max_idle is not None else 1e9
+        creds["max_waiting"] = config.max_waiting
+        creds["reconnect_timeout"] = config.acquire_timeout
+        settings: dict[str, Any] = {"connect_timeout": str(max(1, round(config.connect_timeout)))}
+        if isinstance(config.ssl, str):
+            settings["sslmode"] = config.ssl
+        settings.update(config.database_url.query)
+        creds["server_settings"] = settings
+    else:  # MySQL
+        creds.setdefault("port", 3306)
+        creds["connect_timeout"] = config.connect_timeout
+    if binding is not None:
+        creds[BINDING_KEY] = binding
+    return {"engine": ENGINE_MODULE, "credentials": creds}
+
+
+def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
+    """Driver options Tortoise's MySQL client relies on (set on EVERY engine connection)."""
+    opts: dict[str, Any] = {"autocommit": True, "charset": "utf8mb4",
+                            "sql_mode": "STRICT_TRANS_TABLES"}  # fmt: skip
+    opts.update(config.database_url.query)
+    opts.update(config.driver_options)
+    return opts

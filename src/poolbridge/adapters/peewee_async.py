@@ -1,0 +1,358 @@
+"""peewee-async adapter: one PoolConfig -> a configured peewee-async 2.x database.
+
+Usage::
+
+    from poolbridge.adapters.peewee_async import database
+
+    db = database(config)                # PostgresqlDatabase (aiopg), Psycopg3Database,
+                                         # MySQLDatabase (aiomysql) or SqliteDatabase
+    class Item(peewee_async.AioModel):
+        class Meta:
+            database = db
+
+    await Item.aio_create(name="x"); await db.aio_execute(Item.select())
+
+Or build the database yourself with poolbridge's classes and :func:`pool_params`::
+
+    from poolbridge.adapters.peewee_async import PostgresqlDatabase, pool_params
+    db = PostgresqlDatabase("app", pool_params=pool_params(config))
+
+In peewee-async 2.x the database object took the 0.x ``Manager``'s role (see
+docs/adapters/peewee_async.md for the migration mapping). poolbridge's database classes
+subclass peewee-async's and set ``pool_backend_cls`` to a backend on poolbridge's pool
+engine (aiopg, aiomysql, aiosqlite) or on a hooked psycopg_pool (psycopg), so every
+peewee-async entry point (``AioModel.aio_*``, ``db.aio_execute``, ``db.aio_connection()``,
+``db.aio_atomic()``) gets acquire timeouts, lifetime, hooks and stats. peewee-async has no
+asyncpg or asyncmy backend: those drivers are refused with UnsupportedOptionError.
+Importing this module does not import peewee-async.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl as _ssl
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from time import monotonic
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..core.config import PoolConfig
+from ..core.hooks import Hooks
+from ..core.pool import Pool
+from ..errors import PoolClosed, UnsupportedOptionError
+from ._rows import first_value
+from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
+
+if TYPE_CHECKING:
+    from ._peewee_backend import (
+        MySQLDatabase,
+        PostgresqlDatabase,
+        Psycopg3Database,
+        SqliteDatabase,
+    )
+
+__all__ = [
+    "MySQLDatabase",
+    "PeeweeAsyncAdapter",
+    "PeeweePool",
+    "PostgresqlDatabase",
+    "Psycopg3Database",
+    "SqliteDatabase",
+    "adapter",
+    "database",
+    "pool_params",
+]
+
+_CLASSES = {
+    "aiopg": "PostgresqlDatabase",
+    "psycopg": "Psycopg3Database",
+    "aiomysql": "MySQLDatabase",
+    "aiosqlite": "SqliteDatabase",
+}
+_ENGINE_DRIVERS = ("aiopg", "aiomysql", "aiosqlite")
+
+_E = "poolbridge's pool engine as peewee-async's pool backend"
+ENGINE_EMULATED: dict[str, str] = {
+    "min_size": f"{_E}: opened at aio_connect()/first use, refilled",
+    "max_size": f"{_E}: hard cap, FIFO hand-off to waiters",
+    "acquire_timeout": f"{_E}: PoolTimeout (aiopg/aiomysql pools wait forever)",
+    "connect_timeout": "passed to the driver's connect by poolbridge's driver shim",
+    "max_lifetime": f"{_E}: recycle by age with jitter (aiomysql's pool_recycle is idle time)",
+    "max_idle": f"{_E}: idle connections above min_size are closed",
+    "pre_ping": f"{_E}: ping at checkout, dead connections replaced",
+    "max_waiting": f"{_E}: TooManyRequests beyond max_waiting queued callers",
+    "reset": f"{_E}: rollback only when the driver says a transaction is open",
+    "statement_timeout": "set on every new connection by poolbridge's driver shim",
+    "isolation_level": "set on every new connection by poolbridge's driver shim",
+    "session": "set on every new connection by poolbridge's driver shim",
+    "statement_cache": "driver option set by poolbridge's driver shim",
+    "password": "a provider resolved per new connection",
+    "leak_timeout": f"{_E}: leak tracking with the acquiring stack",
+    "retry": f"{_E}: capped exponential backoff on connect",
+}
+_P = "psycopg_pool (hooked) as peewee-async's pool backend"
+PSYCOPG_EMULATED: dict[str, str] = {
+    "min_size": f"{_P} (min_size)",
+    "max_size": f"{_P} (max_size)",
+    "acquire_timeout": f"{_P} (timeout), raised as poolbridge.PoolTimeout",
+    "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
+    "max_lifetime": f"{_P} (max_lifetime)",
+    "max_idle": f"{_P} (max_idle)",
+    "pre_ping": f"{_P} (check=check_connection)",
+    "max_waiting": f"{_P} (max_waiting), raised as poolbridge.TooManyRequests",
+    "reset": f"{_P}: rolls back dirty connections; full = DISCARD ALL + on_connect",
+    "statement_timeout": "libpq options -c statement_timeout",
+    "isolation_level": "libpq options -c default_transaction_isolation",
+    "session": "libpq options -c name=value",
+    "statement_cache": "prepare_threshold=None when False",
+    "password": "a provider resolved per connection (never formatted into the DSN)",
+    "retry": f"{_P}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
+}
+_NO_LEAKS = "psycopg_pool has no leak tracking and this adapter does not add one"
+
+
+class PeeweeAsyncAdapter(Adapter):
+    """peewee-async >= 2.0 (peewee 4) on aiopg, psycopg, aiomysql and aiosqlite."""
+
+    name = "peewee_async"
+    extra = "peewee"
+    drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "postgresql": ("aiopg", "psycopg"),
+        "mysql": ("aiomysql",),
+        "sqlite": ("aiosqlite",),
+    }
+
+    def driver_for(self, config: PoolConfig) -> str:
+        wanted = config.driver or config.database_url.driver
+        if wanted in ("asyncpg", "asyncmy"):
+            use = "aiopg or psycopg" if wanted == "asyncpg" else "aiomysql"
+            raise UnsupportedOptionError(
+                self.name,
+                {
+                    "driver": f"peewee-async has no {wanted} backend (its databases run on "
+                    f"aiopg, psycopg, aiomysql and aiosqlite): use driver={use}"
+                },
+            )
+        return super().driver_for(config)
+
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        modules = ["peewee_async"]
+        if config is not None:
+            drv = self.driver_for(config)
+            modules += ["psycopg", "psycopg_pool"] if drv == "psycopg" else [drv]
+        require_modules(self.name, self.extra, *modules)
+
+    def translate(self, config: PoolConfig) -> Translation:
+        driver = self.driver_for(config)
+        cls = f"poolbridge.adapters.peewee_async.{_CLASSES[driver]}"
+        if driver == "psycopg":
+            unsupported: dict[str, str] = {}
+            if config.leak_timeout is not None:
+                unsupported["leak_timeout"] = _NO_LEAKS
+            if isinstance(config.ssl, _ssl.SSLContext):
+                unsupported["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext"
+            native: dict[str, Any] = {
+                "database_class": cls,
+                "pool_backend_cls": "PsycopgHookedBackend",
+                "pool": {
+                    "min_size": config.min_size,
+                    "max_size": config.max_size,
+                    "timeout": config.acquire_timeout,
+                    "max_waiting": config.max_waiting,
+                    "max_lifetime": config.max_lifetime,
+                    "max_idle": config.max_idle,
+                },
+            }
+            emulated = dict(PSYCOPG_EMULATED)
+        else:
+            from ._engine_holder import load_shim, shim_unsupported
+
+            unsupported = shim_unsupported(driver, config)
+            shim: Any = load_shim(driver)
+            native = {
+                "database_class": cls,
+                "pool_backend_cls": "EnginePoolBackend",
+                "connect": shim.connect_kwargs(config),
+            }
+            emulated = dict(ENGINE_EMULATED)
+        emulated = {k: v for k, v in emulated.items() if k not in unsupported}
+        return Translation(native=native, emulated=emulated, unsupported=unsupported)
+
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> PeeweePool:
+        db = database(config, hooks=hooks)
+        pool = PeeweePool(config, db)
+        try:
+            await db.aio_connect()
+        except BaseException:
+            await pool.close(timeout=0)
+            raise
+        return pool
+
+    def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
+        if driver == "psycopg":
+            return {"leak": _NO_LEAKS}
+        return {}
+
+    async def fetch_scalar(self, conn: Any, sql: str) -> Any:
+        kind = type(conn).__module__.split(".", 1)[0]
+        if kind == "aiosqlite":
+            async with conn.execute(sql) as cur:
+                return first_value(await cur.fetchone())
+        async with conn.cursor() as cur:  # aiopg / aiomysql / psycopg (AsyncClientCursor)
+            await cur.execute(sql)
+            return first_value(await cur.fetchone())
+
+    def entry_points(self, pool: Any) -> Mapping[str, EntryPoint]:
+        points = dict(super().entry_points(pool))
+
+        @asynccontextmanager
+        async def aio_connection() -> AsyncIterator[ScalarRunner]:
+            with _fresh_connection_context():
+                async with pool.native.aio_connection() as conn:
+
+                    async def run(sql: str) -> Any:
+                        return await self.fetch_scalar(conn, sql)
+
+                    yield run
+
+        @asynccontextmanager
+        async def aio_execute() -> AsyncIterator[ScalarRunner]:
+            from peewee import SQL
+            from peewee_async.databases import fetchone
+
+            db = pool.native
+            with _fresh_connection_context():
+                async with db.aio_connection():
+
+                    async def run(sql: str) -> Any:
+                        return first_value(await db.aio_execute(SQL(sql), fetchone))
+
+                    yield run
+
+        @asynccontextmanager
+        async def aio_atomic() -> AsyncIterator[ScalarRunner]:
+            from peewee_async.databases import fetchone
+
+            db = pool.native
+            with _fresh_connection_context():
+                async with db.aio_atomic():
+
+                    async def run(sql: str) -> Any:
+                        return first_value(await db.aio_execute_sql(sql, fetch_results=fetchone))
+
+                    yield run
+
+        points["aio_connection"] = aio_connection
+        points["aio_execute"] = aio_execute
+        points["aio_atomic"] = aio_atomic
+        return points
+
+
+adapter = PeeweeAsyncAdapter()
+
+
+@contextlib.contextmanager
+def _fresh_connection_context() -> Any:
+    """Start without peewee-async's task-local connection, so that the block checks out
+    its own connection even when the same task already holds one (peewee-async reuses
+    the task's connection in nested blocks)."""
+    from peewee_async.connection import connection_context
+
+    token = connection_context.set(None)
+    try:
+        yield
+    finally:
+        connection_context.reset(token)
+
+
+def pool_params(config: PoolConfig, *, hooks: Hooks | None = None) -> dict[str, Any]:
+    """``pool_params=`` for poolbridge's database classes (PostgresqlDatabase, ...).
+
+    Connection parameters (host, user, password...) come from ``config``; other
+    connect keyword arguments given to the database are ignored by poolbridge's backends.
+    Raises UnsupportedOptionError for explicitly set knobs the backend cannot honour.
+    """
+    from ._peewee_backend import PeeweeBinding
+
+    adapter.check_available(config)
+    enforce(adapter.name, config, adapter.translate(config))
+    return {"poolbridge": PeeweeBinding(config, adapter.driver_for(config), hooks)}
+
+
+def database(config: PoolConfig, *, hooks: Hooks | None = None, **db_kwargs: Any) -> Any:
+    """A peewee-async database configured by ``config`` (pool opened at aio_connect or
+    first use). ``db_kwargs`` go to the database class (e.g. ``field_types``)."""
+    params = pool_params(config, hooks=hooks)
+    cls = _database_class(params["poolbridge"].driver)
+    return cls(config.database_url.database or ":memory:", pool_params=params, **db_kwargs)
+
+
+def _database_class(driver: str) -> type[Any]:
+    from . import _peewee_backend
+
+    cls: type[Any] = getattr(_peewee_backend, _CLASSES[driver])
+    return cls
+
+
+def __getattr__(name: str) -> Any:
+    """The database classes, imported (with peewee-async) on first access."""
+    if name in _CLASSES.values():
+        from . import _peewee_backend
+
+        return getattr(_peewee_backend, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class PeeweePool(Pool[Any]):
+    """A peewee-async database as a poolbridge Pool (``.native`` is the database)."""
+
+    def __init__(self, config: PoolConfig, db: Any) -> None:
+        super().__init__(config, adapter="peewee_async")
+        self._db = db
+        self._closed = False
+        holder = db.pool_backend.holder
+        self._holder = holder
+        self.hook_runner = holder.hook_runner
+        self.recorder = holder.recorder
+
+    @property
+    def native(self) -> Any:
+        return self._db
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def acquire(self) -> AbstractAsyncContextManager[Any]:
+        return self._acquire()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[Any]:
+        # straight from the backend: a second acquire in the same task gets its own
+        # connection (peewee-async's aio_connection() would reuse the task's one)
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        backend = self._db.pool_backend
+        conn = await backend.acquire()
+        try:
+            yield conn
+        finally:
+            await backend.release(conn)
+
+    async def ping(self) -> float:
+        t0 = monotonic()
+        async with self.acquire() as conn:
+            await adapter.fetch_scalar(conn, "SELECT 1")
+        return monotonic() - t0
+
+    def server_ids(self) -> list[Any]:
+        """Server-side ids of the pool's open connections."""
+        return list(self._holder.server_ids())
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Drain up to ``timeout`` s, then close every connection (no reopening)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._holder.final = True
+        await self._db.pool_backend.close(timeout)

@@ -1,0 +1,163 @@
+"""psycopg_pool adapter: PoolConfig -> a real ``psycopg_pool.AsyncConnectionPool``.
+
+psycopg_pool has nearly every knob natively (min/max size, timeout, max_waiting,
+max_lifetime with jitter, max_idle, check, configure, reset), so this adapter is mostly a
+table. What it lacks — poolbridge's hooks, stats, leak tracking and error types — lives in
+a small subclass of the pool (built lazily in :mod:`._psycopg_pool`), so code that uses the
+native ``pool.connection()`` gets them too, not only callers of the poolbridge handle.
+
+Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
+packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
+restores them because startup values are the session defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..core.config import PoolConfig
+from ..core.hooks import Hooks
+from ..core.pool import Pool
+from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
+
+if TYPE_CHECKING:
+    from ._psycopg_pool import PsycopgPool
+
+__all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
+
+_ISOLATION = {
+    "read_committed": "read committed",
+    "repeatable_read": "repeatable read",
+    "serializable": "serializable",
+}
+_SSLMODES = {"disable", "require", "verify-ca", "verify-full"}
+#: psycopg_pool wants a number; "never" is a century
+_NEVER = 100 * 365 * 24 * 3600.0
+
+
+def _escape_option(value: str) -> str:
+    """libpq ``options`` splits on spaces: escape backslashes and spaces."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def libpq_options(config: PoolConfig) -> str:
+    """The ``-c name=value`` startup options carrying session state (may be empty)."""
+    settings: dict[str, str] = {}
+    if config.statement_timeout is not None:
+        settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
+    if config.isolation_level is not None:
+        settings["default_transaction_isolation"] = _ISOLATION[config.isolation_level]
+    settings.update({str(k): str(v) for k, v in config.session.items()})
+    return " ".join(f"-c {_escape_option(k)}={_escape_option(v)}" for k, v in settings.items())
+
+
+def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.AsyncConnection.connect`` (password included)."""
+    url = config.database_url
+    kw: dict[str, Any] = {"application_name": config.name}
+    if url.host:
+        kw["host"] = url.host
+    if url.port:
+        kw["port"] = url.port
+    if url.database:
+        kw["dbname"] = url.database
+    if url.username:
+        kw["user"] = url.username
+    if password is not None:
+        kw["password"] = password
+    # libpq counts whole seconds and treats anything below 2 as 2
+    kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
+    options = libpq_options(config)
+    if options:
+        kw["options"] = options
+    if isinstance(config.ssl, str):
+        kw["sslmode"] = config.ssl
+    if not config.statement_cache:
+        kw["prepare_threshold"] = None
+    kw.update(url.query)
+    kw.update(config.driver_options)
+    return kw
+
+
+class PsycopgAdapter(Adapter):
+    """Raw psycopg 3 on psycopg_pool's AsyncConnectionPool (PostgreSQL only)."""
+
+    name: ClassVar[str] = "psycopg"
+    extra: ClassVar[str] = "psycopg"
+    drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {"postgresql": ("psycopg",)}
+
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        require_modules(self.name, self.extra, "psycopg", "psycopg_pool")
+
+    def translate(self, config: PoolConfig) -> Translation:
+        native: dict[str, Any] = {
+            "min_size": config.min_size,
+            "max_size": config.max_size,
+            "timeout": config.acquire_timeout,
+            "max_waiting": config.max_waiting,
+            "max_lifetime": _NEVER if config.max_lifetime is None else config.max_lifetime,
+            "max_idle": _NEVER if config.max_idle is None else config.max_idle,
+            "check": "AsyncConnectionPool.check_connection" if config.pre_ping else None,
+            "reconnect_timeout": max(config.acquire_timeout, config.connect_timeout),
+            "name": config.name,
+            "open": False,
+            "kwargs": conninfo_kwargs(config, config.database_url.password),
+        }
+        emulated: dict[str, str] = {
+            "reset": "rollback of a dirty transaction at checkin (psycopg knows the status "
+            "locally: no round trip when idle); 'full' adds DISCARD ALL and replays on_connect",
+            "retry": "psycopg_pool reconnects in the background with exponential backoff "
+            "until reconnect_timeout; poolbridge counts the failed attempts",
+            "leak_timeout": "poolbridge's leak tracker watches checkouts",
+            "password": "a provider is called for every new connection (kwargs callable)",
+        }
+        unsupported: dict[str, str] = {}
+        if config.backend != "postgresql":
+            unsupported["url"] = f"psycopg only speaks PostgreSQL (got {config.backend})"
+        if config.ssl is not None and not isinstance(config.ssl, str):
+            unsupported["ssl"] = "libpq cannot use an ssl.SSLContext; use an sslmode string"
+        elif isinstance(config.ssl, str) and config.ssl not in _SSLMODES:
+            unsupported["ssl"] = f"unknown sslmode {config.ssl!r}"
+        return Translation(native=native, emulated=emulated, unsupported=unsupported)
+
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> Pool[Any]:
+        self.check_available(config)
+        if config.backend == "postgresql":
+            self.driver_for(config)
+        enforce(self.name, config, self.translate(config))
+        from ._psycopg_pool import open_psycopg_pool
+
+        return await open_psycopg_pool(config, hooks, adapter=self.name)
+
+    def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
+        return {}
+
+    async def fetch_scalar(self, conn: Any, sql: str) -> Any:
+        cur = await conn.execute(sql)
+        if cur.description is None:
+            return None
+        row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    def entry_points(self, pool: Pool[Any]) -> Mapping[str, EntryPoint]:
+        """The handle, plus psycopg_pool's own ``pool.connection()`` (commits on success)."""
+        points = dict(super().entry_points(pool))
+
+        @asynccontextmanager
+        async def pool_connection() -> AsyncIterator[ScalarRunner]:
+            native: PsycopgPool = pool.native
+            async with native.connection() as conn:
+
+                async def run(sql: str) -> Any:
+                    return await self.fetch_scalar(conn, sql)
+
+                yield run
+
+        points["pool.connection"] = pool_connection
+        return points
+
+
+adapter = PsycopgAdapter()

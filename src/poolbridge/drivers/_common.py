@@ -1,0 +1,155 @@
+"""What the driver shims share: the base class, ssl translation and session-setting SQL.
+
+Each shim module (``drivers/<driver>.py``) is data plus glue around one driver; the rules
+that are the same for every driver of a backend live here once: how ``session``,
+``isolation_level``, ``statement_timeout`` and ``application_name`` become PostgreSQL
+server settings or MySQL ``SET SESSION`` statements, and how ``ssl`` becomes an SSLContext.
+Drivers are imported lazily (inside methods), so importing a shim imports no driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import ssl as _ssl
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.config import PoolConfig
+
+__all__ = [
+    "MYSQL_ISOLATION",
+    "PG_ISOLATION",
+    "BaseShim",
+    "mysql_literal",
+    "mysql_session_sql",
+    "next_local_id",
+    "pg_server_settings",
+    "ssl_context",
+]
+
+PG_ISOLATION: Mapping[str, str] = {
+    "read_committed": "read committed",
+    "repeatable_read": "repeatable read",
+    "serializable": "serializable",
+}
+MYSQL_ISOLATION: Mapping[str, str] = {
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_local_ids = itertools.count(1)
+
+
+def next_local_id() -> int:
+    """A process-local connection id (SQLite has no server to number connections)."""
+    return next(_local_ids)
+
+
+def ssl_context(ssl: str | _ssl.SSLContext | None) -> _ssl.SSLContext | None:
+    """``config.ssl`` as an SSLContext (None = no TLS).
+
+    "require" encrypts without verifying; "verify-ca" checks the chain but not the host
+    name; "verify-full" checks both (libpq's meanings).
+    """
+    if ssl is None or ssl == "disable":
+        return None
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    ctx = _ssl.create_default_context()
+    if ssl == "require":
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+    elif ssl == "verify-ca":
+        ctx.check_hostname = False
+    return ctx
+
+
+def pg_server_settings(config: PoolConfig) -> dict[str, str]:
+    """PostgreSQL settings sent at connect (startup parameters / ``-c`` options).
+
+    Sent at startup they become the session's defaults, so ``RESET ALL`` / ``DISCARD ALL``
+    (the full reset) restores them instead of dropping them.
+    """
+    settings = {"application_name": config.name}
+    settings.update({str(k): str(v) for k, v in config.session.items()})
+    if config.statement_timeout is not None:
+        settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
+    if config.isolation_level is not None:
+        settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
+    return settings
+
+
+def mysql_literal(value: object) -> str:
+    """A MySQL value for ``SET SESSION``: numbers and ON/OFF bare, anything else quoted."""
+    text = str(value)
+    if _NUMBER.match(text) or text.upper() in ("ON", "OFF", "DEFAULT", "TRUE", "FALSE"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mysql_session_sql(config: PoolConfig) -> list[str]:
+    """Statements run on every new MySQL/MariaDB connection (and after a full reset)."""
+    out: list[str] = []
+    for key, value in config.session.items():
+        if not _NAME.match(str(key)):
+            raise ValueError(f"session setting name {key!r} is not a valid identifier")
+        out.append(f"SET SESSION {key} = {mysql_literal(value)}")
+    if config.isolation_level is not None:
+        level = MYSQL_ISOLATION[config.isolation_level]
+        out.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+    if config.statement_timeout is not None:
+        # MariaDB: seconds (float); MySQL would be max_execution_time in ms
+        out.append(f"SET SESSION max_statement_time = {config.statement_timeout:g}")
+    return out
+
+
+class BaseShim:
+    """Shared defaults of the driver shims (see :class:`poolbridge.core.engine.DriverShim`).
+
+    ``connect_kwargs(config)`` is pure data (no I/O, no import of the driver): the adapters
+    show it as the native side of their translation table.
+    """
+
+    name: str = "base"
+    backend: str = "postgresql"
+    #: driver exception classes meaning "this connection is broken" (resolved lazily)
+    _conn_errors: tuple[type[BaseException], ...] | None = None
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def connection_error_types(self) -> tuple[type[BaseException], ...]:
+        """Driver exception classes that mean the connection is gone (imported lazily)."""
+        return ()
+
+    #: a block cancelled mid-statement leaves this driver's protocol state unknown
+    #: (unread result packets...): the engine then discards the connection
+    cancel_breaks_connection: bool = False
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, asyncio.CancelledError):
+            return self.cancel_breaks_connection
+        errors = self._conn_errors
+        if errors is None:
+            errors = self._conn_errors = (OSError, *self.connection_error_types())
+        return isinstance(exc, errors)
+
+    async def full_reset(self, conn: Any) -> bool:
+        """No full reset by default: the engine replaces the connection instead."""
+        return False
+
+    def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        """Knobs set in ``config`` that this driver cannot honour: field -> why."""
+        return {}
+
+    @staticmethod
+    def url_parts(config: PoolConfig) -> dict[str, Any]:
+        """host/port/user/database from the URL (None values dropped)."""
+        u = config.database_url
+        parts = {"host": u.host, "port": u.port, "user": u.username, "database": u.database}
+        return {k: v for k, v in parts.items() if v is not None}

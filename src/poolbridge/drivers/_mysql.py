@@ -1,0 +1,99 @@
+"""What the aiomysql and asyncmy shims share (their connection APIs are near twins).
+
+Session settings, ``isolation_level`` and ``statement_timeout`` (MariaDB
+``max_statement_time``, seconds) run as ``SET SESSION`` statements right after connect.
+Transaction state comes from the server status flags of the last OK/EOF packet
+(``get_transaction_status()``), so a release after autocommitted work sends nothing.
+Neither driver exposes COM_RESET_CONNECTION: the full reset replaces the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from ..core.config import PoolConfig
+from ._common import BaseShim, mysql_session_sql, ssl_context
+
+__all__ = ["MYSQL_CONNECTION_ERRNOS", "MySQLShim"]
+
+#: MySQL/MariaDB client and server error numbers that mean "this connection is gone"
+MYSQL_CONNECTION_ERRNOS = frozenset({1053, 1077, 1927, 2003, 2006, 2013, 2055, 4031})
+
+
+class MySQLShim(BaseShim):
+    backend = "mysql"
+    #: the driver's keyword for the database name
+    db_keyword = "db"
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        u = config.database_url
+        parts = self.url_parts(config)
+        kw: dict[str, Any] = {k: v for k, v in parts.items() if k != "database"}
+        if "database" in parts:
+            kw[self.db_keyword] = parts["database"]
+        kw.update(u.query)  # driver keys from the URL (charset, unix_socket, ...)
+        if u.password is not None or isinstance(config.password, str):
+            kw["password"] = config.password if isinstance(config.password, str) else u.password
+        kw["connect_timeout"] = config.connect_timeout
+        ctx = ssl_context(config.ssl)
+        if ctx is not None:
+            kw["ssl"] = ctx
+        kw.update(config.driver_options)
+        return kw
+
+    def driver_connect(self, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    async def connect(self, config: PoolConfig, timeout: float) -> Any:
+        kw = self.connect_kwargs(config)
+        kw["password"] = await config.get_password() or ""
+        kw["connect_timeout"] = timeout
+        conn = await self.driver_connect(**kw)
+        try:
+            statements = mysql_session_sql(config)
+            if statements:
+                async with conn.cursor() as cur:
+                    for sql in statements:
+                        await cur.execute(sql)
+        except BaseException:
+            self.terminate(conn)
+            raise
+        return conn
+
+    async def close(self, conn: Any) -> None:
+        await conn.ensure_closed()
+
+    def terminate(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    async def ping(self, conn: Any) -> None:
+        await conn.ping(reconnect=False)
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        if conn.server_status is None:
+            return None
+        return bool(conn.get_transaction_status())
+
+    async def rollback(self, conn: Any) -> None:
+        await conn.rollback()
+
+    def error_modules(self) -> tuple[Any, ...]:
+        """The driver's error modules (with OperationalError/InterfaceError)."""
+        return ()
+
+    cancel_breaks_connection = True
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, asyncio.CancelledError):
+            return True  # a cancelled query leaves unread packets on the socket
+        if isinstance(exc, OSError | ConnectionError):
+            return True
+        for mod in self.error_modules():
+            if isinstance(exc, mod.InterfaceError):
+                return True
+            if isinstance(exc, mod.OperationalError):
+                return bool(exc.args) and exc.args[0] in MYSQL_CONNECTION_ERRNOS
+        return False

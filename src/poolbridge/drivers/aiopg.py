@@ -1,0 +1,105 @@
+"""Engine shim for aiopg (psycopg2 in async mode; always autocommit at the libpq level).
+
+Session settings, ``statement_timeout``, ``isolation_level`` go in the libpq ``options``
+(``-c name=value``), i.e. startup parameters, so ``DISCARD ALL`` (the full reset) keeps
+them; ``application_name`` is a conninfo key. Transaction state comes from psycopg2's
+``get_transaction_status()`` without I/O.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+from ..core.config import PoolConfig
+from ._common import BaseShim, pg_server_settings
+
+__all__ = ["AiopgShim"]
+
+# psycopg2.extensions.TRANSACTION_STATUS_*: IDLE=0, ACTIVE=1, INTRANS=2, INERROR=3, UNKNOWN=4
+_IDLE, _UNKNOWN = 0, 4
+
+
+def _option(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+class AiopgShim(BaseShim):
+    name = "aiopg"
+    backend = "postgresql"
+    cancel_breaks_connection = True  # psycopg2 async cursors cannot be resumed mid-query
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        u = config.database_url
+        parts = self.url_parts(config)
+        kw: dict[str, Any] = {k: v for k, v in parts.items() if k != "database"}
+        if "database" in parts:
+            kw["dbname"] = parts["database"]
+        kw.update(u.query)  # libpq keys (sslmode, host=<socket dir>, ...)
+        if u.password is not None or isinstance(config.password, str):
+            kw["password"] = config.password if isinstance(config.password, str) else u.password
+        settings = pg_server_settings(config)
+        kw["application_name"] = settings.pop("application_name")
+        if settings:
+            kw["options"] = " ".join(f"-c {k}={_option(v)}" for k, v in settings.items())
+        kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+        if isinstance(config.ssl, str):
+            kw["sslmode"] = config.ssl
+        kw.update(config.driver_options)
+        return kw
+
+    def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        if config.ssl is not None and not isinstance(config.ssl, str):
+            return {"ssl": "aiopg (libpq) takes an sslmode name, not an SSLContext"}
+        return {}
+
+    async def connect(self, config: PoolConfig, timeout: float) -> Any:
+        import aiopg
+
+        kw = self.connect_kwargs(config)
+        password = await config.get_password()
+        if password is not None:
+            kw["password"] = password
+        kw["connect_timeout"] = max(1, math.ceil(timeout))
+        return await aiopg.connect(**kw)
+
+    async def close(self, conn: Any) -> None:
+        await conn.close()
+
+    def terminate(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.close()
+
+    async def _execute(self, conn: Any, sql: str) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+
+    async def ping(self, conn: Any) -> None:
+        await self._execute(conn, "SELECT 1")
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        status = conn.raw.get_transaction_status()
+        if status == _UNKNOWN:
+            return None
+        return bool(status != _IDLE)
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.closed)
+
+    async def rollback(self, conn: Any) -> None:
+        await self._execute(conn, "ROLLBACK")
+
+    async def full_reset(self, conn: Any) -> bool:
+        if self.in_transaction(conn) is not False:
+            await self.rollback(conn)
+        await self._execute(conn, "DISCARD ALL")
+        return True
+
+    async def server_id(self, conn: Any) -> int | str:
+        return int(conn.raw.get_backend_pid())
+
+    def connection_error_types(self) -> tuple[type[BaseException], ...]:
+        import psycopg2  # type: ignore[import-untyped]
+
+        return (ConnectionError, psycopg2.OperationalError, psycopg2.InterfaceError)

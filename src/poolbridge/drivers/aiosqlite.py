@@ -1,0 +1,85 @@
+"""Engine shim for aiosqlite (one worker thread per connection; file databases).
+
+``session`` entries become ``PRAGMA name = value``. SQLite has no server: the connection
+id is a process-local counter, there is no TLS, no isolation level in PoolConfig's sense
+and no server-side statement timeout (those knobs are unsupported when set).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from typing import Any
+
+from ..core.config import PoolConfig
+from ._common import BaseShim, next_local_id
+
+__all__ = ["AiosqliteShim"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+class AiosqliteShim(BaseShim):
+    name = "aiosqlite"
+    backend = "sqlite"
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        kw: dict[str, Any] = {"database": config.database_url.database or ":memory:"}
+        kw.update(config.database_url.query)
+        kw.update(config.driver_options)
+        return kw
+
+    def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        out: dict[str, str] = {}
+        if config.isolation_level is not None:
+            out["isolation_level"] = "SQLite transactions are serializable; no level to choose"
+        if config.statement_timeout is not None:
+            out["statement_timeout"] = "SQLite has no server-side statement timeout"
+        if config.ssl not in (None, "disable"):
+            out["ssl"] = "SQLite is a local file: there is no connection to encrypt"
+        return out
+
+    async def connect(self, config: PoolConfig, timeout: float) -> Any:
+        import aiosqlite
+
+        conn = await aiosqlite.connect(**self.connect_kwargs(config))
+        try:
+            for key, value in config.session.items():
+                if not _NAME.match(str(key)):
+                    raise ValueError(f"PRAGMA name {key!r} is not a valid identifier")
+                await conn.execute(f"PRAGMA {key} = {value}")
+        except BaseException:
+            self.terminate(conn)
+            raise
+        return conn
+
+    async def close(self, conn: Any) -> None:
+        await conn.close()
+
+    def terminate(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.stop()
+
+    async def ping(self, conn: Any) -> None:
+        cur = await conn.execute("SELECT 1")
+        await cur.close()
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        try:
+            return bool(conn.in_transaction)
+        except Exception:
+            return None
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn._connection is None or not conn._running)
+
+    async def rollback(self, conn: Any) -> None:
+        await conn.rollback()
+
+    async def server_id(self, conn: Any) -> int | str:
+        return next_local_id()
+
+    def connection_error_types(self) -> tuple[type[BaseException], ...]:
+        import sqlite3
+
+        return (sqlite3.ProgrammingError,)

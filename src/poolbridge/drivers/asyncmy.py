@@ -1,0 +1,30 @@
+"""Engine shim for asyncmy (see drivers/_mysql.py for what it shares with aiomysql)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._mysql import MySQLShim
+
+__all__ = ["AsyncmyShim"]
+
+
+class AsyncmyShim(MySQLShim):
+    name = "asyncmy"
+    db_keyword = "database"
+
+    def driver_connect(self, **kw: Any) -> Any:
+        import asyncmy
+
+        return asyncmy.connect(**kw)
+
+    def is_closed(self, conn: Any) -> bool:
+        return not conn.connected
+
+    async def server_id(self, conn: Any) -> int | str:
+        return int(conn.thread_id())
+
+    def error_modules(self) -> tuple[Any, ...]:
+        import asyncmy.errors
+
+        return (asyncmy.errors,)

@@ -1,0 +1,90 @@
+"""Engine shim for asyncpg.
+
+Session settings, ``statement_timeout`` (ms), ``isolation_level``
+(default_transaction_isolation) and ``application_name=config.name`` go in
+``server_settings`` (startup parameters, so the full reset keeps them). Transaction state
+comes from ``conn.is_in_transaction()`` (no I/O); the full reset is asyncpg's own
+``conn.reset()`` (rollback, CLOSE ALL, UNLISTEN *, RESET ALL, advisory unlock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+from urllib.parse import urlencode
+
+from ..core.config import PoolConfig
+from ._common import BaseShim, pg_server_settings
+
+__all__ = ["AsyncpgShim"]
+
+
+class AsyncpgShim(BaseShim):
+    name = "asyncpg"
+    backend = "postgresql"
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        u = config.database_url
+        kw: dict[str, Any] = self.url_parts(config)
+        if u.query:  # driver keys (sslmode, host=<socket dir>, ...) stay in a DSN
+            kw["dsn"] = "postgresql://?" + urlencode(dict(u.query))
+        if u.password is not None or isinstance(config.password, str):
+            kw["password"] = config.password if isinstance(config.password, str) else u.password
+        kw["server_settings"] = pg_server_settings(config)
+        kw["timeout"] = config.connect_timeout
+        if not config.statement_cache:
+            kw["statement_cache_size"] = 0
+        if config.ssl is not None:
+            kw["ssl"] = config.ssl  # asyncpg takes libpq mode names and SSLContexts as-is
+        kw.update(config.driver_options)
+        return kw
+
+    async def connect(self, config: PoolConfig, timeout: float) -> Any:
+        import asyncpg
+
+        kw = self.connect_kwargs(config)
+        kw["password"] = await config.get_password()
+        kw["timeout"] = timeout
+        return await asyncpg.connect(**kw)
+
+    async def close(self, conn: Any) -> None:
+        await conn.close()
+
+    def terminate(self, conn: Any) -> None:
+        with contextlib.suppress(Exception):
+            conn.terminate()
+
+    async def ping(self, conn: Any) -> None:
+        await conn.execute("SELECT 1")
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        return bool(conn.is_in_transaction())
+
+    def is_closed(self, conn: Any) -> bool:
+        return bool(conn.is_closed())
+
+    async def rollback(self, conn: Any) -> None:
+        await conn.execute("ROLLBACK")
+
+    async def full_reset(self, conn: Any) -> bool:
+        await conn.reset()
+        return True
+
+    async def server_id(self, conn: Any) -> int | str:
+        return int(conn.get_server_pid())
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if super().is_connection_error(exc):
+            return True
+        # asyncpg raises a plain InterfaceError for use of a connection it knows is closed
+        return type(exc).__name__ == "InterfaceError" and "closed" in str(exc)
+
+    def connection_error_types(self) -> tuple[type[BaseException], ...]:
+        from asyncpg import exceptions as exc
+
+        return (
+            ConnectionError,
+            exc.ConnectionDoesNotExistError,
+            exc.PostgresConnectionError,
+            exc.OperatorInterventionError,  # 57P01 admin shutdown (pg_terminate_backend)
+        )

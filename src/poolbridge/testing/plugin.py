@@ -1,0 +1,255 @@
+"""The pytest plugin: ``pytest --poolbridge-adapter=NAME --poolbridge-dburl=URL``.
+
+Loaded through the ``pytest11`` entry point ``poolbridge.testing`` (so ``-p
+poolbridge.testing`` names the same plugin) and inert unless one of its options or ini keys
+is given. Then it adds its own installed suite (:mod:`poolbridge.testing.suite`) to the
+collection — an empty directory collects the suite — parametrizes it over adapter x dburl
+x driver x entry point, and prints the matrix at the end of the session.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import Case, Target
+from .matrix import Cell, Matrix
+from .requirements import closed_reason, requirement
+from .servers import in_ci, reachable
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_collect_file",
+    "pytest_configure",
+    "pytest_generate_tests",
+    "pytest_runtest_makereport",
+    "pytest_terminal_summary",
+    "poolbridge_case",
+]
+
+SUITE_DIR = Path(__file__).parent / "suite"
+_STATE = pytest.StashKey["PluginState"]()
+
+
+class PluginState:
+    """What the plugin knows for one pytest session."""
+
+    def __init__(self, adapters: list[str], dburls: list[str], faults: bool) -> None:
+        self.adapter_names = adapters
+        self.dburls = dburls
+        self.faults = faults
+        self.matrix = Matrix()
+        self.targets: list[Target] = []
+        self.unavailable: dict[str, str] = {}
+        self._reachable: dict[str, str | None] = {}
+        self._entry_points: dict[str, list[str]] = {}
+        self._build_targets()
+
+    def _build_targets(self) -> None:
+        from ..core.config import PoolConfig
+        from ..core.registry import adapter_names, get_adapter
+        from ..errors import AdapterNotAvailable
+
+        names: list[str] = []
+        for name in self.adapter_names:
+            if name == "all":
+                names.extend(n for n in adapter_names(installed_only=True) if n not in names)
+            elif name not in names:
+                names.append(name)
+        for name in names:
+            try:
+                adapter = get_adapter(name)
+                adapter.check_available()
+            except AdapterNotAvailable as exc:
+                if name not in adapter_names():
+                    raise pytest.UsageError(str(exc)) from exc
+                self.unavailable[name] = str(exc)
+                continue
+            for url in self.dburls:
+                cfg = PoolConfig(url=url)
+                drivers = adapter.drivers.get(cfg.backend, ())
+                wanted = cfg.database_url.driver
+                for driver in drivers:
+                    if wanted is None or wanted == driver:
+                        self.targets.append(Target(name, url, cfg.backend, driver))
+
+    def reachable(self, url: str) -> str | None:
+        if url not in self._reachable:
+            self._reachable[url] = reachable(url)
+        return self._reachable[url]
+
+    def entry_points(self, adapter_name: str) -> list[str]:
+        """Entry point names of an adapter, read without opening a pool."""
+        if adapter_name not in self._entry_points:
+            from ..core.registry import get_adapter
+            from ._placeholder import PlaceholderPool
+
+            try:
+                points = list(get_adapter(adapter_name).entry_points(PlaceholderPool()))
+            except Exception:
+                points = ["handle"]
+            self._entry_points[adapter_name] = points
+        return self._entry_points[adapter_name]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p for p in v.replace(",", " ").split() if p)
+    return out
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("poolbridge", "poolbridge conformance suite")
+    group.addoption(
+        "--poolbridge-adapter",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run the conformance suite for this adapter (repeatable; 'all' = every "
+        "installed adapter)",
+    )
+    group.addoption(
+        "--poolbridge-dburl",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="database URL of a privileged user the suite runs against (repeatable)",
+    )
+    group.addoption(
+        "--poolbridge-faults",
+        action="store_true",
+        default=None,
+        help="also run the fault rows, which kill server connections",
+    )
+    parser.addini("poolbridge_adapter", "adapters for the conformance suite", type="linelist")
+    parser.addini("poolbridge_dburl", "database URLs for the conformance suite", type="linelist")
+    parser.addini("poolbridge_faults", "run the fault rows (kill backends)", type="bool")
+
+
+def _option(config: pytest.Config, name: str) -> list[str]:
+    cli = config.getoption(f"--poolbridge-{name}")
+    if cli:
+        return _split(cli)
+    return _split(config.getini(f"poolbridge_{name}"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "poolbridge_requirement(name): conformance row")
+    config.addinivalue_line(
+        "markers", "poolbridge_entry_points: run once per entry point of the adapter"
+    )
+    adapters = _option(config, "adapter")
+    dburls = _option(config, "dburl")
+    if not adapters and not dburls:
+        return  # inert
+    if not dburls:
+        raise pytest.UsageError("--poolbridge-adapter needs at least one --poolbridge-dburl")
+    faults_cli = config.getoption("--poolbridge-faults")
+    faults = bool(faults_cli) if faults_cli is not None else bool(config.getini("poolbridge_faults"))
+    state = PluginState(adapters or ["all"], dburls, faults)
+    config.stash[_STATE] = state
+    # bring our own tests (the suite's files are named test_*.py, pytest's default pattern)
+    if str(SUITE_DIR) not in config.args:
+        config.args.append(str(SUITE_DIR))
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    """Collect the suite's modules even when ``python_files`` would not match them."""
+    if _state(parent.config) is None or file_path.parent != SUITE_DIR:
+        return None
+    if not (file_path.name.startswith("test_") and file_path.suffix == ".py"):
+        return None
+    patterns = parent.config.getini("python_files")
+    if any(fnmatch(file_path.name, p) for p in patterns):
+        return None  # pytest's python plugin collects it already
+    module: pytest.Module = pytest.Module.from_parent(parent, path=file_path)
+    return module
+
+
+def _state(config: pytest.Config) -> PluginState | None:
+    return config.stash.get(_STATE, None)
+
+
+def _requirement_of(definition: Any) -> str | None:
+    for mark in getattr(definition, "pytestmark", []) or []:
+        if mark.name == "poolbridge_requirement":
+            return str(mark.args[0])
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "poolbridge_case" not in metafunc.fixturenames:
+        return
+    state = _state(metafunc.config)
+    if state is None:
+        metafunc.parametrize("poolbridge_case", [None], ids=["inactive"], indirect=True)
+        return
+    per_entry = metafunc.definition.get_closest_marker("poolbridge_entry_points") is not None
+    params: list[Any] = []
+    ids: list[str] = []
+    for target in state.targets:
+        points = state.entry_points(target.adapter_name) if per_entry else ["handle"]
+        for point in points:
+            params.append((target, point))
+            ids.append(f"{target.backend}-{target.column}-{point}")
+    metafunc.parametrize("poolbridge_case", params, ids=ids, indirect=True)
+
+
+@pytest.fixture
+def poolbridge_case(request: pytest.FixtureRequest) -> Case:
+    """The column and entry point this suite test runs for; skips closed rows."""
+    param = getattr(request, "param", None)
+    state = _state(request.config)
+    if param is None or state is None:
+        pytest.skip("poolbridge plugin inactive: pass --poolbridge-adapter/--poolbridge-dburl")
+    target, point = param
+    from ..core.registry import get_adapter
+
+    adapter = get_adapter(target.adapter_name)
+    mark = request.node.get_closest_marker("poolbridge_requirement")
+    if mark is None:
+        raise pytest.UsageError(f"{request.node.nodeid} has no poolbridge_requirement mark")
+    req = requirement(str(mark.args[0]))
+    reason = closed_reason(adapter, target.backend, target.driver, req.name)
+    if reason is not None:
+        pytest.skip(f"closed: {reason}")
+    if req.fault and not state.faults:
+        pytest.skip("fault row: enable with --poolbridge-faults")
+    why = state.reachable(target.dburl)
+    if why is not None:
+        if in_ci():
+            pytest.fail(f"{why} (CI=true: a missing server is a failure)", pytrace=False)
+        pytest.skip(why)
+    return Case(target=target, adapter=adapter, entry_point=point, faults=state.faults)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    state = _state(item.config)
+    callspec = getattr(item, "callspec", None)
+    if state is None or callspec is None:
+        return report
+    param = callspec.params.get("poolbridge_case")
+    mark = item.get_closest_marker("poolbridge_requirement")
+    if not isinstance(param, tuple) or mark is None:
+        return report
+    target, point = param
+    if report.when == "call" or report.outcome != "passed":
+        state.matrix.add(target, str(mark.args[0]), Cell.from_report(report, point))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    state = _state(config)
+    if state is None:
+        return
+    terminalreporter.write_sep("=", "poolbridge conformance matrix")
+    for name, why in state.unavailable.items():
+        terminalreporter.write_line(f"adapter {name!r} not installed: {why}")
+    for line in state.matrix.render(state.targets):
+        terminalreporter.write_line(line)

@@ -1,0 +1,215 @@
+"""The conformance requirements: what the suite proves, and which knobs each row covers.
+
+A requirement is a row of the matrix. Each names the PoolConfig knobs it proves, so a test
+can check that every knob an adapter claims (native or emulated) is covered by a row that
+is open for that adapter. An adapter closes a row with a true reason through
+``Adapter.closed_requirements(backend, driver)``; rows that make no sense on a backend at
+all (server-side counts on SQLite) are closed here, in :data:`BACKEND_CLOSED`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..adapters.base import Adapter
+
+__all__ = [
+    "BACKEND_CLOSED",
+    "KNOB_REQUIREMENTS",
+    "NO_REQUIREMENT",
+    "REQUIREMENTS",
+    "Requirement",
+    "closed_reason",
+    "requirement",
+]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One row: its name, what it proves, the knobs it covers, whether it kills backends."""
+
+    name: str
+    description: str
+    knobs: tuple[str, ...]
+    fault: bool = False
+
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        "connect",
+        "every entry point connects to the URL's database as the URL's user, through the "
+        "configured driver, with the pool name visible to the server (application_name)",
+        ("url", "driver", "password", "name"),
+    ),
+    Requirement(
+        "min_size",
+        "min_size connections exist server-side right after open",
+        ("min_size",),
+    ),
+    Requirement(
+        "refill",
+        "after a connection is killed server-side the pool is back to min_size",
+        ("min_size",),
+        fault=True,
+    ),
+    Requirement(
+        "max_size",
+        "10x max_size concurrent tasks doing real queries never make the pool exceed "
+        "max_size (a server-side connection limit refuses any extra connection)",
+        ("max_size",),
+    ),
+    Requirement(
+        "acquire_timeout",
+        "an exhausted pool raises PoolTimeout with diagnostics after acquire_timeout, "
+        "then serves again",
+        ("acquire_timeout",),
+    ),
+    Requirement(
+        "max_waiting",
+        "the caller beyond max_waiting queued callers gets TooManyRequests at once",
+        ("max_waiting",),
+    ),
+    Requirement(
+        "fairness",
+        "waiters are served first-come first-served, even against a greedy re-acquirer",
+        (),
+    ),
+    Requirement(
+        "max_lifetime",
+        "a connection older than max_lifetime is replaced (closed server-side)",
+        ("max_lifetime",),
+    ),
+    Requirement(
+        "max_idle",
+        "idle connections above min_size close after max_idle, not before, never below "
+        "min_size",
+        ("max_idle",),
+    ),
+    Requirement(
+        "pre_ping",
+        "a connection killed server-side is replaced transparently",
+        ("pre_ping",),
+        fault=True,
+    ),
+    Requirement(
+        "reset",
+        "a connection returned inside an open transaction is rolled back before reuse",
+        ("reset",),
+    ),
+    Requirement(
+        "cancellation",
+        "200 tasks cancelled mid-acquire and mid-query leak no connection",
+        (),
+    ),
+    Requirement(
+        "hooks",
+        "on_connect/on_checkout/on_checkin/on_timeout/on_close fire in the documented order "
+        "with the documented counts and the server-side connection id",
+        (),
+    ),
+    Requirement(
+        "stats",
+        "pool.stats() agrees with the server (open, used, created, closed, timeouts)",
+        (),
+    ),
+    Requirement(
+        "close",
+        "close() leaves no server connection of the pool; acquire after close raises "
+        "PoolClosed; close() is idempotent",
+        (),
+    ),
+    Requirement(
+        "isolation",
+        "two pools with the same config in one process keep their own limits and "
+        "connections",
+        (),
+    ),
+    Requirement(
+        "session",
+        "session settings are applied on every new connection",
+        ("session",),
+    ),
+    Requirement(
+        "statement_timeout",
+        "a statement running longer than statement_timeout is stopped",
+        ("statement_timeout",),
+    ),
+    Requirement(
+        "isolation_level",
+        "transactions run at the configured isolation level",
+        ("isolation_level",),
+    ),
+    Requirement(
+        "connect_timeout",
+        "a server that accepts TCP but never answers is given up after connect_timeout",
+        ("connect_timeout",),
+    ),
+    Requirement(
+        "retry",
+        "a refused first connection attempt is retried: the pool still opens",
+        ("retry",),
+    ),
+    Requirement(
+        "statement_cache",
+        "statement_cache=False leaves no server-side prepared statement behind",
+        ("statement_cache",),
+    ),
+    Requirement(
+        "leak",
+        "a connection held longer than leak_timeout is reported once via on_leak with "
+        "the acquiring stack",
+        ("leak_timeout",),
+    ),
+)
+
+_BY_NAME = {r.name: r for r in REQUIREMENTS}
+
+
+def requirement(name: str) -> Requirement:
+    """The requirement called ``name`` (KeyError naming the known ones if none)."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown requirement {name!r} (known: {', '.join(_BY_NAME)})") from None
+
+
+#: knob -> the requirement names that prove it
+KNOB_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {
+    knob: tuple(r.name for r in REQUIREMENTS if knob in r.knobs)
+    for knob in sorted({k for r in REQUIREMENTS for k in r.knobs})
+}
+
+#: knobs no row can prove, with the reason (they are passed through untouched)
+NO_REQUIREMENT: Mapping[str, str] = {
+    "driver_options": "passed to the driver untouched; nothing for poolbridge to conform to",
+    "ssl": "needs a TLS-enabled server; the test servers speak plain TCP",
+}
+
+_NO_SERVER = "SQLite has no server: nothing to count or kill server-side"
+
+#: backend -> requirement -> reason, for rows that make no sense on that backend
+BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
+    "sqlite": {
+        "refill": _NO_SERVER,
+        "pre_ping": _NO_SERVER,
+        "connect_timeout": "SQLite opens a file: there is no network connect to time out",
+        "retry": "SQLite opens a file: there is no network connect to refuse",
+        "statement_timeout": "SQLite has no server-side statement timeout",
+        "statement_cache": "SQLite has no server-side prepared statements",
+        "session": "SQLite has no session settings (PRAGMAs are per-driver options)",
+        "isolation_level": "SQLite has no isolation level setting",
+    },
+    "mysql": {},
+    "postgresql": {},
+}
+
+
+def closed_reason(adapter: Adapter, backend: str, driver: str, name: str) -> str | None:
+    """Why ``name`` is closed for this adapter/backend/driver, or None when it is open."""
+    reason = BACKEND_CLOSED.get(backend, {}).get(name)
+    if reason is not None:
+        return reason
+    return adapter.closed_requirements(backend, driver).get(name)

@@ -1,0 +1,143 @@
+"""Connection lifecycle against real servers: lifetime, idle reaping, reset, close."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.core.hooks import Hooks
+from poolbridge.errors import PoolClosed
+
+from .conftest import Target, eventually
+
+pytestmark = pytest.mark.asyncio
+
+
+def _id_sql(t: Target) -> str:
+    return {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}.get(
+        t.backend, "SELECT 1"
+    )
+
+
+async def test_max_lifetime_replaces_old_connections(server_target: Target) -> None:
+    t = server_target
+    assert t.server is not None
+    engine = await create_async_engine(t.config(min_size=1, max_size=2, max_lifetime=0.5))
+    st = engine_state(engine)
+    try:
+        async with engine.connect() as conn:
+            first = (await conn.exec_driver_sql(_id_sql(t))).scalar()
+        assert first == st.recorded_ids[0]
+
+        async def first_gone() -> bool:
+            return first not in await t.server.live([first])  # type: ignore[union-attr]
+
+        assert await eventually(first_gone, timeout=5)
+        async with engine.connect() as conn:
+            second = (await conn.exec_driver_sql(_id_sql(t))).scalar()
+        assert second != first
+        assert second in await t.server.live([second])
+    finally:
+        await close_engine(engine)
+
+
+async def test_max_idle_closes_above_min_size_only_and_not_before(target: Target) -> None:
+    engine = await create_async_engine(
+        target.config(min_size=1, max_size=3, max_idle=0.8, max_lifetime=None)
+    )
+    st = engine_state(engine)
+    try:
+        held = [await engine.connect() for _ in range(3)]
+        for c in held:
+            await c.close()
+        ids = list(st.live_ids.values())
+        assert len(ids) == 3
+        await asyncio.sleep(0.3)  # well before max_idle: nothing closed
+        assert len(st.live_ids) == 3
+        if target.server is not None:
+            assert len(await target.server.live(ids)) == 3
+
+        async def shrunk() -> bool:
+            return len(st.live_ids) == 1
+
+        assert await eventually(shrunk, timeout=6)
+        await asyncio.sleep(1.2)  # and never below min_size
+        assert len(st.live_ids) == 1
+        if target.server is not None:
+            assert len(await target.server.live(ids)) == 1
+        snap = st.recorder.snapshot()
+        assert snap["connection.count.idle"] == 1 and snap["connection.closed"] == 2
+    finally:
+        await close_engine(engine)
+
+
+async def test_reset_rolls_back_open_transaction(target: Target) -> None:
+    table = f"pb_reset_{uuid.uuid4().hex[:8]}"
+    engine = await create_async_engine(target.config(min_size=1, max_size=1))
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f"CREATE TABLE {table} (x INT)")
+        # the handle's contract: leaving the block without commit must not keep the row
+        conn = await engine.connect()
+        await conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1)")
+        raw = await conn.get_raw_connection()
+        # return the DBAPI connection straight to the pool, inside its open transaction
+        # (bypassing the Connection's own rollback), as a crashing task would
+        await conn.invalidate() if False else None
+        raw.close()  # pool-level checkin: reset-on-return must roll back
+        async with engine.connect() as again:
+            count = (await again.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()
+            assert count == 0
+        await conn.close()
+    finally:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        await close_engine(engine)
+
+
+async def test_close_drains_then_terminates_and_refuses(server_target: Target) -> None:
+    t = server_target
+    assert t.server is not None
+    closed: list[object] = []
+    engine = await create_async_engine(
+        t.config(min_size=2, max_size=3), hooks=Hooks(on_close=closed.append)
+    )
+    st = engine_state(engine)
+    straggler = await engine.connect()
+    ids = list(st.recorded_ids)
+    assert await t.server.live(ids) == set(ids)
+    await close_engine(engine, timeout=0.2)  # straggler is terminated after the drain
+    assert await t.server.live(st.recorded_ids) == set()
+    with pytest.raises(PoolClosed):
+        await engine.connect()
+    await close_engine(engine)  # idempotent
+    await straggler.close()  # giving back a terminated connection is harmless
+    snap = st.recorder.snapshot()
+    assert snap["connection.count.used"] == 0 and snap["connection.count.idle"] == 0
+    assert snap["connection.created"] == snap["connection.closed"] == len(closed)
+
+
+async def test_dispose_keeps_hooks_stats_and_min_size(target: Target) -> None:
+    checkouts: list[object] = []
+    engine = await create_async_engine(
+        target.config(min_size=1, max_size=2), hooks=Hooks(on_checkout=checkouts.append)
+    )
+    st = engine_state(engine)
+    try:
+        await engine.dispose()  # SQLAlchemy replaces engine.pool
+        assert engine_state(engine) is st
+
+        async def refilled() -> bool:
+            return len(st.live_ids) == 1
+
+        assert await eventually(refilled)
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        assert len(checkouts) == 1
+        snap = st.recorder.snapshot()
+        assert snap["connection.created"] == 2 and snap["connection.closed"] == 1
+    finally:
+        await close_engine(engine)

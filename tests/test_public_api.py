@@ -1,0 +1,37 @@
+"""The public API: every name in ``poolbridge.__all__`` exists and is documented in docs/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import poolbridge
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def docs_text() -> str:
+    return "\n".join(p.read_text() for p in sorted(DOCS.glob("*.md")))
+
+
+def test_all_is_sorted_unique_and_importable() -> None:
+    names = poolbridge.__all__
+    assert len(names) == len(set(names))
+    for name in names:
+        assert hasattr(poolbridge, name), name
+
+
+@pytest.mark.parametrize("name", sorted(poolbridge.__all__))
+def test_every_public_name_is_documented(name: str) -> None:
+    if name == "__version__":
+        pytest.skip("the version is documented by `poolbridge --version`")
+    assert re.search(rf"\b{re.escape(name)}\b", docs_text()), f"{name} is not mentioned in docs/*.md"
+
+
+def test_load_is_the_loader() -> None:
+    from poolbridge.core.loaders import load
+
+    assert poolbridge.load is load
+    assert poolbridge.PoolConfig.from_env.__doc__

@@ -1,0 +1,117 @@
+"""The password never shows: repr, str, ConfigError text, logging, the redaction helpers."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from poolbridge import ConfigError, PoolConfig
+from poolbridge.core.redact import MASK, redact_mapping, redact_text, redact_url
+
+SECRET = "s3cret-Pw"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://app:s3cret@h/db", "postgresql://app:***@h/db"),
+        ("postgresql://app:s3@cr@t@h:5432/db", "postgresql://app:***@h:5432/db"),
+        ("mysql+aiomysql://root:p%40ss@127.0.0.1/test?charset=utf8", "mysql+aiomysql://root:***@127.0.0.1/test?charset=utf8"),
+        ("postgresql://app@h/db?password=s3cret&sslmode=require", "postgresql://app@h/db?password=***&sslmode=require"),
+        ("postgresql://h/db", "postgresql://h/db"),
+        ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ("postgresql://app:@h/db", "postgresql://app:@h/db"),
+    ],
+)  # fmt: skip
+def test_redact_url(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_redact_url_with_known_secrets_and_garbage() -> None:
+    assert redact_url("not a url with s3cret", secrets=["s3cret"]) == "not a url with ***"
+    assert redact_url(None) == MASK  # type: ignore[arg-type]
+
+
+def test_redact_text_conninfo_and_urls() -> None:
+    text = "connecting host=h password='a b' dbname=x; dsn postgresql://u:pw@h/db"
+    out = redact_text(text)
+    assert "a b" not in out and ":pw@" not in out
+    assert "password=***" in out and "host=h" in out
+
+
+def test_redact_mapping_nested_and_sensitive_keys() -> None:
+    def provider() -> str:
+        return "tok"
+
+    native = {
+        "host": "127.0.0.1",
+        "password": SECRET,
+        "credentials": {"user": "app", "password": SECRET, "port": 5432},  # Tortoise shape
+        "dsn": f"postgresql://app:{SECRET}@h/db?sslmode=require",
+        "conninfo": f"host=h password={SECRET}",
+        "servers": [{"api_key": "k3y-value"}],
+        "token_provider": provider,
+        "empty_password": "",
+        "options": ("-c", "statement_timeout=5s"),
+    }
+    out = redact_mapping(native)
+    text = repr(out)
+    assert SECRET not in text and "k3y-value" not in text and "function" not in text
+    assert out["token_provider"] == MASK
+    assert out["host"] == "127.0.0.1" and out["credentials"]["user"] == "app"
+    assert out["credentials"]["port"] == 5432 and out["options"] == ("-c", "statement_timeout=5s")
+    assert out["empty_password"] == ""
+    assert native["password"] == SECRET  # the input is not modified
+    assert redact_mapping({"note": f"x{SECRET}x"}, secrets=[SECRET]) == {"note": "x***x"}
+
+
+def configs() -> list[PoolConfig]:
+    return [
+        PoolConfig(url=f"postgresql://app:{SECRET}@127.0.0.1/db"),
+        PoolConfig(url="postgresql://app@127.0.0.1/db", password=SECRET),
+        PoolConfig(url="postgresql://app@127.0.0.1/db", driver_options={"password": SECRET}),
+        PoolConfig(url=f"postgresql://app@127.0.0.1/db?password={SECRET}"),
+    ]
+
+
+@pytest.mark.parametrize("config", configs())
+def test_repr_str_and_format_hide_the_password(config: PoolConfig) -> None:
+    for text in (repr(config), str(config), f"{config}", "%r" % (config,), repr([config])):
+        assert SECRET not in text
+    assert "postgresql://app" in repr(config)
+    assert SECRET not in repr(config.database_url)
+
+
+def test_config_error_text_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as info:
+        PoolConfig(url=f"postgresql://app:{SECRET}@h:badport/db", password=12345678)
+    text = str(info.value) + repr(info.value) + " ".join(info.value.problems)
+    assert SECRET not in text and "12345678" not in text
+    assert "url has an invalid port (got 'postgresql://app:***@h:badport/db')" in text
+    assert "password must be a string" in text and "(got int)" in text
+    with pytest.raises(ConfigError) as info:
+        PoolConfig(url=f"http://app:{SECRET}@h/db", driver_options=[SECRET])  # type: ignore[arg-type]
+    assert SECRET not in str(info.value)
+
+
+def test_logging_a_config_hides_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    log = logging.getLogger("poolbridge.test")
+    with caplog.at_level(logging.DEBUG):
+        for c in configs():
+            log.debug("opening %s", c)
+            log.info("config=%r dict=%s", c, c.to_dict(redact=True))
+    assert len(caplog.records) == 8
+    assert SECRET not in caplog.text
+
+
+def test_to_dict_redact_form() -> None:
+    c = PoolConfig(url=f"postgresql://app:{SECRET}@h/db", password=SECRET)
+    shown = c.to_dict(redact=True)
+    assert shown["password"] == MASK and shown["url"] == "postgresql://app:***@h/db"
+    assert SECRET not in repr(shown)
+    assert PoolConfig(url="sqlite://", password=lambda: "x").to_dict(redact=True)["password"] == (
+        "<provider>"
+    )
+    assert c.to_dict()["password"] == SECRET  # the plain form round-trips
+    assert set(c.secrets()) == {SECRET}

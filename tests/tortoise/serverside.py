@@ -1,0 +1,94 @@
+"""Server-side facts for the ORM adapter tests: which of a pool's connections still exist.
+
+A pool's connections are identified by the server ids its on_connect hook recorded
+(PostgreSQL backend pids, MariaDB CONNECTION_ID()s), never by user name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from poolbridge import ConnectionEvent, Hooks
+
+
+class Recorder:
+    """Hooks that record every event (name, server id) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def hooks(self) -> Hooks:
+        def make(name: str) -> Any:
+            def hook(event: ConnectionEvent) -> None:
+                self.events.append((name, event.connection_id))
+
+            return hook
+
+        return Hooks(
+            on_connect=make("on_connect"),
+            on_checkout=make("on_checkout"),
+            on_checkin=make("on_checkin"),
+            on_close=make("on_close"),
+            on_timeout=make("on_timeout"),
+        )
+
+    def ids(self, name: str = "on_connect") -> set[Any]:
+        return {cid for n, cid in self.events if n == name}
+
+    def count(self, name: str) -> int:
+        return sum(1 for n, _ in self.events if n == name)
+
+
+async def alive(url: str, ids: Iterable[Any]) -> set[int]:
+    """The ids among ``ids`` that the server still lists as connected."""
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return set()
+    if url.startswith("postgresql"):
+        import asyncpg
+
+        conn = await asyncpg.connect("postgresql://root@127.0.0.1:5432/test")
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", wanted
+            )
+        finally:
+            await conn.close()
+        return {int(r["pid"]) for r in rows}
+    import aiomysql
+
+    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
+    try:
+        async with conn.cursor() as cur:
+            marks = ",".join(["%s"] * len(wanted))
+            await cur.execute(
+                f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({marks})", wanted
+            )
+            rows = await cur.fetchall()
+    finally:
+        conn.close()
+    return {int(r[0]) for r in rows}
+
+
+async def execute(url: str, sql: str) -> None:
+    """Run one statement on a separate admin connection (setup / cleanup)."""
+    if url.startswith("postgresql"):
+        import asyncpg
+
+        conn = await asyncpg.connect("postgresql://root@127.0.0.1:5432/test")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+        return
+    import aiomysql
+
+    conn = await aiomysql.connect(
+        host="127.0.0.1", port=3306, user="root", db="test", autocommit=True
+    )
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(sql)
+    finally:
+        conn.close()
