@@ -53,7 +53,11 @@ def test_acceptance_one_error_names_every_problem() -> None:
         ("url", "postgresql+pymysql://h/db", "url names driver 'pymysql', unknown for postgresql"),
         ("url", "postgresql://h:notaport/db", "url has an invalid port"),
         ("driver", "odbc", "driver must be one of"),
-        ("driver", "aiomysql", "driver must be one of asyncpg, psycopg, aiopg for a postgresql URL"),
+        (
+            "driver",
+            "aiomysql",
+            "driver must be one of asyncpg, psycopg, aiopg for a postgresql URL",
+        ),
         ("min_size", -1, "min_size must be >= 0 (got -1)"),
         ("min_size", 1.5, "min_size must be an integer (got 1.5)"),
         ("min_size", True, "min_size must be an integer (got True)"),
@@ -113,7 +117,15 @@ def test_all_rules_combined_in_one_error() -> None:
         max_sise=4,
     )
     heads = {p.split(" ")[0] for p in problems}
-    assert {"driver", "min_size", "max_size", "acquire_timeout", "max_waiting", "reset", "ssl"} <= heads
+    assert {
+        "driver",
+        "min_size",
+        "max_size",
+        "acquire_timeout",
+        "max_waiting",
+        "reset",
+        "ssl",
+    } <= heads
     assert {"name", "retry.attempts", "retry.jitter", "unknown"} <= heads
     assert "unknown field 'max_sise' (did you mean 'max_size'?)" in problems
 
@@ -186,7 +198,13 @@ def test_duration_parsing_refuses(bad: object) -> None:
 
 def test_scalar_parsers_and_format() -> None:
     assert parse_int(" 12 ") == 12 and parse_int(-3) == -3
-    assert [parse_bool(v) for v in ("on", "OFF", "1", "no", True)] == [True, False, True, False, True]
+    assert [parse_bool(v) for v in ("on", "OFF", "1", "no", True)] == [
+        True,
+        False,
+        True,
+        False,
+        True,
+    ]
     for bad in ("1.0", 2.0, True):
         with pytest.raises(ValueError):
             parse_int(bad)
@@ -222,7 +240,9 @@ def test_driver_from_field_or_url_must_match_backend() -> None:
 
 
 def test_database_url_views() -> None:
-    u = PoolConfig(url="postgres://us%40er:p%2Fw@db.local:6432/my%20db?host=/var/run/pg").database_url
+    u = PoolConfig(
+        url="postgres://us%40er:p%2Fw@db.local:6432/my%20db?host=/var/run/pg"
+    ).database_url
     assert (u.backend, u.username, u.password, u.host, u.port) == (
         "postgresql", "us@er", "p/w", "db.local", 6432,
     )  # fmt: skip
@@ -285,3 +305,44 @@ def test_retry_policy_alone() -> None:
         "retry.attempts must be >= 1 (got 0)",
     }
     assert RetryPolicy.from_value('{"attempts": 9}').attempts == 9
+
+
+def test_hash_pickle_and_copy_agree_with_equality() -> None:
+    import copy
+    import pickle
+
+    c = PoolConfig(url="postgresql://u:p@h/db?sslmode=require", session={"a": "b"})
+    twin = PoolConfig(**c.to_dict())
+    assert hash(c) == hash(twin) and {c: 1}[twin] == 1
+    assert pickle.loads(pickle.dumps(c)) == c and copy.deepcopy(c) == c
+
+
+def test_schema_covers_every_field_and_the_example_file() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from poolbridge.core.config import FIELD_NAMES, RETRY_FIELDS
+    from poolbridge.core.schema import json_schema
+
+    schema = json_schema()
+    props = schema["properties"]
+    assert set(props) == {*FIELD_NAMES, "pools"}
+    assert set(props["retry"]["properties"]) == set(RETRY_FIELDS)
+    example = Path(__file__).resolve().parent.parent / "examples" / "poolbridge.toml"
+    doc = tomllib.loads(example.read_text())
+    tables = [doc, *doc["pools"].values()]
+    for table in tables:
+        for key, value in table.items():
+            if key == "pools":
+                continue
+            assert key in props, key
+            spec = props[key]
+            if "enum" in spec:
+                assert value in spec["enum"], (key, value)
+            if "anyOf" in spec and isinstance(value, str):
+                assert any(
+                    re.match(o.get("pattern", "^$"), value) or value in o.get("enum", [])
+                    for o in spec["anyOf"]
+                    if o["type"] == "string"
+                ), (key, value)

@@ -177,7 +177,9 @@ def test_unknown_keys_in_toml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load("replica", cwd=tmp_path, environ={"DB_PW": "x"})
     problems = info.value.problems
-    assert any(p.startswith("unknown field 'min_sise' (did you mean 'min_size'?)") for p in problems)
+    assert any(
+        p.startswith("unknown field 'min_sise' (did you mean 'min_size'?)") for p in problems
+    )
     assert any(p.startswith("unknown field 'extra'") for p in problems)
     write(tmp_path, 'url = "sqlite://"\n[retry]\nattempt = 1\n')
     with pytest.raises(ConfigError, match=r"unknown field 'retry.attempt' \(did you mean"):
@@ -238,7 +240,9 @@ def test_url_options_count_at_their_level(tmp_path: Path) -> None:
     assert resolve(cwd=tmp_path, environ=env, overrides={"max_size": 4}).config.max_size == 4
     # argument URL option beats the other arguments
     got = resolve(
-        cwd=tmp_path, environ=env, overrides={"url": "postgresql://arg/db?max_size=11", "max_size": 4}
+        cwd=tmp_path,
+        environ=env,
+        overrides={"url": "postgresql://arg/db?max_size=11", "max_size": 4},
     )
     assert (got.config.url, got.config.max_size) == ("postgresql://arg/db", 11)
     assert got.config.min_size == 3  # the file URL's min_size still counts at the file level

@@ -77,7 +77,7 @@ def configs() -> list[PoolConfig]:
 
 @pytest.mark.parametrize("config", configs())
 def test_repr_str_and_format_hide_the_password(config: PoolConfig) -> None:
-    for text in (repr(config), str(config), f"{config}", "%r" % (config,), repr([config])):
+    for text in (repr(config), str(config), f"{config}", f"{config!r}", repr([config])):
         assert SECRET not in text
     assert "postgresql://app" in repr(config)
     assert SECRET not in repr(config.database_url)
@@ -115,3 +115,22 @@ def test_to_dict_redact_form() -> None:
     )
     assert c.to_dict()["password"] == SECRET  # the plain form round-trips
     assert set(c.secrets()) == {SECRET}
+
+
+def test_redacting_filter_for_foreign_loggers(caplog: pytest.LogCaptureFixture) -> None:
+    from poolbridge.core.redact import RedactingFilter
+
+    log = logging.getLogger("some.orm")
+    flt = RedactingFilter([SECRET])
+    log.addFilter(flt)
+    try:
+        with caplog.at_level(logging.DEBUG, logger="some.orm"):
+            log.debug("conninfo: host=h password=%s dbname=x", SECRET)
+            log.debug("dsn %s", f"postgresql://u:{SECRET}@h/db")
+            log.debug("first chars of the password: %s", SECRET[:5] + "..." + SECRET)
+            log.debug("nothing secret %d", 42)
+    finally:
+        log.removeFilter(flt)
+    assert SECRET not in caplog.text
+    assert "password=***" in caplog.text and "nothing secret 42" in caplog.text
+    assert len(caplog.records) == 4

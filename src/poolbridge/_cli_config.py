@@ -13,7 +13,7 @@ import json
 import warnings
 from typing import Any
 
-from .cli import arg, subcommand
+from .cli import arg, group, subcommand
 from .core.config import PoolConfig
 from .core.loaders import LoadedConfig, Source, resolve
 from .core.redact import redact_mapping, redact_text
@@ -21,6 +21,9 @@ from .core.schema import json_schema
 from .errors import AdapterNotAvailable, UnsupportedOptionError
 
 __all__ = ["adapter_report", "config_schema", "config_show"]
+
+
+group("config", help="show the effective pool configuration, or its JSON Schema")
 
 
 @subcommand(
@@ -147,8 +150,7 @@ def _as_text(loaded: LoadedConfig, reports: dict[str, Any]) -> str:
     config = loaded.config
     lines = [f"pool {config.name!r}" + (f" (file {loaded.file})" if loaded.file else "")]
     rows = [(k, _fmt(v), str(s)) for k, v, s in _rows(loaded)]
-    width = max(len(_fmt(v)) for _, v, _ in _rows(loaded))
-    width = min(max(width, 5), 60)
+    width = min(max(len(v) for _, v, _ in rows), 60)
     lines.append(f"  {'field':<22}{'value':<{width}}  source")
     lines += [f"  {k:<22}{v:<{width}}  {s}" for k, v, s in rows]
     query = redact_mapping(dict(config.database_url.query))

@@ -27,7 +27,16 @@ from typing import Any
 
 from .errors import ConfigError, PoolBridgeError
 
-__all__ = ["EXTENSION_MODULES", "SUBCOMMANDS", "Subcommand", "arg", "main", "subcommand"]
+__all__ = [
+    "EXTENSION_MODULES",
+    "GROUP_HELP",
+    "SUBCOMMANDS",
+    "Subcommand",
+    "arg",
+    "group",
+    "main",
+    "subcommand",
+]
 
 #: modules whose import registers more subcommands with ``@subcommand`` (``check``, ``bench``,
 #: ``budget`` ...): add yours here. ``poolbridge._cli_config`` holds ``config show/schema``.
@@ -54,6 +63,13 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[tuple[str, ...], Subcommand] = {}
+#: help lines of intermediate groups ("config" in "config show"); set with :func:`group`
+GROUP_HELP: dict[tuple[str, ...], str] = {}
+
+
+def group(name: str, *, help: str) -> None:
+    """Give the group ``name`` (e.g. ``"config"``) a help line for ``poolbridge --help``."""
+    GROUP_HELP[tuple(name.split())] = help
 
 
 def subcommand(
@@ -95,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
         for depth in range(1, len(words)):
             prefix = words[:depth]
             if prefix not in parsers:  # an intermediate group such as "config"
-                group = groups[words[: depth - 1]].add_parser(prefix[-1], help=f"{prefix[-1]} ...")
+                help_line = GROUP_HELP.get(prefix, f"{' '.join(prefix)} subcommands")
+                group = groups[words[: depth - 1]].add_parser(
+                    prefix[-1], help=help_line, description=help_line
+                )
                 parsers[prefix] = group
                 groups[prefix] = group.add_subparsers(dest=f"_cmd{depth}", metavar="COMMAND")
         sub = groups[words[:-1]].add_parser(

@@ -1,16 +1,14 @@
 """Fixtures of the fault-injection tests: an embedded PostgreSQL this test run owns (so it
-may be stopped and restarted), server-side views, and a TCP proxy."""
+may be stopped and restarted) and server-side views."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-import pytest_asyncio
 
 from poolbridge.testing.embedded import EmbeddedPostgres
-from poolbridge.testing.proxy import TcpProxy
 
 from ._harness import ServerView
 
@@ -48,15 +46,3 @@ def pg_view(pg_url: str) -> ServerView:
 @pytest.fixture
 def mysql_view(mysql_url: str) -> ServerView:
     return ServerView(mysql_url, "mysql")
-
-
-@pytest_asyncio.fixture
-async def pg_proxy(pg_url: str) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy("127.0.0.1", 5432) as proxy:
-        yield proxy
-
-
-@pytest_asyncio.fixture
-async def mysql_proxy(mysql_url: str) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy("127.0.0.1", 3306) as proxy:
-        yield proxy

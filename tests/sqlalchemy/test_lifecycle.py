@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy.util.concurrency import greenlet_spawn
 
 from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
 from poolbridge.core.hooks import Hooks
@@ -80,18 +81,20 @@ async def test_reset_rolls_back_open_transaction(target: Target) -> None:
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"CREATE TABLE {table} (x INT)")
-        # the handle's contract: leaving the block without commit must not keep the row
-        conn = await engine.connect()
-        await conn.exec_driver_sql(f"INSERT INTO {table} VALUES (1)")
-        raw = await conn.get_raw_connection()
-        # return the DBAPI connection straight to the pool, inside its open transaction
-        # (bypassing the Connection's own rollback), as a crashing task would
-        await conn.invalidate() if False else None
-        raw.close()  # pool-level checkin: reset-on-return must roll back
+
+        def dirty() -> None:
+            # pool-level checkout/checkin of the DBAPI connection, no Connection object to
+            # roll back for us: returned inside its open transaction, as a crashed task would
+            raw = engine.sync_engine.raw_connection()
+            cur = raw.cursor()
+            cur.execute(f"INSERT INTO {table} VALUES (1)")
+            cur.close()
+            raw.close()
+
+        await greenlet_spawn(dirty)
         async with engine.connect() as again:
             count = (await again.exec_driver_sql(f"SELECT count(*) FROM {table}")).scalar()
             assert count == 0
-        await conn.close()
     finally:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from tortoise import fields
 from tortoise.models import Model
+
+from tortoise import fields
 
 TABLE = f"pb_tortoise_item_{uuid.uuid4().hex[:10]}"
 

@@ -56,6 +56,15 @@ def _server_id(conn: psycopg.AsyncConnection[Any]) -> int | None:
         return None
 
 
+async def _settle(conn: psycopg.AsyncConnection[Any]) -> None:
+    """After on_connect: keep what the hook set up (commit), drop a failed transaction."""
+    status = conn.pgconn.transaction_status
+    if status == TransactionStatus.INTRANS:
+        await conn.commit()
+    elif status == TransactionStatus.INERROR:
+        await conn.rollback()
+
+
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     """AsyncConnectionPool with poolbridge's hooks, stats, leak tracking and errors."""
 
@@ -115,8 +124,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         conn._pb_id = _server_id(conn)  # type: ignore[attr-defined]
         try:
             await self.pb_hooks.run_on_connect(self._pb_event(conn))
-            if conn.pgconn.transaction_status in _DIRTY:
-                await conn.rollback()
+            await _settle(conn)
         except BaseException:
             await conn.close()
             raise
@@ -130,8 +138,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         finally:
             await conn.set_autocommit(autocommit)
         await self.pb_hooks.run_on_connect(self._pb_event(conn))
-        if conn.pgconn.transaction_status in _DIRTY:
-            await conn.rollback()
+        await _settle(conn)
 
     async def _connect(self, timeout: float | None = None) -> Any:
         t0 = monotonic()

@@ -58,11 +58,6 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         state.live_ids[rec] = sid
         state.recorded_ids.append(sid)
         try:
-            if state.driver == "aiosqlite" and config.session:
-                cur = dbapi_conn.cursor()
-                for key, value in config.session.items():
-                    cur.execute(f"PRAGMA {key}={value}")
-                cur.close()
             if hooks.has("on_connect"):
                 await_(hooks.run_on_connect(state.event(rec)))
         except BaseException:
@@ -120,7 +115,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if state.driver == "asyncpg" and reset_state.asyncio_safe and in_greenlet():
             try:
                 dbapi_conn.rollback()
-                await_(rec.driver_connection.reset())
+                driver_conn = rec.driver_connection
+                assert driver_conn is not None
+                await_(driver_conn.reset())
                 if hooks.has("on_connect"):
                     await_(hooks.run_on_connect(state.event(rec)))
                 return

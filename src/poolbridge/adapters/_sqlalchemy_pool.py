@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,7 @@ class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
 class BridgePool(Pool):
     """A FIFO, hard-capped asyncio pool for SQLAlchemy (see the module docstring)."""
 
-    _is_asyncio = True  # type: ignore[assignment]
+    _is_asyncio = True
     _dialect = _AsyncConnDialect()
 
     def __init__(
@@ -228,10 +229,8 @@ class BridgePool(Pool):
                 self._hand(grant)
             return
         fut.cancel()
-        try:
+        with contextlib.suppress(ValueError):  # already popped by a hand-off
             self._waiters.remove(fut)
-        except ValueError:
-            pass
 
     def _hand(self, rec: ConnectionPoolEntry) -> None:
         """Give ``rec`` to the first live waiter, else make it idle."""

@@ -12,6 +12,7 @@ replaces connections past their lifetime and reports leaks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable
@@ -24,7 +25,7 @@ from sqlalchemy.util.concurrency import greenlet_spawn
 
 from ..core.config import PoolConfig
 from ..core.hooks import ConnectionEvent, HookName, HookRunner
-from ..core.leaks import Lease, LeakTracker
+from ..core.leaks import LeakTracker, Lease
 from ..core.stats import StatsRecorder
 from ..errors import PoolClosed
 from ._sqlalchemy_translate import LIFETIME_JITTER
@@ -136,9 +137,9 @@ class BridgeState:
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
         meta = rec.info.get("poolbridge")
-        return (
-            isinstance(meta, ConnMeta) and meta.deadline is not None and monotonic() >= meta.deadline
-        )
+        if not isinstance(meta, ConnMeta) or meta.deadline is None:
+            return False
+        return monotonic() >= meta.deadline
 
     def dead(self, rec: ConnectionPoolEntry) -> bool:
         """Whether the driver already knows this idle connection is gone (no round trip)."""
@@ -249,10 +250,8 @@ class BridgeState:
         assert self._kick is not None
         failures = 0
         while not self.closed:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), self._tick())
-            except TimeoutError:
-                pass
             self._kick.clear()
             if self.closed:
                 return
@@ -290,10 +289,8 @@ class BridgeState:
         if self.checked_out and self._drained is not None and timeout != 0:
             self._drained.clear()
             if self.checked_out:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained.wait(), timeout)
-                except TimeoutError:
-                    pass
         if self.leaks is not None:
             await self.leaks.report_open()
         for rec in list(self.checked_out):

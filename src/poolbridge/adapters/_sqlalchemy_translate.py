@@ -168,7 +168,9 @@ def _connect_args(
         if config.ssl is not None and config.ssl != "disable":
             unsupported["ssl"] = "SQLite is a local file: there is no transport to encrypt"
         if config.session:
-            emulated["session"] = "PRAGMA <key>=<value> on every new connection (connect event)"
+            unsupported["session"] = (
+                "SQLite has no session settings; PRAGMAs are driver-level (use a connect event)"
+            )
     ca.update(config.driver_options)
     return ca
 
@@ -239,7 +241,7 @@ def translate(config: PoolConfig) -> Translation:
             "do_connect event bounds the whole connect (TCP, TLS, handshake, auth); "
             "the driver's own timeout is passed too"
         )
-    if config.retry.attempts > 1:
+    if config.retry.attempts > 1 and config.backend != "sqlite":
         emulated["retry"] = "pool class retries connection establishment with backoff"
     return Translation(native=native, emulated=emulated, unsupported=unsupported)
 

@@ -202,3 +202,47 @@ def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
     opts.update(config.database_url.query)
     opts.update(config.driver_options)
     return opts
+
+
+#: knobs shown in the documentation table, in PoolConfig order
+DOC_KNOBS = (
+    "min_size", "max_size", "acquire_timeout", "connect_timeout", "statement_timeout",
+    "max_lifetime", "max_idle", "pre_ping", "max_waiting", "reset", "statement_cache",
+    "isolation_level", "session", "password", "leak_timeout", "retry",
+)  # fmt: skip
+
+
+def doc_table(
+    columns: dict[str, tuple[dict[str, str], dict[str, str]]],
+) -> str:
+    """A Markdown table: one row per knob, one column per driver (emulated how / why not).
+
+    ``columns`` maps a column title to (emulated, unsupported) dicts.
+    """
+    head = "| knob | " + " | ".join(columns) + " |"
+    sep = "|---|" + "---|" * len(columns)
+    rows = [head, sep]
+    for knob in DOC_KNOBS:
+        cells = []
+        for emulated_map, unsupported_map in columns.values():
+            if knob in unsupported_map:
+                cells.append(f"**no**: {unsupported_map[knob]}")
+            elif knob in emulated_map:
+                cells.append(emulated_map[knob])
+            else:
+                cells.append("-")
+        rows.append(f"| `{knob}` | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def tortoise_doc_table() -> str:
+    """The Tortoise adapter's table as it appears in docs/adapters/tortoise.md."""
+    sqlite = {"min_size": "its one connection, opened at init() (min_size above 1: **no**)"}
+    return doc_table(
+        {
+            "asyncpg": (ENGINE_EMULATED, {}),
+            "MySQL (asyncmy, else aiomysql)": (ENGINE_EMULATED, {}),
+            "psycopg": (PSYCOPG_EMULATED, PSYCOPG_UNSUPPORTED),
+            "SQLite": (sqlite, SQLITE_REASONS),
+        }
+    )

@@ -6,6 +6,7 @@ The engine provides every pool knob (table in adapters/_engine_backed.py); the d
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ._engine_backed import EngineBackedAdapter
@@ -22,7 +23,18 @@ class AiopgAdapter(EngineBackedAdapter):
 
     async def fetch_scalar(self, conn: Any, sql: str) -> Any:
         async with conn.cursor() as cur:
-            await cur.execute(sql)
+            try:
+                await cur.execute(sql)
+            except asyncio.CancelledError as exc:
+                # aiopg turns the server's QueryCanceledError (statement_timeout) into
+                # CancelledError; give the real error back unless we are being cancelled
+                task = asyncio.current_task()
+                cause = exc.__context__
+                if task is not None and not task.cancelling() and isinstance(cause, Exception):
+                    raise cause from None
+                raise
+            if cur.description is None:  # a statement without a result set
+                return None
             row = await cur.fetchone()
         return None if row is None else row[0]
 

@@ -60,6 +60,7 @@ __all__ = [
     "SqliteDatabase",
     "adapter",
     "database",
+    "doc_table",
     "pool_params",
 ]
 
@@ -200,7 +201,7 @@ class PeeweeAsyncAdapter(Adapter):
                 return first_value(await cur.fetchone())
         async with conn.cursor() as cur:  # aiopg / aiomysql / psycopg (AsyncClientCursor)
             await cur.execute(sql)
-            return first_value(await cur.fetchone())
+            return None if cur.description is None else first_value(await cur.fetchone())
 
     def entry_points(self, pool: Any) -> Mapping[str, EntryPoint]:
         points = dict(super().entry_points(pool))
@@ -249,6 +250,21 @@ class PeeweeAsyncAdapter(Adapter):
 
 
 adapter = PeeweeAsyncAdapter()
+
+
+def doc_table() -> str:
+    """The translation table as it appears in docs/adapters/peewee_async.md."""
+    from ._tortoise_table import doc_table as render
+
+    no_leaks = {"leak_timeout": _NO_LEAKS}
+    return render(
+        {
+            "PostgresqlDatabase (aiopg)": (ENGINE_EMULATED, {}),
+            "Psycopg3Database (psycopg)": (PSYCOPG_EMULATED, no_leaks),
+            "MySQLDatabase (aiomysql)": (ENGINE_EMULATED, {}),
+            "SqliteDatabase (aiosqlite)": (ENGINE_EMULATED, {}),
+        }
+    )
 
 
 @contextlib.contextmanager

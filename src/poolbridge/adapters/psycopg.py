@@ -125,8 +125,7 @@ class PsycopgAdapter(Adapter):
 
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> Pool[Any]:
         self.check_available(config)
-        if config.backend == "postgresql":
-            self.driver_for(config)
+        self.driver_for(config)  # UnsupportedOptionError for a non-PostgreSQL URL
         enforce(self.name, config, self.translate(config))
         from ._psycopg_pool import open_psycopg_pool
 

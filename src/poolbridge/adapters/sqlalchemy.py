@@ -118,7 +118,10 @@ def engine_kwargs(config: PoolConfig) -> dict[str, Any]:
 
 
 def _build(
-    config: PoolConfig, hook_runner: HookRunner, recorder: StatsRecorder, engine_kw: Mapping[str, Any]
+    config: PoolConfig,
+    hook_runner: HookRunner,
+    recorder: StatsRecorder,
+    engine_kw: Mapping[str, Any],
 ) -> tuple[AsyncEngine, BridgeState]:
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create
 
@@ -186,7 +189,7 @@ async def close_engine(engine: AsyncEngine, timeout: float | None = None) -> Non
 
 
 class SQLAlchemyPool(Pool["AsyncConnection"]):
-    """The uniform handle: ``acquire()`` yields an ``AsyncConnection``; ``.native`` is the engine."""
+    """The uniform handle: ``acquire()`` yields an AsyncConnection; ``.native`` is the engine."""
 
     def __init__(self, config: PoolConfig, hooks: Hooks | None = None) -> None:
         super().__init__(config, adapter="sqlalchemy", hooks=hooks)
@@ -226,8 +229,11 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
             if isinstance(exc, PoolTimeout):
                 raise
             raise PoolTimeout(f"pool {self.name!r}: {exc}") from exc
-        async with conn:
+        try:
             yield conn
+        finally:
+            # AsyncConnection.__aexit__ runs close() to completion even when cancelled
+            await conn.__aexit__(None, None, None)
 
     async def ping(self) -> float:
         start = perf_counter()
@@ -239,6 +245,11 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
         if self._state is None or self._engine is None:
             return
         await self._state.shutdown(self._engine.dispose, timeout)
+
+
+def _scalar(result: Any) -> Any:
+    """First column of the first row, or None for a statement that returns no rows."""
+    return result.scalar() if result.returns_rows else None
 
 
 class SQLAlchemyAdapter(Adapter):
@@ -263,8 +274,7 @@ class SQLAlchemyAdapter(Adapter):
         return pool
 
     async def fetch_scalar(self, conn: Any, sql: str) -> Any:
-        result = await conn.exec_driver_sql(sql)
-        return result.scalar()
+        return _scalar(await conn.exec_driver_sql(sql))
 
     def entry_points(self, pool: Pool[Any]) -> Mapping[str, EntryPoint]:
         points = dict(super().entry_points(pool))
@@ -275,7 +285,7 @@ class SQLAlchemyAdapter(Adapter):
             async with engine.connect() as conn:
 
                 async def run(sql: str) -> Any:
-                    return (await conn.exec_driver_sql(sql)).scalar()
+                    return _scalar(await conn.exec_driver_sql(sql))
 
                 yield run
 
@@ -287,7 +297,7 @@ class SQLAlchemyAdapter(Adapter):
 
                 async def run(sql: str) -> Any:
                     conn = await session.connection()
-                    return (await conn.exec_driver_sql(sql)).scalar()
+                    return _scalar(await conn.exec_driver_sql(sql))
 
                 yield run
 

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 from ..core.config import PoolConfig
 from ..core.hooks import Hooks
-from ..errors import UnsupportedOptionError
+from ..errors import PoolClosed, UnsupportedOptionError
 from . import _tortoise_table as table
 from ._rows import first_value
 from ._tortoise_client import TortoiseBinding
@@ -40,6 +40,7 @@ __all__ = [
     "TortoisePools",
     "adapter",
     "connect",
+    "doc_table",
     "init",
     "tortoise_config",
 ]
@@ -146,32 +147,39 @@ class TortoiseAdapter(Adapter):
             return await conn.fetchval(sql)
         if kind == "psycopg":
             cur = await conn.execute(sql)
-            return first_value(await cur.fetchone())
+            return None if cur.description is None else first_value(await cur.fetchone())
         if kind == "aiosqlite":
             async with conn.execute(sql) as cur:
                 return first_value(await cur.fetchone())
         async with conn.cursor() as cur:  # aiomysql / asyncmy
             await cur.execute(sql)
-            return first_value(await cur.fetchone())
+            return None if cur.description is None else first_value(await cur.fetchone())
 
     def entry_points(self, pool: Any) -> Mapping[str, EntryPoint]:
         points = dict(super().entry_points(pool))
 
         @asynccontextmanager
         async def tortoise_connection() -> AsyncIterator[ScalarRunner]:
+            # the checkout every Tortoise query makes: connections.get(name) then the
+            # client's acquire_connection() (its pool wrapper), held for the block
+            if pool.closed:
+                raise PoolClosed(f"pool {pool.name!r} is closed")
             with pool.entered():
                 from tortoise.connection import get_connections
 
                 client = get_connections().get(pool.name)
+            async with client.acquire_connection() as conn:
 
                 async def run(sql: str) -> Any:
-                    _, rows = await client.execute_query(sql)
-                    return first_value(rows[0]) if rows else None
+                    return await self.fetch_scalar(conn, sql)
 
                 yield run
 
         @asynccontextmanager
         async def in_transaction() -> AsyncIterator[ScalarRunner]:
+            # Tortoise's transaction path: run() goes through the client's execute_query
+            if pool.closed:
+                raise PoolClosed(f"pool {pool.name!r} is closed")
             with pool.entered():
                 from tortoise.transactions import in_transaction as tortoise_in_transaction
 
@@ -189,6 +197,11 @@ class TortoiseAdapter(Adapter):
 
 
 adapter = TortoiseAdapter()
+
+
+def doc_table() -> str:
+    """The translation table as it appears in docs/adapters/tortoise.md."""
+    return table.tortoise_doc_table()
 
 
 def _driver_module(driver: str) -> str:

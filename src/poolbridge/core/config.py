@@ -15,6 +15,7 @@ See docs/configuration.md for every field, unit, default and rule.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -182,10 +183,8 @@ class DatabaseURL:
 def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
     """Secret strings of a not-yet-validated config, to mask them in error lines."""
     found = [raw.get("password")]
-    try:
+    with contextlib.suppress(TypeError, ValueError, AttributeError):
         found.append(urlsplit(raw.get("url") or "").password)
-    except (TypeError, ValueError, AttributeError):
-        pass
     return [s for s in found if isinstance(s, str)]
 
 
@@ -319,6 +318,10 @@ class PoolConfig:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     __str__ = __repr__
+
+    def __hash__(self) -> int:
+        # session/driver_options are dicts: hash a hashable subset (equal configs agree on it)
+        return hash((self.url, self.name, self.driver, self.min_size, self.max_size))
 
     # -- loaders (implemented in core/loaders.py) ---------------------------------------------
     @classmethod

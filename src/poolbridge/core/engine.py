@@ -258,7 +258,7 @@ class Engine:
         while idle:
             c = idle.pop()
             now = monotonic()
-            if now >= c.expires:
+            if now >= c.expires or self.driver.is_closed(c.native):
                 self._retire(c)
                 continue
             if self._pre_ping and not c.fresh and not await self._ping_ok(c):
@@ -413,9 +413,9 @@ class Engine:
         while True:
             fut: asyncio.Future[_Conn] = loop.create_future()
             waiters.append(fut)
-            self._grow(deadline)
-            handle = loop.call_at(loop.time() + max(0.0, deadline - monotonic()),
-                                  self._expire, fut)  # fmt: skip
+            if self._opening < len(waiters) and self.size < self._max:
+                self._grow(deadline)
+            handle = loop.call_later(deadline - monotonic(), self._expire, fut)
             self.recorder.pending += 1
             try:
                 c = await fut
@@ -684,8 +684,9 @@ class Engine:
         max_idle = self.config.max_idle
         keep: deque[_Conn] = deque()
         above = len(self._conns) - self._min
-        for c in self._idle:  # oldest idle first
-            if now >= c.expires or (
+        is_closed = self.driver.is_closed
+        for c in self._idle:  # oldest idle first; a connection the server closed goes too
+            if now >= c.expires or is_closed(c.native) or (
                 max_idle is not None and above > 0 and now - c.idle_since >= max_idle
             ):
                 self._retire(c)
@@ -693,7 +694,8 @@ class Engine:
             else:
                 keep.append(c)
         if len(keep) != len(self._idle):
-            self._idle = keep
+            self._idle.clear()  # in place: getconn() may hold a reference across an await
+            self._idle.extend(keep)
         if self._leaks is not None:
             await self._leaks.check(now)
         self._refill()

@@ -13,12 +13,20 @@ unrelated text); sensitive keys are masked whatever the length.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["MASK", "is_sensitive_key", "redact_mapping", "redact_text", "redact_url"]
+__all__ = [
+    "MASK",
+    "RedactingFilter",
+    "is_sensitive_key",
+    "redact_mapping",
+    "redact_text",
+    "redact_url",
+]
 
 MASK = "***"
 
@@ -113,3 +121,27 @@ def redact_mapping(
         else:
             out[key] = _redact_value(value, known)
     return out
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks URL passwords, ``password=...`` and known secrets.
+
+    For loggers poolbridge does not control (e.g. an ORM that logs its conninfo at DEBUG):
+    ``logging.getLogger("tortoise").addFilter(RedactingFilter(config.secrets()))``. The
+    record is rewritten in place (message formatted once, args cleared) only when something
+    was masked.
+    """
+
+    def __init__(self, secrets: Iterable[str] = (), name: str = "") -> None:
+        super().__init__(name)
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return True
+        masked = redact_text(message, secrets=self.secrets)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True

@@ -19,7 +19,10 @@ class AiomysqlShim(MySQLShim):
         return aiomysql.connect(**kw)
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed)
+        if conn.closed:
+            return True
+        reader = getattr(conn, "_reader", None)  # EOF seen: the server closed (e.g. KILL)
+        return bool(reader is not None and reader.at_eof())
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.server_thread_id[0])

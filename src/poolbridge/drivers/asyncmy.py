@@ -19,7 +19,10 @@ class AsyncmyShim(MySQLShim):
         return asyncmy.connect(**kw)
 
     def is_closed(self, conn: Any) -> bool:
-        return not conn.connected
+        if not conn.connected:
+            return True
+        transport = getattr(conn, "_transport", None)  # closing: the server hung up
+        return bool(transport is not None and transport.is_closing())
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

@@ -1,0 +1,92 @@
+"""Every knob an adapter claims (native or emulated) is proven by an open conformance row.
+
+DESIGN: "A knob listed native or emulated for an adapter must have a conformance requirement
+that is open for that adapter". A knob counts as claimed unless the adapter lists it as
+unsupported; a row closed for the whole backend (SQLite has no server) exempts it, a row the
+adapter closes itself does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from poolbridge import PoolConfig
+from poolbridge.core.registry import adapter_names, get_adapter
+from poolbridge.testing.requirements import (
+    BACKEND_CLOSED,
+    KNOB_REQUIREMENTS,
+    NO_REQUIREMENT,
+    REQUIREMENTS,
+    closed_reason,
+    requirement,
+)
+
+URLS = {
+    "postgresql": "postgresql://app@127.0.0.1:5432/test",
+    "mysql": "mysql://app@127.0.0.1:3306/test",
+    "sqlite": "sqlite:////tmp/poolbridge-knobs.db",
+}
+FIELDS = [f.name for f in dataclasses.fields(PoolConfig)]
+
+
+def _columns() -> list[tuple[str, str, str]]:
+    out = []
+    for name in adapter_names(installed_only=True):
+        for backend, drivers in get_adapter(name).drivers.items():
+            out.extend((name, backend, d) for d in drivers)
+    return out
+
+
+def test_every_config_field_is_mapped_or_exempt() -> None:
+    for name in FIELDS:
+        assert name in KNOB_REQUIREMENTS or name in NO_REQUIREMENT, name
+    assert not set(KNOB_REQUIREMENTS) - set(FIELDS), "a requirement names an unknown knob"
+    assert not set(NO_REQUIREMENT) & set(KNOB_REQUIREMENTS)
+
+
+def test_requirement_names_are_unique_and_known() -> None:
+    names = [r.name for r in REQUIREMENTS]
+    assert len(names) == len(set(names))
+    for closed in BACKEND_CLOSED.values():
+        for name in closed:
+            requirement(name)
+    with pytest.raises(KeyError, match="unknown requirement"):
+        requirement("nosuch")
+
+
+def test_suite_has_a_test_for_every_requirement() -> None:
+    import ast
+    from pathlib import Path
+
+    import poolbridge.testing.suite as suite
+
+    marked: set[str] = set()
+    for path in Path(suite.__file__).parent.glob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "poolbridge_requirement"
+            ):
+                marked.add(ast.literal_eval(node.args[0]))
+    assert marked == {r.name for r in REQUIREMENTS}
+
+
+@pytest.mark.parametrize(("adapter_name", "backend", "driver"), _columns())
+def test_claimed_knobs_have_open_requirements(adapter_name: str, backend: str, driver: str) -> None:
+    adapter = get_adapter(adapter_name)
+    cfg = PoolConfig(url=URLS[backend], driver=driver, min_size=1, max_size=4)
+    translation = adapter.translate(cfg)
+    claimed = [f for f in FIELDS if f not in translation.unsupported and f not in NO_REQUIREMENT]
+    problems = []
+    for knob in claimed:
+        rows = KNOB_REQUIREMENTS[knob]
+        if any(closed_reason(adapter, backend, driver, r) is None for r in rows):
+            continue
+        if all(r in BACKEND_CLOSED.get(backend, {}) for r in rows):
+            continue  # meaningless on this backend, not a broken promise
+        reasons = {r: closed_reason(adapter, backend, driver, r) for r in rows}
+        problems.append(f"{knob}: claimed but every row is closed by the adapter: {reasons}")
+    assert not problems, "\n".join(problems)
