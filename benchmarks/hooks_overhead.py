@@ -114,6 +114,51 @@ async def added_cpu_per_op(n: int = 50_000) -> float:
     return (best["with"] - best["without"]) / n * 1e6
 
 
+async def open_variant(args: argparse.Namespace, variant: str, tag: str) -> Pool[Any]:
+    """A warmed-up pool: ``full`` has every hook and the stats, ``bare`` neither;
+    ``hooks`` / ``stats`` have one of them (``--split``)."""
+    config = PoolConfig(
+        url=args.url, name=f"bench-{variant}-{tag}", min_size=args.max_size,
+        max_size=args.max_size,
+    )  # fmt: skip
+    with_hooks = variant in ("full", "hooks")
+    pool = await open_pool(config, adapter=args.adapter, hooks=ALL_HOOKS if with_hooks else None)
+    if variant not in ("full", "stats"):
+        pool.recorder.__class__ = BareRecorder  # same slots: switches histograms off in place
+    return pool
+
+
+def summary(label: str, xs: list[float]) -> str:
+    return f"{label} median {statistics.median(xs):+.1%} (rounds {min(xs):+.1%} .. {max(xs):+.1%})"
+
+
+async def compare(args: argparse.Namespace, tasks: int, a: str, b: str) -> dict[str, Any]:
+    """Rounds of variant ``b`` against ``a`` on fresh pools each round (so that no variant
+    keeps a luckier set of backend processes), the order alternating."""
+    rates: dict[str, list[float]] = {a: [], b: []}
+    cpus: dict[str, list[float]] = {a: [], b: []}
+    costs: list[float] = []
+    cpu_costs: list[float] = []
+    for r in range(args.rounds):
+        order = (a, b) if r % 2 == 0 else (b, a)
+        pools = {v: await open_variant(args, v, f"{r}{i}") for i, v in enumerate(order)}
+        try:
+            for v in order:
+                await rate(pools[v], args.adapter, tasks, 0.2)  # warm-up
+            got = {v: await rate(pools[v], args.adapter, tasks, args.seconds) for v in order}
+            if "full" in pools:  # the full pool really ran its hooks and kept its histograms
+                assert pools["full"].stats()["connection.use_time"]["count"] > 0
+        finally:
+            for pool in pools.values():
+                await pool.close()
+        for v, (x, c) in got.items():
+            rates[v].append(x)
+            cpus[v].append(c)
+        costs.append(1.0 - got[b][0] / got[a][0])
+        cpu_costs.append(got[b][1] / got[a][1] - 1.0)
+    return {"rates": rates, "cpus": cpus, "costs": costs, "cpu_costs": cpu_costs}
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="postgresql://root@127.0.0.1:5432/test")
@@ -122,55 +167,45 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument("--max-size", type=int, default=5)
+    parser.add_argument(
+        "--aa", action="store_true", help="also compare bare with bare: the noise floor"
+    )
+    parser.add_argument(
+        "--split", action="store_true", help="also measure hooks alone and stats alone"
+    )
     args = parser.parse_args()
-
-    def config(name: str) -> PoolConfig:
-        return PoolConfig(url=args.url, name=name, min_size=args.max_size, max_size=args.max_size)
-
-    async with (
-        open_pool(config("bench-bare"), adapter=args.adapter) as bare,
-        open_pool(config("bench-full"), adapter=args.adapter, hooks=ALL_HOOKS) as full,
-    ):
-        bare.recorder.__class__ = BareRecorder  # same slots: switches histograms off in place
-        pools = {"bare": bare, "full": full}
-        print(f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} "
-              f"x {args.seconds:g}s per variant")
-        per_op: dict[int, float] = {}
-        for tasks in args.tasks:
-            await rate(bare, args.adapter, tasks, 0.3)  # warm-up
-            await rate(full, args.adapter, tasks, 0.3)
-            rates: dict[str, list[float]] = {"bare": [], "full": []}
-            cpus: dict[str, list[float]] = {"bare": [], "full": []}
-            costs: list[float] = []
-            cpu_costs: list[float] = []
-            for r in range(args.rounds):
-                order = ("bare", "full") if r % 2 == 0 else ("full", "bare")
-                got = {v: await rate(pools[v], args.adapter, tasks, args.seconds) for v in order}
-                for v, (x, c) in got.items():
-                    rates[v].append(x)
-                    cpus[v].append(c)
-                costs.append(1.0 - got["full"][0] / got["bare"][0])
-                cpu_costs.append(got["full"][1] / got["bare"][1] - 1.0)
-            med = {v: statistics.median(xs) for v, xs in rates.items()}
-            cpu = {v: statistics.median(xs) for v, xs in cpus.items()}
-            per_op[tasks] = cpu["bare"]
+    print(f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} "
+          f"x {args.seconds:g}s per variant, fresh pools per round")
+    cpu_per_op: dict[int, float] = {}
+    for tasks in args.tasks:
+        res = await compare(args, tasks, "bare", "full")
+        med = {v: statistics.median(xs) for v, xs in res["rates"].items()}
+        cpu = {v: statistics.median(xs) for v, xs in res["cpus"].items()}
+        cpu_per_op[tasks] = cpu["bare"]
+        print(
+            f"tasks={tasks:>4}  throughput bare {med['bare']:.0f}/s, full {med['full']:.0f}/s "
+            f"(ratio {med['full'] / med['bare']:.3f}); {summary('paired cost', res['costs'])}"
+        )
+        print(
+            f"{'':11}client CPU per SELECT 1 bare {cpu['bare']:.1f} us, full {cpu['full']:.1f} us;"
+            f" {summary('paired cost', res['cpu_costs'])}"
+        )
+        for part in ("stats", "hooks") if args.split else ():
+            res = await compare(args, tasks, "bare", part)
             print(
-                f"tasks={tasks:>4}  throughput: bare {med['bare']:.0f}/s, full {med['full']:.0f}/s,"
-                f" ratio {med['full'] / med['bare']:.3f}; paired cost median "
-                f"{statistics.median(costs):+.1%} (rounds {min(costs):+.1%} .. {max(costs):+.1%})"
+                f"{'':11}{part} alone: {summary('throughput cost', res['costs'])}; "
+                f"{summary('CPU cost', res['cpu_costs'])}"
             )
+        if args.aa:
+            aa = await compare(args, tasks, "bare", "bare2")
             print(
-                f"{'':11}client CPU per SELECT 1: bare {cpu['bare']:.1f} us, full "
-                f"{cpu['full']:.1f} us; paired cost median {statistics.median(cpu_costs):+.1%} "
-                f"(rounds {min(cpu_costs):+.1%} .. {max(cpu_costs):+.1%})"
+                f"{'':11}noise floor (bare vs bare): {summary('throughput', aa['costs'])}; "
+                f"{summary('CPU', aa['cpu_costs'])}"
             )
-        extra = await added_cpu_per_op()
-        print(f"hooks + stats add {extra:.2f} us of CPU per acquire+release (in isolation)")
-        for tasks, us in per_op.items():
-            print(f"  = {extra / us:.1%} of the client CPU per SELECT 1 at tasks={tasks}")
-        # the full pool really ran its hooks and kept its histograms
-        assert full.stats()["connection.use_time"]["count"] > 0
-        assert bare.stats()["connection.use_time"]["count"] == 0
+    extra = await added_cpu_per_op()
+    print(f"hooks + stats add {extra:.2f} us of CPU per acquire+release (in isolation)")
+    for tasks, us in cpu_per_op.items():
+        print(f"  = {extra / us:.1%} of the client CPU per SELECT 1 at tasks={tasks}")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from poolbridge import ConnectionEvent, Hooks, PoolConfig
 
 APP_PATH = Path(__file__).resolve().parents[1] / "examples" / "fastapi_app" / "app.py"
-ADAPTERS = ["asyncpg", "psycopg", "sqlalchemy", "tortoise"]
+ADAPTERS = ["asyncpg", "psycopg", "sqlalchemy", "tortoise", "peewee_async"]
 REQUESTS = 100
 
 
@@ -142,3 +142,185 @@ async def test_concurrent_requests_leave_nothing_open(pg_url: str, adapter: str)
     assert name not in generate_latest(registry).decode()
     with pytest.raises(RuntimeError, match="not open"):
         _ = db.pool
+
+
+#: what ``PoolBridge.connection`` yields per adapter: (module prefix, class name)
+YIELDS = {
+    "asyncpg": ("asyncpg", "Connection"),
+    "psycopg": ("psycopg", "AsyncConnection"),
+    "sqlalchemy": ("sqlalchemy.ext.asyncio", "AsyncSession"),
+    "peewee_async": ("aiopg", "Connection"),  # PostgresqlDatabase runs on aiopg
+}
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_dependency_yields_the_stacks_object(pg_url: str, adapter: str) -> None:
+    need_adapter(adapter)
+    from fastapi import Depends, FastAPI
+
+    from poolbridge.integrations.fastapi import PoolBridge
+
+    db = PoolBridge(
+        PoolConfig(url=pg_url, name=f"dep-{uuid.uuid4().hex[:8]}", min_size=1, max_size=2),
+        adapter=adapter,
+    )
+    app = FastAPI(lifespan=db.lifespan)
+    seen: list[Any] = []
+
+    @app.get("/kind")
+    async def kind(conn: Any = Depends(db.connection)) -> dict[str, int]:
+        seen.append(conn)
+        return {"used": db.pool.stats()["connection.count.used"]}
+
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        r = await c.get("/kind")
+        assert r.status_code == 200
+        obj = seen[0]
+        if adapter == "tortoise":
+            assert obj is db.pool.native
+        else:
+            module, cls = YIELDS[adapter]
+            assert type(obj).__module__.startswith(module), type(obj)
+            assert type(obj).__name__ == cls
+            if adapter != "sqlalchemy":  # a session checks out lazily, on first use
+                assert r.json()["used"] == 1
+        assert db.pool.stats()["connection.count.used"] == 0
+
+
+@pytest.mark.asyncio
+async def test_two_pools_one_lifespan_and_metrics(pg_url: str) -> None:
+    need_adapter("asyncpg")
+    need_adapter("psycopg")
+    from fastapi import Depends, FastAPI
+
+    from poolbridge.integrations.fastapi import PoolBridge, add_metrics_route, poolbridge_lifespan
+
+    tag = uuid.uuid4().hex[:8]
+    pids: set[int] = set()
+    hooks = Hooks(on_connect=lambda e: pids.add(int(e.connection_id or 0)))
+    a = PoolBridge(PoolConfig(url=pg_url, name=f"a-{tag}", max_size=2), "asyncpg", hooks=hooks)
+    b = PoolBridge(PoolConfig(url=pg_url, name=f"b-{tag}", max_size=2), "psycopg", hooks=hooks)
+    app = FastAPI(lifespan=poolbridge_lifespan(a, b))
+    registry = CollectorRegistry()
+    add_metrics_route(app, a, b, registry=registry, path="/internal/metrics")
+
+    @app.get("/both")
+    async def both(x: Any = Depends(a.connection), y: Any = Depends(b.connection)) -> list[int]:
+        cur = await y.execute("SELECT pg_backend_pid()")
+        return [await x.fetchval("SELECT pg_backend_pid()"), (await cur.fetchone())[0]]
+
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = a.pool
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+    ):
+        got = await asyncio.gather(*(c.get("/both") for _ in range(20)))
+        assert {r.status_code for r in got} == {200}
+        assert {pid for r in got for pid in r.json()} <= pids
+        text = (await c.get("/internal/metrics")).text
+        for bridge in (a, b):
+            series = samples(text, bridge.config.name)
+            assert series[("poolbridge_connection_wait_time_seconds_count", "")] == 20
+            assert series[("poolbridge_connection_count", "used")] == 0
+        assert await server_count(pg_url, pids) == len(pids)
+        pools = [a.pool, b.pool]
+    assert all(p.closed for p in pools)
+    assert await wait_server_count(pg_url, pids, 0) == 0
+    assert generate_latest(registry).decode().count(tag) == 0
+
+
+def test_missing_fastapi_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+    import importlib
+
+    from poolbridge.errors import AdapterNotAvailable
+
+    real_import = builtins.__import__
+
+    def fake_import(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "fastapi" or name.startswith("fastapi."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "poolbridge.integrations.fastapi", raising=False)
+    monkeypatch.setattr(builtins, "__import__", fake_import)
+    with pytest.raises(AdapterNotAvailable, match=r"pip install 'poolbridge\[fastapi\]'"):
+        importlib.import_module("poolbridge.integrations.fastapi")
+
+
+@pytest.mark.asyncio
+async def test_bridge_exports_to_otel_while_open(pg_url: str) -> None:
+    need_adapter("asyncpg")
+    from fastapi import Depends, FastAPI
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from poolbridge.integrations.fastapi import PoolBridge
+    from poolbridge.metrics import otel
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    name = f"otel-{uuid.uuid4().hex[:8]}"
+    db = PoolBridge(PoolConfig(url=pg_url, name=name, max_size=2), adapter="asyncpg")
+    db.export_to(otel.instruments_for(provider))
+    app = FastAPI(lifespan=db.lifespan)
+
+    @app.get("/one")
+    async def one(conn: Any = Depends(db.connection)) -> int:
+        return int(await conn.fetchval("SELECT 1"))
+
+    def wait_counts() -> list[int]:
+        data = reader.get_metrics_data()
+        return [
+            p.count
+            for rm in (data.resource_metrics if data else [])
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            if m.name == "db.client.connection.wait_time"
+            for p in m.data.data_points
+            if p.attributes.get("db.client.connection.pool.name") == name
+        ]
+
+    try:
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a") as c,
+        ):
+            got = await asyncio.gather(*(c.get("/one") for _ in range(15)))
+            assert [r.json() for r in got] == [1] * 15
+            assert wait_counts() == [db.pool.stats()["connection.wait_time"]["count"]]
+            assert wait_counts() == [15]
+            recorder = db.pool.recorder
+        # closed: the listener is gone, the pool no longer observed
+        assert recorder._listeners == ()
+        assert otel.instruments_for(provider).pools() == []
+    finally:
+        provider.shutdown()
+
+
+@pytest.mark.asyncio
+async def test_failed_startup_leaves_no_pool_open(pg_url: str) -> None:
+    """A second pool with the same name in one registry is refused, and closed at once."""
+    need_adapter("asyncpg")
+    from fastapi import FastAPI
+
+    from poolbridge.integrations.fastapi import PoolBridge, add_metrics_route, poolbridge_lifespan
+
+    pids: set[int] = set()
+    hooks = Hooks(on_connect=lambda e: pids.add(int(e.connection_id or 0)))
+    config = PoolConfig(url=pg_url, name=f"dup-{uuid.uuid4().hex[:8]}", min_size=2, max_size=2)
+    first, second = (PoolBridge(config, "asyncpg", hooks=hooks) for _ in range(2))
+    app = FastAPI(lifespan=poolbridge_lifespan(first, second))
+    add_metrics_route(app, first, second, registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="already exported"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert len(pids) == 4  # both pools had warmed up before the clash
+    assert await wait_server_count(pg_url, pids, 0) == 0
+    with pytest.raises(RuntimeError, match="not open"):
+        _ = first.pool

@@ -14,7 +14,7 @@ pytest_plugins = ["pytester"]
 FAST = "(test_connect and not timeout) or test_min_size"
 CLOSED_PORT_URL = "postgresql://root@127.0.0.1:1/test"
 
-FAKE_ADAPTER = '''
+FAKE_ADAPTER = """
 from poolbridge.adapters.psycopg import PsycopgAdapter
 
 
@@ -26,7 +26,7 @@ class Fake(PsycopgAdapter):
 
 
 adapter = Fake()
-'''
+"""
 
 
 @pytest.fixture
@@ -223,3 +223,66 @@ def test_all_means_every_installed_adapter(pytester: pytest.Pytester, no_ci: Non
 def test_env_is_clean_of_ci_for_local_runs() -> None:
     # guards the two tests above: they set/unset CI themselves, the suite must not leak it
     assert os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") is None
+
+
+BROKEN_ADAPTER = """
+from poolbridge.adapters.psycopg import PsycopgAdapter
+
+
+class Broken(PsycopgAdapter):
+    name = "pbbroken"
+
+    async def fetch_scalar(self, conn, sql):
+        value = await super().fetch_scalar(conn, sql)
+        return -1 if sql == "SELECT 41 + 1" else value
+
+
+adapter = Broken()
+"""
+
+
+def test_failures_keep_passwords_out_of_the_report(
+    pytester: pytest.Pytester, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import re
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(pg_url)
+    user = parts.username or "root"
+    host = f"{parts.hostname}:{parts.port or 5432}"
+    secret_url = urlunsplit(parts._replace(netloc=f"{user}:pbsecret4242@{host}"))
+    pytester.makepyfile(pbbroken_adapter=BROKEN_ADAPTER)
+    pytester.syspathinsert()
+    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "pbbroken", "pbbroken_adapter")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function",
+        "--poolbridge-adapter", "pbbroken", "--poolbridge-dburl", secret_url,
+        "-k", "test_connect and handle and not timeout", "--showlocals", "--tb=long",
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str() + result.stderr.str()
+    assert "assert -1 == 42" in out  # the failure itself is reported...
+    assert "pbsecret4242" not in out  # ...without the dburl's password
+    assert not re.search(r"pb_[0-9a-f]{10}:[0-9a-f]{24}", out), "a test role's password leaked"
+    row = next(line for line in _matrix(out).splitlines() if line.startswith("connect"))
+    assert row.split()[1] == "FAIL"
+
+
+def test_suite_replaces_default_paths_and_joins_explicit_ones(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_mine="def test_mine():\n    pass\n")
+    opts = ["-p", "no:cacheprovider", "--collect-only", "-q",
+            "--poolbridge-adapter", "psycopg", "--poolbridge-dburl", CLOSED_PORT_URL]  # fmt: skip
+    default = pytester.runpytest_subprocess(*opts).stdout.str()
+    assert "test_min_size_after_open" in default and "test_mine" not in default
+    explicit = pytester.runpytest_subprocess(*opts, "test_mine.py").stdout.str()
+    assert "test_min_size_after_open" in explicit and "test_mine.py::test_mine" in explicit
+
+
+def test_bad_dburl_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--poolbridge-adapter", "psycopg", "--poolbridge-dburl", "nope://x"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --poolbridge-dburl: 1 problem*", "*url must start with a known scheme*"]
+    )

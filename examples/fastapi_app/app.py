@@ -45,12 +45,22 @@ async def _tortoise(client: Any, sql: str) -> Any:
     return next(iter(rows[0].values()))
 
 
+async def _peewee_async(conn: Any, sql: str) -> Any:
+    # the connection of db.aio_connection(): peewee-async queries in this request
+    # (db.aio_execute, AioModel.aio_*) run on it too
+    async with conn.cursor() as cur:
+        await cur.execute(sql)
+        row = await cur.fetchone()
+    return row[0]
+
+
 #: how a handler runs one query on what ``db.connection`` yields, per adapter
 SCALAR: dict[str, Callable[[Any, str], Awaitable[Any]]] = {
     "asyncpg": _asyncpg,
     "psycopg": _psycopg,
     "sqlalchemy": _sqlalchemy,
     "tortoise": _tortoise,
+    "peewee_async": _peewee_async,
 }
 
 

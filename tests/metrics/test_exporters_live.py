@@ -26,7 +26,7 @@ from poolbridge.metrics import otel, prometheus
 
 pytestmark = pytest.mark.asyncio
 
-ADAPTERS = ["asyncpg", "psycopg", "sqlalchemy", "tortoise"]
+ADAPTERS = ["asyncpg", "psycopg", "sqlalchemy", "tortoise", "peewee_async"]
 TASKS, ROUNDS, MAX_SIZE = 12, 10, 3
 WORK_SQL = "SELECT pg_sleep(0.004)"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import peewee
-
 import peewee_async
 
 TABLE = f"pb_peewee_item_{uuid.uuid4().hex[:10]}"

@@ -105,4 +105,3 @@ def test_drivers_and_entry_point_names() -> None:
 
     assert adapter.drivers == {"postgresql": ("psycopg",)}
     assert list(adapter.entry_points(PlaceholderPool())) == ["handle", "pool.connection"]
-

@@ -6,10 +6,11 @@ import asyncio
 import uuid
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
-from poolbridge.core.hooks import Hooks
+from poolbridge.core.hooks import ConnectionEvent, Hooks
 from poolbridge.errors import PoolClosed
 
 from .conftest import Target, eventually
@@ -113,7 +114,11 @@ async def test_close_drains_then_terminates_and_refuses(server_target: Target) -
     ids = list(st.recorded_ids)
     assert await t.server.live(ids) == set(ids)
     await close_engine(engine, timeout=0.2)  # straggler is terminated after the drain
-    assert await t.server.live(st.recorded_ids) == set()
+
+    async def all_gone() -> bool:  # a backend exits a moment after its socket closes
+        return not await t.server.live(st.recorded_ids)  # type: ignore[union-attr]
+
+    assert await eventually(all_gone, timeout=3), await t.server.live(st.recorded_ids)
     with pytest.raises(PoolClosed):
         await engine.connect()
     await close_engine(engine)  # idempotent
@@ -142,5 +147,83 @@ async def test_dispose_keeps_hooks_stats_and_min_size(target: Target) -> None:
         assert len(checkouts) == 1
         snap = st.recorder.snapshot()
         assert snap["connection.created"] == 2 and snap["connection.closed"] == 1
+    finally:
+        await close_engine(engine)
+
+
+async def test_full_reset_discards_session_state_and_replays_on_connect(
+    server_target: Target,
+) -> None:
+    t = server_target
+    connects: list[object] = []
+    engine = await create_async_engine(
+        t.config(min_size=1, max_size=1, reset="full"), hooks=Hooks(on_connect=connects.append)
+    )
+    if t.backend == "postgresql":
+        dirty, probe, clean = "SET work_mem = '7MB'", "SHOW work_mem", "7MB"
+    else:
+        dirty, probe, clean = "SET @pb_marker = 42", "SELECT @pb_marker", 42
+    try:
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql(dirty)
+            assert (await conn.exec_driver_sql(probe)).scalar() == clean
+            first = (await conn.exec_driver_sql(_id_sql(t))).scalar()
+        async with engine.connect() as conn:
+            assert (await conn.exec_driver_sql(probe)).scalar() != clean
+            second = (await conn.exec_driver_sql(_id_sql(t))).scalar()
+        if t.driver == "asyncpg":
+            assert second == first  # reset in place (asyncpg's RESET ALL & co) ...
+            assert len(connects) == 3  # ... and on_connect replayed after each reset
+        else:
+            assert second != first  # no full reset on this driver: the connection is replaced
+
+            async def first_gone() -> bool:
+                return first not in await t.server.live([first])  # type: ignore[union-attr]
+
+            assert await eventually(first_gone, timeout=3)
+    finally:
+        await close_engine(engine)
+
+
+async def test_leak_reported_once_with_the_acquiring_stack(target: Target) -> None:
+    leaks: list[ConnectionEvent] = []
+    engine = await create_async_engine(
+        target.config(min_size=1, max_size=1, leak_timeout=0.2), hooks=Hooks(on_leak=leaks.append)
+    )
+    try:
+
+        async def leaky_caller_site() -> AsyncConnection:
+            return await engine.connect()
+
+        conn = await leaky_caller_site()
+
+        async def reported() -> bool:
+            return len(leaks) == 1
+
+        assert await eventually(reported, timeout=3)
+        await asyncio.sleep(0.5)
+        assert len(leaks) == 1  # once
+        assert leaks[0].acquire_stack and "leaky_caller_site" in leaks[0].acquire_stack
+        await conn.close()
+    finally:
+        await close_engine(engine)
+
+
+async def test_pre_ping_replaces_a_killed_connection(server_target: Target) -> None:
+    t = server_target
+    assert t.server is not None
+    engine = await create_async_engine(t.config(min_size=1, max_size=1, pre_ping=True))
+    st = engine_state(engine)
+    try:
+        victim = st.recorded_ids[0]
+        # keep it checked out while killing it, so the maintenance sweep cannot see it first
+        async with engine.connect() as conn:
+            await t.server.kill(victim)
+            await asyncio.sleep(0.2)
+            with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
+                await conn.exec_driver_sql("SELECT 1")
+        async with engine.connect() as conn:  # transparently a fresh connection
+            got = (await conn.exec_driver_sql(_id_sql(t))).scalar()
+        assert got != victim and got in await t.server.live([got])
     finally:
         await close_engine(engine)

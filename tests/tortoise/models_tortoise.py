@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from tortoise.models import Model
-
 from tortoise import fields
+from tortoise.models import Model
 
 TABLE = f"pb_tortoise_item_{uuid.uuid4().hex[:10]}"
 

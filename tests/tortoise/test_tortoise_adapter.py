@@ -17,7 +17,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from poolbridge import PoolConfig, PoolTimeout, UnsupportedOptionError, open_pool
+from poolbridge import (
+    PoolConfig,
+    PoolTimeout,
+    UnsupportedOptionError,
+    UnsupportedOptionWarning,
+    open_pool,
+)
 from poolbridge.adapters import tortoise as pb_tortoise
 from poolbridge.adapters.tortoise import adapter, connect, init, tortoise_config
 
@@ -46,9 +52,8 @@ def _url(request: pytest.FixtureRequest, which: str) -> str:
 async def test_model_queries_run_on_the_engine_within_max_size(
     request: pytest.FixtureRequest, which: str, item_table: str
 ) -> None:
-    from tortoise.transactions import in_transaction
-
     from tortoise import Tortoise
+    from tortoise.transactions import in_transaction
 
     from .models_tortoise import Item
 
@@ -84,6 +89,9 @@ async def test_model_queries_run_on_the_engine_within_max_size(
         async with in_transaction(alias):
             await Item.create(name="committed")
         assert await Item.filter(name="committed").count() == 1
+        for point in adapter.entry_points(pool).values():  # alias != config.name
+            async with point() as run:
+                assert await run("SELECT 1") == 1
 
         opened = rec.ids()
         assert 2 <= len(opened) <= 3  # every connection the pool ever opened
@@ -103,9 +111,8 @@ async def test_model_queries_run_on_the_engine_within_max_size(
 async def test_exhausted_asyncpg_pool_raises_pool_timeout_in_about_a_second(
     pg_url: str, item_table: str
 ) -> None:
-    from tortoise.transactions import in_transaction
-
     from tortoise import Tortoise
+    from tortoise.transactions import in_transaction
 
     from .models_tortoise import Item
 
@@ -231,6 +238,17 @@ def test_unknown_values_pass_through_untouched() -> None:
     assert binding.engine_config.driver_options["x"] is ctx
 
 
+def test_config_dict_carries_a_password_provider_not_the_password() -> None:
+    secret = "Pw-in-url-1234"
+    for driver in ("asyncpg", "psycopg"):
+        cfg = PoolConfig(url=f"postgresql://u:{secret}@127.0.0.1/db", driver=driver)
+        conf = tortoise_config(cfg)
+        assert secret not in str(conf)
+        assert callable(conf["connections"]["default"]["credentials"]["password"])
+    cfg = PoolConfig(url=f"mysql://u:{secret}@127.0.0.1/db")
+    assert secret not in str(tortoise_config(cfg)) and secret not in repr(adapter.translate(cfg))
+
+
 def test_several_configs_give_several_connections() -> None:
     a = PoolConfig(url="postgresql://u@127.0.0.1/a", max_size=2, name="a")
     b = PoolConfig(url="mysql://u@127.0.0.1/b", max_size=3, name="b")
@@ -275,20 +293,51 @@ async def test_password_never_reaches_tortoise_logs(pg_url: str, driver: str) ->
 
 
 @pytest.mark.asyncio
-async def test_sqlite_is_one_connection_and_says_so(sqlite_url: str) -> None:
+async def test_sqlite_file_is_pooled_on_the_engine(sqlite_url: str) -> None:
+    from tortoise import Tortoise
+    from tortoise.transactions import in_transaction
+
+    from .models_tortoise import Item
+
+    rec = Recorder()
+    cfg = PoolConfig(url=sqlite_url, min_size=1, max_size=2, acquire_timeout=1, name="lite")
+    async with connect(cfg, MODELS, connection="lite", hooks=rec.hooks()) as pools:
+        pool = pools["lite"]
+        await Tortoise.generate_schemas(safe=True)
+        await asyncio.gather(*(Item.create(name=f"n{i}") for i in range(10)))
+        assert await Item.all().count() == 10
+        with pytest.raises(RuntimeError):
+            async with in_transaction("lite"):
+                await Item.create(name="rolled-back")
+                raise RuntimeError("boom")
+        assert await Item.filter(name="rolled-back").count() == 0
+        for point in adapter.entry_points(pool).values():
+            async with point() as run:
+                assert await run("SELECT 2") == 2
+        async with pool.acquire(), pool.acquire():
+            t0 = time.monotonic()
+            with pytest.raises(PoolTimeout):
+                await Item.all().count()
+            assert time.monotonic() - t0 < 5.0
+        assert 1 <= len(rec.ids()) <= 2
+    assert rec.count("on_close") == len(rec.ids())
+
+
+@pytest.mark.asyncio
+async def test_sqlite_memory_is_one_connection_and_says_so() -> None:
+    url = "sqlite://:memory:"
     with pytest.raises(UnsupportedOptionError, match="max_size"):
-        await open_pool(PoolConfig(url=sqlite_url, max_size=5), adapter="tortoise")
-    cfg = PoolConfig(
-        url=sqlite_url, max_size=1, max_lifetime=None, max_idle=None, name="pb_tort_lite"
-    )
-    with pytest.warns(UserWarning, match="acquire_timeout"):
+        await open_pool(PoolConfig(url=url, max_size=5), adapter="tortoise")
+    cfg = PoolConfig(url=url, max_size=1, max_lifetime=None, max_idle=None, name="pb_mem")
+    with pytest.warns(UnsupportedOptionWarning) as got:
         pool = await open_pool(cfg, adapter="tortoise")
+    assert any("acquire_timeout" in str(w.message) for w in got)
     try:
         for point in adapter.entry_points(pool).values():
             async with point() as run:
                 assert await run("SELECT 2") == 2
-        reasons = adapter.closed_requirements("sqlite", "aiosqlite")
-        assert "one connection" in reasons["max_size"]
+        reasons = adapter.translate(cfg).unsupported
+        assert "one connection" in reasons["acquire_timeout"]
     finally:
         await pool.close()
     assert pool.native._connection is None

@@ -8,9 +8,9 @@ hooks reach the backend as ``pool_params["poolbridge"]`` (a :class:`PeeweeBindin
 - :class:`EnginePoolBackend` (aiopg, aiomysql, aiosqlite): poolbridge's engine is the pool.
   The native aiopg/aiomysql pools wait forever when exhausted, recycle by idle time, have
   no hooks or stats; the engine honours every knob.
-- :class:`PsycopgHookedBackend` (psycopg): psycopg_pool honours the knobs; poolbridge adds
-  its errors, hooks and stats (``_psycopg_hooked``), and keeps the password out of the
-  conninfo (peewee-async's own backend formats it into a DSN).
+- ``PsycopgHookedBackend`` (psycopg, in ``_peewee_psycopg`` so that this module does not
+  import psycopg): psycopg_pool honours the knobs; poolbridge adds its errors, hooks and
+  stats, and keeps the password out of the conninfo.
 
 ``aio_close()`` on these backends drains checked-out connections for up to
 ``close_timeout`` seconds before terminating them (peewee-async's own backends terminate
@@ -23,22 +23,20 @@ import dataclasses
 from typing import Any
 
 import peewee_async
-import psycopg.conninfo
 from peewee_async.pool import PoolBackend
 
 from ..core.config import PoolConfig
 from ..core.hooks import Hooks
 from ._engine_holder import EngineHolder
-from ._psycopg_hooked import HookedAsyncConnectionPool, PsycopgHolder, libpq_options
 
 __all__ = [
+    "CLOSE_TIMEOUT",
     "EnginePoolBackend",
     "MySQLDatabase",
     "PeeweeBinding",
     "PostgresqlDatabase",
-    "Psycopg3Database",
-    "PsycopgHookedBackend",
     "SqliteDatabase",
+    "binding_from",
 ]
 
 #: seconds ``aio_close()`` waits for checked-out connections before terminating them
@@ -60,7 +58,7 @@ class PeeweeBinding:
         return f"<poolbridge pool {self.config.name!r} driver={self.driver}>"
 
 
-def _binding(kwargs: dict[str, Any]) -> PeeweeBinding:
+def binding_from(kwargs: dict[str, Any]) -> PeeweeBinding:
     binding = kwargs.pop("poolbridge", None)
     if not isinstance(binding, PeeweeBinding):
         raise TypeError(
@@ -74,7 +72,7 @@ class EnginePoolBackend(PoolBackend):  # type: ignore[misc]
     """A peewee-async pool backend whose pool is poolbridge's engine."""
 
     def __init__(self, *, database: str, **kwargs: Any) -> None:
-        binding = _binding(kwargs)
+        binding = binding_from(kwargs)
         driver_opts = {k: kwargs[k] for k in _DRIVER_KEYS if k in kwargs}
         if binding.driver == "aiosqlite":
             driver_opts = {"isolation_level": None}  # peewee-async issues BEGIN itself
@@ -116,90 +114,10 @@ class EnginePoolBackend(PoolBackend):  # type: ignore[misc]
         await self.holder.close(timeout)
 
 
-class PsycopgHookedBackend(PoolBackend):  # type: ignore[misc]
-    """peewee-async's psycopg backend with poolbridge's errors, hooks and stats."""
-
-    required_modules = ["psycopg", "psycopg_pool"]
-
-    def __init__(self, *, database: str, **kwargs: Any) -> None:
-        binding = _binding(kwargs)
-        super().__init__(database=database)
-        self.holder = PsycopgHolder(binding.config, adapter="peewee_async", hooks=binding.hooks)
-
-    def has_acquired_connections(self) -> bool:
-        return self.holder.recorder.used > 0
-
-    async def create(self) -> None:
-        holder = self.holder
-        holder.check_open()
-        config = holder.config
-        u = config.database_url
-        settings: dict[str, Any] = {
-            "host": u.host,
-            "port": u.port,
-            "user": u.username,
-            "dbname": u.database,
-            "application_name": config.name,
-            "connect_timeout": max(1, round(config.connect_timeout)),
-            "options": libpq_options(config),
-        }
-        if isinstance(config.ssl, str):
-            settings["sslmode"] = config.ssl
-        settings.update(u.query)
-        conninfo = psycopg.conninfo.make_conninfo(
-            **{k: v for k, v in settings.items() if v is not None}
-        )
-        base = {"cursor_factory": psycopg.AsyncClientCursor, "autocommit": True}
-        kwargs = holder.pool_kwargs(
-            {
-                "conninfo": conninfo,
-                "kwargs": base,
-                "min_size": config.min_size,
-                "max_size": config.max_size,
-                "timeout": config.acquire_timeout,
-                "max_waiting": config.max_waiting,
-                "max_lifetime": config.max_lifetime if config.max_lifetime is not None else 1e9,
-                "max_idle": config.max_idle if config.max_idle is not None else 1e9,
-                "reconnect_timeout": config.acquire_timeout,
-            }
-        )
-        static = kwargs["kwargs"]
-
-        async def connect_kwargs() -> dict[str, Any]:
-            # the password is resolved per connection and never formatted into conninfo
-            password = await config.get_password()
-            return {**static, "password": password} if password is not None else static
-
-        kwargs["kwargs"] = connect_kwargs
-        pool = HookedAsyncConnectionPool(open=False, **kwargs)
-        await pool.open(wait=True, timeout=config.acquire_timeout)
-        holder.pool = pool
-        self.pool = pool
-
-    async def acquire(self) -> Any:
-        if self.pool is None:
-            await self.connect()
-        assert self.pool is not None
-        return await self.pool.getconn()
-
-    async def release(self, conn: Any) -> None:
-        assert self.pool is not None, "Pool is not connected"
-        await self.pool.putconn(conn)
-
-    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
-        await self.holder.close(timeout)
-
-
 class PostgresqlDatabase(peewee_async.PostgresqlDatabase):  # type: ignore[misc]
     """peewee-async's aiopg database on poolbridge's engine."""
 
     pool_backend_cls = EnginePoolBackend
-
-
-class Psycopg3Database(peewee_async.Psycopg3Database):  # type: ignore[misc]
-    """peewee-async's psycopg 3 database on a hooked psycopg_pool."""
-
-    pool_backend_cls = PsycopgHookedBackend
 
 
 class MySQLDatabase(peewee_async.MySQLDatabase):  # type: ignore[misc]

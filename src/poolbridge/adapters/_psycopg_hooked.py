@@ -25,6 +25,7 @@ import psycopg_pool
 
 from ..core.config import PoolConfig
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
+from ..core.leaks import LeakTracker
 from ..core.stats import StatsRecorder
 from ..errors import PoolClosed, PoolTimeout, TooManyRequests
 
@@ -68,6 +69,7 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
         poolbridge_recorder: StatsRecorder,
         poolbridge_adapter: str,
         poolbridge_full_reset: bool = False,
+        poolbridge_leaks: LeakTracker | None = None,
         **kwargs: Any,
     ) -> None:
         if poolbridge_full_reset:
@@ -75,7 +77,9 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_hooks = poolbridge_hooks
         self.pb_recorder = poolbridge_recorder
         self.pb_adapter = poolbridge_adapter
-        #: id(conn) -> [created at, checked out at or None, server pid, conn]
+        self.pb_leaks = poolbridge_leaks
+        self._pb_leak_task: asyncio.Task[None] | None = None
+        #: id(conn) -> [created at, checked out at or None, server pid, conn, lease]
         self._pb_conns: dict[int, list[Any]] = {}
         self._pb_drained: asyncio.Event | None = None
         super().__init__(*args, **kwargs)
@@ -100,7 +104,7 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
             self.pb_recorder.record_error()
             raise
         self.pb_recorder.record_created(monotonic() - t0)
-        self._pb_conns[id(conn)] = [monotonic(), None, conn.info.backend_pid, conn]
+        self._pb_conns[id(conn)] = [monotonic(), None, conn.info.backend_pid, conn, None]
         try:
             await self.pb_hooks.run_on_connect(self._pb_event(conn))
         except BaseException:
@@ -109,6 +113,28 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
             await conn.close()
             raise
         return conn
+
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        await super().open(wait=wait, timeout=timeout)
+        leaks = self.pb_leaks
+        if leaks is not None and leaks.timeout is not None and self._pb_leak_task is None:
+            self._pb_leak_task = asyncio.create_task(self._pb_watch_leaks(leaks, leaks.timeout))
+
+    async def _pb_watch_leaks(self, leaks: LeakTracker, leak_timeout: float) -> None:
+        while True:
+            await asyncio.sleep(max(0.01, leak_timeout / 4))
+            try:
+                await leaks.check()
+            except Exception:
+                logger.exception("pool %r: leak check failed", self.name)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        task, self._pb_leak_task = self._pb_leak_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await super().close(timeout)
 
     async def _pb_full_reset(self, conn: Any) -> None:
         """reset="full": discard all session state, then replay on_connect."""
@@ -138,6 +164,8 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
         rec = self._pb_conns.get(id(conn))
         if rec is not None:
             rec[1] = now
+            if self.pb_leaks is not None:
+                rec[4] = self.pb_leaks.checkout(conn, rec[2], now - rec[0])
         if self.pb_hooks.has("on_checkout"):
             await self.pb_hooks.emit("on_checkout", self._pb_event(conn))
         return conn
@@ -148,6 +176,9 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
         if rec is not None and rec[1] is not None:
             held = monotonic() - rec[1]
             rec[1] = None
+            if self.pb_leaks is not None:
+                self.pb_leaks.checkin(rec[4])
+                rec[4] = None
         self.pb_recorder.record_checkin(held)
         if self._pb_drained is not None and self.pb_recorder.used <= 0:
             self._pb_drained.set()
@@ -198,6 +229,8 @@ class HookedAsyncConnectionPool(psycopg_pool.AsyncConnectionPool):
                 async with asyncio.timeout(timeout):
                     await self._pb_drained.wait()
         await self.close()
+        if self.pb_leaks is not None:
+            await self.pb_leaks.report_open()
         for rec in list(self._pb_conns.values()):
             conn = rec[3]
             if rec[1] is not None:
@@ -227,6 +260,7 @@ class PsycopgHolder:
         self.adapter = adapter
         self.hook_runner = HookRunner(hooks or Hooks())
         self.recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
+        self.leaks = LeakTracker(config, self.hook_runner, adapter)
         self.pool: HookedAsyncConnectionPool | None = None
         self.final = False
 
@@ -253,6 +287,7 @@ class PsycopgHolder:
             poolbridge_recorder=self.recorder,
             poolbridge_adapter=self.adapter,
             poolbridge_full_reset=config.reset == "full",
+            poolbridge_leaks=self.leaks,
         )
         return out
 

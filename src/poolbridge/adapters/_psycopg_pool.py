@@ -25,7 +25,7 @@ from psycopg.pq import TransactionStatus
 from .. import errors
 from ..core.config import PoolConfig
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
-from ..core.leaks import Lease, LeakTracker
+from ..core.leaks import LeakTracker, Lease
 from ..core.pool import Pool
 from ..core.stats import StatsRecorder
 from .psycopg import _NEVER, conninfo_kwargs
@@ -322,7 +322,9 @@ class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
             await self._native._pb_closed(conn)
 
 
-async def open_psycopg_pool(config: PoolConfig, hooks: Hooks | None, *, adapter: str) -> PsycopgPool:
+async def open_psycopg_pool(
+    config: PoolConfig, hooks: Hooks | None, *, adapter: str
+) -> PsycopgPool:
     """Create the pool and wait until ``min_size`` connections are open."""
     pool = PsycopgPool(config, adapter=adapter, hooks=hooks)
     await pool._open()

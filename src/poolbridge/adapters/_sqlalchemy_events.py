@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import traceback
 from time import monotonic, time
 from typing import Any
 
@@ -24,9 +26,11 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
-from ._sqlalchemy_state import BridgeState, ConnMeta
+from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState
 
 __all__ = ["install", "server_id_of"]
+
+logger = logging.getLogger("poolbridge.sqlalchemy")
 
 _sqlite_ids = itertools.count(1)
 
@@ -71,7 +75,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         lease = None
         if state.leaks is not None:
             ev = state.event(rec)
-            lease = state.leaks.checkout(ev.connection, ev.connection_id, ev.age)
+            lease = state.leaks.checkout(
+                ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
+            )
         from ._sqlalchemy_state import Checkout
 
         state.checked_out[rec] = Checkout(monotonic(), lease)
@@ -142,9 +148,24 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             if provider:
                 cparams["password"] = await_(config.get_password())
             creator = cparams.get("async_creator_fn", native_connect)
-            cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout)
+            cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
 
         event.listen(engine.sync_engine, "do_connect", on_do_connect)
+
+
+def _acquiring_stack() -> str | None:
+    """The stack of the task that is acquiring: inside SQLAlchemy's greenlet the current
+    stack ends at greenlet_spawn; the parent greenlet's frame chain reaches the user's code."""
+    try:
+        import importlib
+
+        parent = importlib.import_module("greenlet").getcurrent().parent
+        frame = parent.gr_frame if parent is not None else None
+    except Exception:
+        return None
+    if frame is None:
+        return None
+    return "".join(traceback.format_stack(frame, limit=40))
 
 
 def _driver_connect(driver: str) -> Any:
@@ -156,17 +177,43 @@ def _driver_connect(driver: str) -> Any:
     return importlib.import_module(driver).connect
 
 
-def _bounded(creator: Any, seconds: float) -> Any:
-    """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``:
-    aiomysql and asyncmy bound only the TCP connect themselves."""
+def _bounded(creator: Any, seconds: float, driver: str) -> Any:
+    """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``
+    (aiomysql and asyncmy bound only the TCP connect themselves), run in its own task.
+
+    A caller cancelled mid-connect must not strand a half-open connection: psycopg, for
+    one, leaves the socket open until garbage collection. The connect task is shielded from
+    the caller's cancellation; if it still succeeds, the connection is closed at once.
+    """
+
+    async def timed(limit: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async with asyncio.timeout(limit):
+            return await creator(*args, **kwargs)
 
     async def connect(*args: Any, **kwargs: Any) -> Any:
-        async with asyncio.timeout(seconds):
-            return await creator(*args, **kwargs)
+        deadline = CONNECT_DEADLINE.get()
+        limit = seconds if deadline is None else max(0.001, min(seconds, deadline - monotonic()))
+        task = asyncio.ensure_future(timed(limit, args, kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda t: _close_abandoned(driver, t))
+            raise
 
     return connect
 
 
-def meta_of(rec: ConnectionPoolEntry) -> ConnMeta | None:
-    meta = rec.info.get("poolbridge")
-    return meta if isinstance(meta, ConnMeta) else None
+def _close_abandoned(driver: str, task: asyncio.Future[Any]) -> None:
+    """Close a connection whose requester went away while it was being opened."""
+    if task.cancelled() or task.exception() is not None:
+        return
+    conn = task.result()
+    try:
+        if driver == "asyncpg":
+            conn.terminate()
+        elif driver == "psycopg":
+            conn.pgconn.finish()
+        else:  # aiomysql / asyncmy: close() drops the transport without a round trip
+            conn.close()
+    except Exception:
+        logger.debug("closing an abandoned %s connection failed", driver, exc_info=True)

@@ -37,6 +37,7 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from ._sqlalchemy_state import CONNECT_DEADLINE
 
 if TYPE_CHECKING:
     from ._sqlalchemy_state import BridgeState
@@ -269,16 +270,20 @@ class BridgePool(Pool):
         state = self._state
         policy = state.config.retry
         attempt = 0
+        token = CONNECT_DEADLINE.set(deadline)  # each attempt gets min(connect_timeout, left)
         try:
             while True:
                 try:
                     return self._create_connection()
                 except HookError:
                     raise
-                except Exception:
+                except Exception as exc:
                     state.recorder.record_error()
                     attempt += 1
                     delay = backoff_delay(policy, attempt)
+                    if isinstance(exc, TimeoutError) and monotonic() >= deadline:
+                        waited = monotonic() - (deadline - self._timeout)
+                        raise self._timeout_error(waited, len(self._waiters)) from exc
                     if attempt >= policy.attempts or monotonic() + delay >= deadline:
                         raise
                     state.recorder.record_retry()
@@ -290,6 +295,8 @@ class BridgePool(Pool):
         except BaseException:
             self._release_slot()
             raise
+        finally:
+            CONNECT_DEADLINE.reset(token)
 
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
         state = self._state

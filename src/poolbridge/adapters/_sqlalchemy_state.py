@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 from collections.abc import Awaitable
@@ -33,7 +34,13 @@ from ._sqlalchemy_translate import LIFETIME_JITTER
 if TYPE_CHECKING:
     from ._sqlalchemy_pool import BridgePool
 
-__all__ = ["BridgeState", "ConnMeta"]
+__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta"]
+
+#: monotonic instant by which the connection being opened must exist (the acquirer's
+#: acquire deadline); read by the connect wrapper to bound each attempt
+CONNECT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "poolbridge_connect_deadline", default=None
+)
 
 logger = logging.getLogger("poolbridge.sqlalchemy")
 

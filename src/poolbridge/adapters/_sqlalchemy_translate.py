@@ -139,7 +139,8 @@ def _connect_args(
             # set by the pool class (a callable is not data); see _sqlalchemy_pool
             emulated["statement_cache"] = (
                 "connect_args prepared_statement_cache_size=0, statement_cache_size=0 and "
-                "a unique prepared_statement_name_func (pgbouncer transaction mode)"
+                "prepared_statement_name_func -> unnamed statements (pgbouncer transaction "
+                "mode: asyncpg re-parses them with every execute, none is left behind)"
             )
     elif driver == "psycopg":
         # libpq takes whole seconds and treats anything below 2 as 2

@@ -36,6 +36,7 @@ _CLIENTS = {
     "asyncmy": "poolbridge.adapters._tortoise_engine_clients:MySQLEngineClient",
     "aiomysql": "poolbridge.adapters._tortoise_engine_clients:MySQLEngineClient",
     "psycopg": "poolbridge.adapters._tortoise_psycopg:PsycopgHookedClient",
+    "aiosqlite": "poolbridge.adapters._tortoise_engine_clients:SqliteEngineClient",
 }
 
 

@@ -1,4 +1,4 @@
-"""Tortoise backend clients whose pool is poolbridge's engine (asyncpg and MySQL backends).
+"""Tortoise backend clients whose pool is poolbridge's engine (asyncpg, MySQL, SQLite file).
 
 Tortoise's asyncpg and MySQL clients use the driver's pool, which waits forever when
 exhausted and has no lifetime by age, pre-ping, warm-up, hooks or stats. These subclasses
@@ -15,14 +15,23 @@ native driver pool: it is a short maintenance connection to the server's default
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
+from tortoise.backends.base.client import (
+    ConnectionWrapper,
+    PoolConnectionWrapper,
+    TransactionContext,
+    TransactionContextPooled,
+)
 from tortoise.backends.mysql import client as tortoise_mysql
 from tortoise.backends.mysql.client import MySQLClient
+from tortoise.backends.sqlite.client import SqliteClient, SqliteTransactionWrapper
 from tortoise.exceptions import ConfigurationError, DBConnectionError
 from tortoise.timezone import get_default_timezone, get_use_tz
 
@@ -30,7 +39,13 @@ from ..core.engine import Engine
 from ._engine_holder import EngineHolder
 from ._tortoise_client import TortoiseBinding
 
-__all__ = ["CLOSE_TIMEOUT", "AsyncpgEngineClient", "EngineFacade", "MySQLEngineClient"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "AsyncpgEngineClient",
+    "EngineFacade",
+    "MySQLEngineClient",
+    "SqliteEngineClient",
+]
 
 #: seconds Tortoise's own close waits for checked-out connections (as its asyncpg client)
 CLOSE_TIMEOUT = 10.0
@@ -156,3 +171,58 @@ def _tz_offset() -> str:
     offset = datetime.now(tz=get_default_timezone()).utcoffset()
     total = int(offset.total_seconds()) if offset is not None else 0
     return f"{total // 3600:+d}:{abs(total) % 3600 // 60:02d}"
+
+
+class _SqliteFacade(EngineFacade):
+    """Tortoise's SQLite executor reads rows by column name: every connection it gets
+    returns sqlite3.Row rows (what Tortoise sets on its single connection)."""
+
+    __slots__ = ()
+
+    async def acquire(self) -> Any:
+        conn = await self.engine.getconn()
+        conn.row_factory = sqlite3.Row
+        return conn
+
+
+class SqliteEngineClient(SqliteClient):
+    """Tortoise's SQLite client on a pool of aiosqlite connections (file databases).
+
+    Tortoise's own client is one connection behind a lock; this one takes connections from
+    the engine for queries (PoolConnectionWrapper) and transactions
+    (TransactionContextPooled around Tortoise's SqliteTransactionWrapper, which works on
+    whatever connection it is given). Tortoise's PRAGMAs (WAL, foreign keys...) are applied
+    to every connection.
+    """
+
+    def __init__(self, *, poolbridge: TortoiseBinding, file_path: str, **kwargs: Any) -> None:
+        super().__init__(file_path, **kwargs)
+        config = poolbridge.engine_config
+        pragmas = {str(k): str(v) for k, v in self.pragmas.items()}
+        engine_config = dataclasses.replace(
+            config,
+            session={**pragmas, **config.session},
+            driver_options={"isolation_level": None, **config.driver_options},
+        )
+        self.poolbridge = EngineHolder(
+            engine_config, "aiosqlite", adapter="tortoise", hooks=poolbridge.hooks
+        )
+        self._pool: _SqliteFacade | None = None
+        self._pool_init_lock = asyncio.Lock()
+
+    async def create_connection(self, with_db: bool) -> None:
+        if self._pool is None:
+            self._pool = _SqliteFacade(await self.poolbridge.open())
+            await self._post_connect()
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.engine.close(CLOSE_TIMEOUT)
+
+    def acquire_connection(self) -> ConnectionWrapper[Any]:
+        # same interface (async with -> connection); Tortoise's annotation is narrower
+        return PoolConnectionWrapper(self, self._pool_init_lock)  # type: ignore[return-value]
+
+    def _in_transaction(self) -> TransactionContext:
+        return TransactionContextPooled(SqliteTransactionWrapper(self), self._pool_init_lock)

@@ -49,7 +49,8 @@ class TortoisePool(Pool[Any]):
             self.recorder = self._holder.recorder
 
     @property
-    def name(self) -> str:
+    def alias(self) -> str:
+        """The Tortoise connection name (``connections.get(alias)``, ``in_transaction(alias)``)."""
         return str(self._client.connection_name)
 
     @property
@@ -82,7 +83,7 @@ class TortoisePool(Pool[Any]):
     @asynccontextmanager
     async def _acquire(self) -> AsyncIterator[Any]:
         if self._closed:
-            raise PoolClosed(f"pool {self.name!r} is closed")
+            raise PoolClosed(f"pool {self.alias!r} is closed")
         if self._holder is not None:
             async with self._client.acquire_connection() as conn:
                 yield conn

@@ -8,8 +8,10 @@ Three kinds of backend:
   engine) and provides every knob.
 - **psycopg**: psycopg_pool honours the knobs; poolbridge keeps it and adds its errors,
   hooks and stats (a pool subclass). ``timeout`` there is the ACQUIRE timeout.
-- **sqlite**: Tortoise's SQLite backend is one connection behind an asyncio.Lock, not a
-  pool. It runs natively; pool knobs it cannot honour are reported, never dropped.
+- **sqlite**: a file database gets the engine too (a pool of aiosqlite connections under
+  Tortoise's SQLite client). ``:memory:`` cannot be pooled (every connection would be its
+  own database): it runs on Tortoise's own client, one connection behind an asyncio.Lock,
+  and the pool knobs it cannot honour are reported, never dropped.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ __all__ = [
 
 #: the ``engine`` path Tortoise imports for poolbridge connections
 ENGINE_MODULE = "poolbridge.adapters._tortoise_client"
-ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql")
+ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql", "aiosqlite")
 
 _ENGINE = "poolbridge's pool engine under Tortoise's client"
 ENGINE_EMULATED: dict[str, str] = {
@@ -72,12 +74,11 @@ PSYCOPG_EMULATED: dict[str, str] = {
     "statement_cache": "prepare_threshold=None when False",
     "password": "a provider resolved per new connection (never in the logged conninfo)",
     "retry": f"{_PSYCOPG}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
+    "leak_timeout": "poolbridge's leak tracker in the pool's getconn/putconn",
 }
-PSYCOPG_UNSUPPORTED: dict[str, str] = {
-    "leak_timeout": "psycopg_pool has no leak tracking and this adapter does not add one",
-}
+PSYCOPG_UNSUPPORTED: dict[str, str] = {}
 
-_ONE = "Tortoise's SQLite backend is one aiosqlite connection behind an asyncio.Lock"
+_ONE = "SQLite :memory: runs on Tortoise's own client: one connection behind an asyncio.Lock"
 SQLITE_REASONS: dict[str, str] = {
     "max_size": f"{_ONE}: max_size is always 1",
     "acquire_timeout": f"{_ONE}: callers wait on the lock without a timeout",
@@ -102,22 +103,32 @@ def mysql_driver_of_tortoise() -> str:
     return "asyncmy" if importlib.util.find_spec("asyncmy") is not None else "aiomysql"
 
 
-def emulated(driver: str) -> dict[str, str]:
+def in_memory(config: PoolConfig) -> bool:
+    """SQLite ``:memory:``: each connection would be a database of its own."""
+    return config.backend == "sqlite" and config.database_url.database in (None, "", ":memory:")
+
+
+def on_engine(config: PoolConfig, driver: str) -> bool:
+    """True when poolbridge's engine runs under Tortoise's client for this config."""
+    return driver in ENGINE_DRIVERS and not in_memory(config)
+
+
+def emulated(config: PoolConfig, driver: str) -> dict[str, str]:
     if driver == "psycopg":
         return dict(PSYCOPG_EMULATED)
-    if driver in ENGINE_DRIVERS:
+    if on_engine(config, driver):
         return dict(ENGINE_EMULATED)
-    return {}
+    return {"min_size": "its one connection, opened at init()"}
 
 
 def unsupported(config: PoolConfig, driver: str) -> dict[str, str]:
     """Knobs this config sets (or defaults to) that the chosen backend cannot honour."""
     if driver == "psycopg":
-        out = dict(PSYCOPG_UNSUPPORTED) if config.leak_timeout is not None else {}
+        out: dict[str, str] = {}
         if isinstance(config.ssl, _ssl.SSLContext):
             out["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext object"
         return out
-    if driver == "aiosqlite":
+    if driver == "aiosqlite" and in_memory(config):
         out = {}
         for fname, why in SQLITE_REASONS.items():
             value = getattr(config, fname)
@@ -161,10 +172,13 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
     Unknown values (an SSLContext, driver options) are passed by reference, never copied.
     """
     if driver == "aiosqlite":
-        return {
-            "engine": "tortoise.backends.sqlite",
-            "credentials": {"file_path": config.database_url.database or ":memory:"},
-        }
+        path = config.database_url.database or ":memory:"
+        if in_memory(config):
+            return {"engine": "tortoise.backends.sqlite", "credentials": {"file_path": path}}
+        creds_sqlite: dict[str, Any] = {"file_path": path}
+        if binding is not None:
+            creds_sqlite[BINDING_KEY] = binding
+        return {"engine": ENGINE_MODULE, "credentials": creds_sqlite}
     creds = _host_parts(config)
     creds["minsize"] = config.min_size
     creds["maxsize"] = config.max_size
@@ -237,12 +251,17 @@ def doc_table(
 
 def tortoise_doc_table() -> str:
     """The Tortoise adapter's table as it appears in docs/adapters/tortoise.md."""
-    sqlite = {"min_size": "its one connection, opened at init() (min_size above 1: **no**)"}
+    memory = {"min_size": "its one connection, opened at init() (min_size above 1: **no**)"}
+    no_sqlite = {
+        "statement_timeout": "SQLite has no server-side statement timeout",
+        "isolation_level": "SQLite transactions are serializable; no level to choose",
+    }  # what the aiosqlite shim reports when these are set
     return doc_table(
         {
             "asyncpg": (ENGINE_EMULATED, {}),
             "MySQL (asyncmy, else aiomysql)": (ENGINE_EMULATED, {}),
             "psycopg": (PSYCOPG_EMULATED, PSYCOPG_UNSUPPORTED),
-            "SQLite": (sqlite, SQLITE_REASONS),
+            "SQLite file": (ENGINE_EMULATED, no_sqlite),
+            "SQLite :memory:": (memory, SQLITE_REASONS),
         }
     )

@@ -94,8 +94,7 @@ def require_modules(adapter: str, extra: str, *modules: str) -> None:
             importlib.import_module(mod)
         except ImportError as exc:
             raise AdapterNotAvailable(
-                f"adapter {adapter!r} needs the {mod!r} module: "
-                f"pip install 'poolbridge[{extra}]'"
+                f"adapter {adapter!r} needs the {mod!r} module: pip install 'poolbridge[{extra}]'"
             ) from exc
 
 

@@ -29,9 +29,10 @@ Importing this module does not import peewee-async.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl as _ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -44,12 +45,8 @@ from ._rows import first_value
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
 if TYPE_CHECKING:
-    from ._peewee_backend import (
-        MySQLDatabase,
-        PostgresqlDatabase,
-        Psycopg3Database,
-        SqliteDatabase,
-    )
+    from ._peewee_backend import MySQLDatabase, PostgresqlDatabase, SqliteDatabase
+    from ._peewee_psycopg import Psycopg3Database
 
 __all__ = [
     "MySQLDatabase",
@@ -108,8 +105,8 @@ PSYCOPG_EMULATED: dict[str, str] = {
     "statement_cache": "prepare_threshold=None when False",
     "password": "a provider resolved per connection (never formatted into the DSN)",
     "retry": f"{_P}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
+    "leak_timeout": "poolbridge's leak tracker in the pool's getconn/putconn",
 }
-_NO_LEAKS = "psycopg_pool has no leak tracking and this adapter does not add one"
 
 
 class PeeweeAsyncAdapter(Adapter):
@@ -148,8 +145,6 @@ class PeeweeAsyncAdapter(Adapter):
         cls = f"poolbridge.adapters.peewee_async.{_CLASSES[driver]}"
         if driver == "psycopg":
             unsupported: dict[str, str] = {}
-            if config.leak_timeout is not None:
-                unsupported["leak_timeout"] = _NO_LEAKS
             if isinstance(config.ssl, _ssl.SSLContext):
                 unsupported["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext"
             native: dict[str, Any] = {
@@ -190,8 +185,6 @@ class PeeweeAsyncAdapter(Adapter):
         return pool
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
-        if driver == "psycopg":
-            return {"leak": _NO_LEAKS}
         return {}
 
     async def fetch_scalar(self, conn: Any, sql: str) -> Any:
@@ -200,8 +193,8 @@ class PeeweeAsyncAdapter(Adapter):
             async with conn.execute(sql) as cur:
                 return first_value(await cur.fetchone())
         async with conn.cursor() as cur:  # aiopg / aiomysql / psycopg (AsyncClientCursor)
-            await cur.execute(sql)
-            return None if cur.description is None else first_value(await cur.fetchone())
+            await _real_error(cur.execute(sql))
+            return await _first(None, cur)
 
     def entry_points(self, pool: Any) -> Mapping[str, EntryPoint]:
         points = dict(super().entry_points(pool))
@@ -219,27 +212,24 @@ class PeeweeAsyncAdapter(Adapter):
         @asynccontextmanager
         async def aio_execute() -> AsyncIterator[ScalarRunner]:
             from peewee import SQL
-            from peewee_async.databases import fetchone
 
             db = pool.native
             with _fresh_connection_context():
                 async with db.aio_connection():
 
                     async def run(sql: str) -> Any:
-                        return first_value(await db.aio_execute(SQL(sql), fetchone))
+                        return await _real_error(db.aio_execute(SQL(sql), _first))
 
                     yield run
 
         @asynccontextmanager
         async def aio_atomic() -> AsyncIterator[ScalarRunner]:
-            from peewee_async.databases import fetchone
-
             db = pool.native
             with _fresh_connection_context():
                 async with db.aio_atomic():
 
                     async def run(sql: str) -> Any:
-                        return first_value(await db.aio_execute_sql(sql, fetch_results=fetchone))
+                        return await _real_error(db.aio_execute_sql(sql, fetch_results=_first))
 
                     yield run
 
@@ -252,19 +242,44 @@ class PeeweeAsyncAdapter(Adapter):
 adapter = PeeweeAsyncAdapter()
 
 
+_SQLITE_NO = {
+    "statement_timeout": "SQLite has no server-side statement timeout",
+    "isolation_level": "SQLite transactions are serializable; no level to choose",
+}
+
+
 def doc_table() -> str:
     """The translation table as it appears in docs/adapters/peewee_async.md."""
     from ._tortoise_table import doc_table as render
 
-    no_leaks = {"leak_timeout": _NO_LEAKS}
     return render(
         {
             "PostgresqlDatabase (aiopg)": (ENGINE_EMULATED, {}),
-            "Psycopg3Database (psycopg)": (PSYCOPG_EMULATED, no_leaks),
+            "Psycopg3Database (psycopg)": (PSYCOPG_EMULATED, {}),
             "MySQLDatabase (aiomysql)": (ENGINE_EMULATED, {}),
-            "SqliteDatabase (aiosqlite)": (ENGINE_EMULATED, {}),
+            "SqliteDatabase (aiosqlite)": (ENGINE_EMULATED, _SQLITE_NO),
         }
     )
+
+
+async def _first(db: Any, cursor: Any) -> Any:
+    """peewee-async fetch_results: the first value of the first row, None without rows."""
+    if cursor.description is None:  # a statement without a result set
+        return None
+    return first_value(await cursor.fetchone())
+
+
+async def _real_error(awaitable: Awaitable[Any]) -> Any:
+    """aiopg turns the server's QueryCanceledError (statement_timeout) into CancelledError;
+    give the real error back unless this task is really being cancelled."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError as exc:
+        task = asyncio.current_task()
+        cause = exc.__context__
+        if task is not None and not task.cancelling() and isinstance(cause, Exception):
+            raise cause from None
+        raise
 
 
 @contextlib.contextmanager
@@ -300,18 +315,21 @@ def database(config: PoolConfig, *, hooks: Hooks | None = None, **db_kwargs: Any
     first use). ``db_kwargs`` go to the database class (e.g. ``field_types``)."""
     params = pool_params(config, hooks=hooks)
     cls = _database_class(params["poolbridge"].driver)
-    return cls(config.database_url.database or ":memory:", pool_params=params, **db_kwargs)
+    name = config.database_url.database or (":memory:" if config.backend == "sqlite" else "")
+    return cls(name, pool_params=params, **db_kwargs)
 
 
 def _database_class(driver: str) -> type[Any]:
-    from . import _peewee_backend
-
-    cls: type[Any] = getattr(_peewee_backend, _CLASSES[driver])
+    cls: type[Any] = __getattr__(_CLASSES[driver])
     return cls
 
 
 def __getattr__(name: str) -> Any:
     """The database classes, imported (with peewee-async) on first access."""
+    if name == "Psycopg3Database":
+        from . import _peewee_psycopg
+
+        return _peewee_psycopg.Psycopg3Database
     if name in _CLASSES.values():
         from . import _peewee_backend
 

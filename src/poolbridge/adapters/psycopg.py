@@ -24,7 +24,7 @@ from ..core.pool import Pool
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
 if TYPE_CHECKING:
-    from ._psycopg_pool import PsycopgPool
+    from ._psycopg_pool import PBConnectionPool
 
 __all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
 
@@ -147,7 +147,7 @@ class PsycopgAdapter(Adapter):
 
         @asynccontextmanager
         async def pool_connection() -> AsyncIterator[ScalarRunner]:
-            native: PsycopgPool = pool.native
+            native: PBConnectionPool = pool.native
             async with native.connection() as conn:
 
                 async def run(sql: str) -> Any:

@@ -21,7 +21,6 @@ mysql+asyncmy, sqlite+aiosqlite (file, or in-memory with max_size=1).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import perf_counter
@@ -86,14 +85,20 @@ def _native_kwargs(config: PoolConfig, t: Translation, driver: str) -> dict[str,
     if "server_settings" in ca:
         ca["server_settings"] = dict(ca["server_settings"])
     if driver == "asyncpg" and not config.statement_cache:
-        ca.setdefault("prepared_statement_name_func", _unique_statement_name)
+        ca.setdefault("prepared_statement_name_func", _unnamed_statement)
     kw["connect_args"] = ca
     return kw
 
 
-def _unique_statement_name() -> str:
-    """pgbouncer-safe prepared statement names (SQLAlchemy docs, asyncpg + pgbouncer)."""
-    return f"__asyncpg_{uuid.uuid4()}__"
+def _unnamed_statement() -> str:
+    """Prepared statement name for pgbouncer transaction mode: the unnamed statement.
+
+    With ``statement_cache_size=0`` asyncpg re-Parses an unnamed statement inside the same
+    Bind/Execute batch (its own PgBouncer mode), so nothing named is ever left on a server
+    connection that pgbouncer may hand to another client. Unique names (SQLAlchemy's recipe)
+    avoid collisions too, but leave the statements behind until asyncpg closes them lazily.
+    """
+    return ""
 
 
 def engine_kwargs(config: PoolConfig) -> dict[str, Any]:
@@ -294,9 +299,10 @@ class SQLAlchemyAdapter(Adapter):
             from sqlalchemy.ext.asyncio import AsyncSession
 
             async with AsyncSession(engine) as session:
+                # a session checks out lazily: take the connection now, like the others
+                conn = await session.connection()
 
                 async def run(sql: str) -> Any:
-                    conn = await session.connection()
                     return _scalar(await conn.exec_driver_sql(sql))
 
                 yield run
@@ -306,11 +312,9 @@ class SQLAlchemyAdapter(Adapter):
         return points
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
-        closed: dict[str, str] = {}
-        if backend == "sqlite":
-            closed["statement_timeout"] = "SQLite has no statement timeout"
-            closed["ssl"] = "SQLite is a local file: there is no transport to encrypt"
-        return closed
+        """Nothing closed beyond the backend-wide rows of the suite (no server for SQLite):
+        every row holds through the handle, ``engine.connect()`` and ``AsyncSession``."""
+        return {}
 
 
 adapter = SQLAlchemyAdapter()

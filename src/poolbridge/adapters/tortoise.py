@@ -87,11 +87,12 @@ class TortoiseAdapter(Adapter):
         driver = self.driver_for(config)
         native = table.connection_dict(config, driver, binding=None)
         unsupported = table.unsupported(config, driver)
-        if driver in table.ENGINE_DRIVERS:
+        if table.on_engine(config, driver):
             from ._engine_holder import shim_unsupported
 
             unsupported.update(shim_unsupported(driver, config))
-        emulated = {k: v for k, v in table.emulated(driver).items() if k not in unsupported}
+        emulated = table.emulated(config, driver)
+        emulated = {k: v for k, v in emulated.items() if k not in unsupported}
         return Translation(native=native, emulated=emulated, unsupported=unsupported)
 
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> TortoisePool:
@@ -119,26 +120,8 @@ class TortoiseAdapter(Adapter):
         return pool
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
-        if driver == "aiosqlite":
-            one = "Tortoise's SQLite backend is one connection behind an asyncio.Lock"
-            return {
-                "min_size": f"{one}: min_size above 1 cannot hold",
-                "max_size": f"{one}: max_size is always 1",
-                "acquire_timeout": f"{one}: waiters wait on the lock without a timeout",
-                "max_waiting": f"{one}: the lock queue is unbounded",
-                "fairness": f"{one}: asyncio.Lock lets a re-acquirer barge ahead of waiters",
-                "max_lifetime": f"{one}, kept until close",
-                "max_idle": f"{one}, kept until close",
-                "reset": f"{one} shared by all callers; nothing resets it between uses",
-                "hooks": f"{one}: there are no pool events to hook",
-                "stats": f"{one}: ORM queries make no checkout poolbridge could count",
-                "leak": f"{one}: there is no checkout to track",
-                "retry": "Tortoise's SQLite backend opens its connection once, without retry",
-            }
-        if driver == "psycopg":
-            return {
-                "leak": "psycopg_pool has no leak tracking and this adapter does not add one",
-            }
+        # every backend meets every row (SQLite: file databases, on the engine); SQLite
+        # :memory: is not pooled and says so per config through translate()
         return {}
 
     async def fetch_scalar(self, conn: Any, sql: str) -> Any:
@@ -160,30 +143,41 @@ class TortoiseAdapter(Adapter):
 
         @asynccontextmanager
         async def tortoise_connection() -> AsyncIterator[ScalarRunner]:
-            # the checkout every Tortoise query makes: connections.get(name) then the
-            # client's acquire_connection() (its pool wrapper), held for the block
+            # Tortoise's query path, holding one connection for the block: the client's
+            # acquire_connection() (its pool wrapper) checks it out, and run() calls
+            # connections.get(name).execute_query() on a Tortoise client bound to it (the
+            # wrapper Tortoise itself binds in in_transaction(), without BEGIN)
             if pool.closed:
-                raise PoolClosed(f"pool {pool.name!r} is closed")
+                raise PoolClosed(f"pool {pool.alias!r} is closed")
             with pool.entered():
                 from tortoise.connection import get_connections
 
-                client = get_connections().get(pool.name)
-            async with client.acquire_connection() as conn:
+                handler = get_connections()
+                client: Any = handler.get(pool.alias)
+                async with client.acquire_connection() as conn:
+                    tx_ctx = client._in_transaction()
+                    bound = getattr(tx_ctx, "client", None) or tx_ctx.connection
+                    bound._connection = conn
+                    token = handler.set(pool.alias, bound)
+                    try:
 
-                async def run(sql: str) -> Any:
-                    return await self.fetch_scalar(conn, sql)
+                        async def run(sql: str) -> Any:
+                            _, rows = await handler.get(pool.alias).execute_query(sql)
+                            return first_value(rows[0]) if rows else None
 
-                yield run
+                        yield run
+                    finally:
+                        handler.reset(token)
 
         @asynccontextmanager
         async def in_transaction() -> AsyncIterator[ScalarRunner]:
             # Tortoise's transaction path: run() goes through the client's execute_query
             if pool.closed:
-                raise PoolClosed(f"pool {pool.name!r} is closed")
+                raise PoolClosed(f"pool {pool.alias!r} is closed")
             with pool.entered():
                 from tortoise.transactions import in_transaction as tortoise_in_transaction
 
-                async with tortoise_in_transaction(pool.name) as tx:
+                async with tortoise_in_transaction(pool.alias) as tx:
 
                     async def run(sql: str) -> Any:
                         _, rows = await tx.execute_query(sql)
@@ -237,7 +231,7 @@ def tortoise_config(
         if not _checked:
             enforce(adapter.name, cfg, adapter.translate(cfg))
         binding = None
-        if driver != "aiosqlite":
+        if not (driver == "aiosqlite" and table.in_memory(cfg)):
             engine_config = cfg
             if driver in ("asyncmy", "aiomysql"):
                 engine_config = dataclasses.replace(

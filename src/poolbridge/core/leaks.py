@@ -48,12 +48,24 @@ class LeakTracker:
         self.reported = 0
         self._leases: dict[int, Lease] = {}
 
-    def checkout(self, conn: Any, connection_id: int | str | None, age: float) -> Lease | None:
-        """Start watching ``conn``; returns the token for :meth:`checkin` (None when off)."""
+    def checkout(
+        self,
+        conn: Any,
+        connection_id: int | str | None,
+        age: float,
+        *,
+        stack: str | None = None,
+    ) -> Lease | None:
+        """Start watching ``conn``; returns the token for :meth:`checkin` (None when off).
+
+        ``stack``: the acquiring stack when the caller captured it itself (e.g. from inside
+        SQLAlchemy's greenlet, where the current stack does not reach the user's code).
+        """
         if self.timeout is None:
             return None
-        # drop this frame and the engine's own frames: the user's code is what matters
-        stack = "".join(traceback.format_stack(limit=24)[:-3])
+        if stack is None:
+            # drop this frame and the engine's own frames: the user's code is what matters
+            stack = "".join(traceback.format_stack(limit=24)[:-3])
         lease = Lease(conn, connection_id, age, stack)
         self._leases[id(lease)] = lease
         return lease

@@ -57,8 +57,25 @@ class AiosqliteShim(BaseShim):
         await conn.close()
 
     def terminate(self, conn: Any) -> None:
-        with contextlib.suppress(Exception):
-            conn.stop()
+        # conn.stop() hands its worker thread a future of the current loop; when the loop
+        # closes first the thread dies with "Event loop is closed". Queue the same stop
+        # without a future (aiosqlite internals, guarded; conn.stop() as the fallback).
+        try:
+            from aiosqlite import core
+
+            sentinel = core._STOP_RUNNING_SENTINEL
+
+            def close_and_stop() -> object:
+                if conn._connection is not None:
+                    conn._connection.close()
+                    conn._connection = None
+                return sentinel
+
+            conn._running = False
+            conn._tx.put_nowait((None, close_and_stop))
+        except Exception:
+            with contextlib.suppress(Exception):
+                conn.stop()
 
     async def ping(self, conn: Any) -> None:
         cur = await conn.execute("SELECT 1")

@@ -105,13 +105,22 @@ class PoolBridge:
         if self._pool is not None:
             return self._pool
         pool = await open_pool(self.config, adapter=self.adapter, hooks=self.hooks)
-        if self.adapter == "sqlalchemy":
-            from sqlalchemy.ext.asyncio import async_sessionmaker
+        added: list[PoolExporter] = []
+        try:
+            if self.adapter == "sqlalchemy":
+                from sqlalchemy.ext.asyncio import async_sessionmaker
 
-            self._session_factory = async_sessionmaker(pool.native, expire_on_commit=False)
+                self._session_factory = async_sessionmaker(pool.native, expire_on_commit=False)
+            for exporter in self._exporters:
+                exporter.add(pool)  # e.g. ValueError: a pool of that name is exported already
+                added.append(exporter)
+        except BaseException:
+            for exporter in added:
+                exporter.remove(pool)
+            self._session_factory = None
+            await pool.close(timeout=0)  # never leave a pool open behind a failed startup
+            raise
         self._pool = pool
-        for exporter in self._exporters:
-            exporter.add(pool)
         return pool
 
     async def close(self) -> None:
@@ -119,6 +128,7 @@ class PoolBridge:
         pool, self._pool = self._pool, None
         if pool is None:
             return
+        self._session_factory = None
         try:
             await pool.close(timeout=self.close_timeout)
         finally:

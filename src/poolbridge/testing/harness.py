@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,9 +35,9 @@ class Target:
     """One matrix column on one backend: adapter x dburl x driver."""
 
     adapter_name: str
-    dburl: str
-    backend: str
-    driver: str
+    dburl: str = field(repr=False)  # may carry a password: never in reprs or test ids
+    backend: str = ""
+    driver: str = ""
 
     @property
     def column(self) -> str:
@@ -81,7 +81,7 @@ class Session:
 
     case: Case
     admin: Admin
-    url: str
+    url: str = field(repr=False)  # the test role's password is in it
     events: list[Event] = field(default_factory=list)
     pools: list[Pool[Any]] = field(default_factory=list)
     tables: list[str] = field(default_factory=list)
@@ -89,6 +89,7 @@ class Session:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(cls, case: Case, limit: int = 10) -> AsyncIterator[Session]:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
         admin = await open_admin(case.target.dburl)
         try:
             async with admin.limited_user(limit) as url:
@@ -156,9 +157,13 @@ class Session:
             def record(ev: ConnectionEvent) -> None:
                 self.events.append(
                     Event(
-                        hook, ev.pool, ev.connection_id, time.monotonic(), ev.held,
+                        hook,
+                        ev.pool,
+                        ev.connection_id,
+                        time.monotonic(),
+                        ev.held,
                         ev.acquire_stack,
-                    )  # fmt: skip
+                    )
                 )
 
             return record
@@ -234,11 +239,3 @@ class Session:
             return None
         value = await run(self.admin.id_sql)
         return int(value) if value is not None else None
-
-
-def distinct(values: Iterable[Any]) -> list[Any]:
-    """Values in first-seen order without repeats."""
-    seen: dict[Any, None] = {}
-    for v in values:
-        seen.setdefault(v, None)
-    return list(seen)

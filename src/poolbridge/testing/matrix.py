@@ -14,6 +14,7 @@ from .requirements import REQUIREMENTS
 
 __all__ = ["Cell", "Matrix"]
 
+_BACKEND_ORDER = {"postgresql": 0, "mysql": 1, "sqlite": 2}
 _RANK = {"FAIL": 3, "pass": 2, "closed": 1, "skip": 0}
 
 
@@ -67,7 +68,8 @@ class Matrix:
             if t.column not in cols:
                 cols.append(t.column)
         lines: list[str] = []
-        for backend, cols in columns.items():
+        for backend in sorted(columns, key=lambda b: (_BACKEND_ORDER.get(b, 9), b)):
+            cols = columns[backend]
             notes: dict[str, int] = {}
             rows: list[list[str]] = []
             for req in REQUIREMENTS:

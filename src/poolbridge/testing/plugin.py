@@ -21,13 +21,13 @@ from .requirements import closed_reason, requirement
 from .servers import in_ci, reachable
 
 __all__ = [
+    "poolbridge_case",
     "pytest_addoption",
     "pytest_collect_file",
     "pytest_configure",
     "pytest_generate_tests",
     "pytest_runtest_makereport",
     "pytest_terminal_summary",
-    "poolbridge_case",
 ]
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -44,6 +44,7 @@ class PluginState:
         self.matrix = Matrix()
         self.targets: list[Target] = []
         self.unavailable: dict[str, str] = {}
+        self.notes: list[str] = []
         self._reachable: dict[str, str | None] = {}
         self._entry_points: dict[str, list[str]] = {}
         self._build_targets()
@@ -51,7 +52,7 @@ class PluginState:
     def _build_targets(self) -> None:
         from ..core.config import PoolConfig
         from ..core.registry import adapter_names, get_adapter
-        from ..errors import AdapterNotAvailable
+        from ..errors import AdapterNotAvailable, ConfigError
 
         names: list[str] = []
         for name in self.adapter_names:
@@ -64,17 +65,25 @@ class PluginState:
                 adapter = get_adapter(name)
                 adapter.check_available()
             except AdapterNotAvailable as exc:
-                if name not in adapter_names():
+                if name not in adapter_names() or in_ci():
                     raise pytest.UsageError(str(exc)) from exc
                 self.unavailable[name] = str(exc)
                 continue
             for url in self.dburls:
-                cfg = PoolConfig(url=url)
+                try:
+                    cfg = PoolConfig(url=url)
+                except ConfigError as exc:
+                    raise pytest.UsageError(f"--poolbridge-dburl: {exc}") from exc
                 drivers = adapter.drivers.get(cfg.backend, ())
                 wanted = cfg.database_url.driver
-                for driver in drivers:
-                    if wanted is None or wanted == driver:
-                        self.targets.append(Target(name, url, cfg.backend, driver))
+                found = [d for d in drivers if wanted is None or wanted == d]
+                if not found:
+                    self.notes.append(
+                        f"adapter {name!r} has no driver "
+                        f"{wanted or 'at all'} for {cfg.backend}: no column"
+                    )
+                for driver in found:
+                    self.targets.append(Target(name, url, cfg.backend, driver))
 
     def reachable(self, url: str) -> str | None:
         if url not in self._reachable:
@@ -149,11 +158,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not dburls:
         raise pytest.UsageError("--poolbridge-adapter needs at least one --poolbridge-dburl")
     faults_cli = config.getoption("--poolbridge-faults")
-    faults = bool(faults_cli) if faults_cli is not None else bool(config.getini("poolbridge_faults"))
+    faults = bool(faults_cli or config.getini("poolbridge_faults"))
     state = PluginState(adapters or ["all"], dburls, faults)
     config.stash[_STATE] = state
-    # bring our own tests (the suite's files are named test_*.py, pytest's default pattern)
-    if str(SUITE_DIR) not in config.args:
+    # bring our own tests: instead of the testpaths / current directory, or next to the
+    # paths given explicitly on the command line
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = [str(SUITE_DIR)]
+    elif str(SUITE_DIR) not in config.args:
         config.args.append(str(SUITE_DIR))
 
 
@@ -251,5 +263,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     terminalreporter.write_sep("=", "poolbridge conformance matrix")
     for name, why in state.unavailable.items():
         terminalreporter.write_line(f"adapter {name!r} not installed: {why}")
+    for note in state.notes:
+        terminalreporter.write_line(note)
     for line in state.matrix.render(state.targets):
         terminalreporter.write_line(line)

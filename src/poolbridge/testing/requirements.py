@@ -84,8 +84,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "max_idle",
-        "idle connections above min_size close after max_idle, not before, never below "
-        "min_size",
+        "idle connections above min_size close after max_idle, not before, never below min_size",
         ("max_idle",),
     ),
     Requirement(
@@ -123,8 +122,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "isolation",
-        "two pools with the same config in one process keep their own limits and "
-        "connections",
+        "two pools with the same config in one process keep their own limits and connections",
         (),
     ),
     Requirement(

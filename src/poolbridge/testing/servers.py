@@ -18,7 +18,6 @@ import secrets
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -103,6 +102,10 @@ class Admin:
         """Whether that server connection has a transaction open."""
         raise NotImplementedError
 
+    async def count_role_connections(self, role: str) -> int:
+        """How many server connections are logged in as ``role`` (this test's own role)."""
+        raise NotImplementedError
+
     @contextlib.asynccontextmanager
     async def limited_user(self, limit: int) -> AsyncIterator[str]:
         """A fresh role limited to ``limit`` connections; yields the dburl logging in as it."""
@@ -146,6 +149,7 @@ class PostgresAdmin(Admin):
         self._kind = ""
 
     async def connect(self) -> None:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
         dbu = self.config.database_url
         kw: dict[str, Any] = {
             "host": dbu.host or dbu.query.get("host"),
@@ -200,13 +204,12 @@ class PostgresAdmin(Admin):
         return bool(rows) and (rows[0][1] is not None or "transaction" in str(rows[0][0]))
 
     async def count_role_connections(self, role: str) -> int:
-        rows = await self.fetch(
-            f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'"
-        )
+        rows = await self.fetch(f"SELECT count(*) FROM pg_stat_activity WHERE usename = '{role}'")
         return int(rows[0][0])
 
     @contextlib.asynccontextmanager
     async def limited_user(self, limit: int) -> AsyncIterator[str]:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
         role = f"pb_{secrets.token_hex(5)}"
         password = secrets.token_hex(12)
         await self.execute(
@@ -214,10 +217,20 @@ class PostgresAdmin(Admin):
         )
         self.role = role
         try:
+            # grant only what PUBLIC does not already give: concurrent GRANTs on one
+            # database row fail with "tuple concurrently updated"
             db = self.config.database_url.database
-            if db:
-                await self.execute(f'GRANT CONNECT, TEMPORARY ON DATABASE "{db}" TO {role}')
-            await self.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            if (
+                db
+                and not (
+                    await self.fetch(f"SELECT has_database_privilege('{role}', $1, 'CONNECT')", db)
+                )[0][0]
+            ):
+                await self.execute(f'GRANT CONNECT ON DATABASE "{db}" TO {role}')
+            if not (await self.fetch(f"SELECT has_schema_privilege('{role}', 'public', 'USAGE')"))[
+                0
+            ][0]:
+                await self.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
             yield with_credentials(self.url, role, password)
         finally:
             with contextlib.suppress(Exception):
@@ -246,6 +259,7 @@ class MySQLAdmin(Admin):
         self._conn: Any = None
 
     async def connect(self) -> None:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
         dbu = self.config.database_url
         kw: dict[str, Any] = {
             "host": dbu.host or "127.0.0.1",
@@ -309,6 +323,7 @@ class MySQLAdmin(Admin):
 
     @contextlib.asynccontextmanager
     async def limited_user(self, limit: int) -> AsyncIterator[str]:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
         role = f"pb_{secrets.token_hex(5)}"
         password = secrets.token_hex(12)
         db = self.config.database_url.database or "test"
@@ -370,6 +385,7 @@ class SQLiteAdmin(Admin):
 
 async def open_admin(url: str) -> Admin:
     """A connected admin for ``url``'s backend."""
+    __tracebackhide__ = True  # ``url`` may hold a password: keep it out of reports
     backend = PoolConfig(url=url).backend
     admin: PostgresAdmin | MySQLAdmin | SQLiteAdmin
     if backend == "postgresql":
@@ -380,42 +396,3 @@ async def open_admin(url: str) -> Admin:
         admin = SQLiteAdmin(url)
     await admin.connect()
     return admin
-
-
-@dataclass
-class FakeServer:
-    """A TCP listener that accepts and never answers (connect_timeout row).
-
-    ``held`` collects, per accepted connection, the seconds until the client hung up;
-    ``accepted`` the loop time of each accepted connection.
-    """
-
-    port: int = 0
-    held: list[float] | None = None
-    accepted: list[float] | None = None
-    server: asyncio.base_events.Server | None = None
-
-    async def start(self) -> None:
-        self.held = []
-        self.accepted = []
-        loop = asyncio.get_running_loop()
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            t0 = loop.time()
-            assert self.accepted is not None
-            self.accepted.append(t0)
-            with contextlib.suppress(Exception):
-                while await reader.read(1024):
-                    pass
-            assert self.held is not None
-            self.held.append(loop.time() - t0)
-            writer.close()
-
-        self.server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.server.wait_closed(), 2)

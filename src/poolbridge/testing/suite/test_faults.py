@@ -81,7 +81,7 @@ async def _cancellation(s: Session) -> None:
     assert started > 0, "no task ever got a connection: the storm tested nothing"
 
     async def settled() -> bool:
-        return pool.stats()["connection.count.used"] == 0
+        return bool(pool.stats()["connection.count.used"] == 0)
 
     assert await s.wait_for(settled, timeout=5.0), f"still checked out: {pool.stats()}"
     # every slot is usable again: max_size concurrent checkouts succeed

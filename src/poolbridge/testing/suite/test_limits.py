@@ -29,7 +29,8 @@ async def _connect(s: Session) -> None:
                 user = await run("SELECT CURRENT_USER()")
                 assert str(user).split("@")[0] == s.role
             database = s.admin.config.database_url.database
-            db_sql = "SELECT current_database()" if s.backend == "postgresql" else "SELECT DATABASE()"
+            pg = s.backend == "postgresql"
+            db_sql = "SELECT current_database()" if pg else "SELECT DATABASE()"
             assert await run(db_sql) == database
     assert s.of(pool, "on_connect"), "on_connect never fired (or with another pool name)"
     assert {e.pool for e in s.of(pool)} == {cfg.name}
@@ -61,24 +62,16 @@ async def _max_size(s: Session) -> None:
     max_size = 3
     await s.set_limit(max_size)  # the server refuses a 4th connection of this role
     pool = await s.open(s.config(min_size=1, max_size=max_size, acquire_timeout=20))
-    in_use = 0
-    high = 0
     server_high = 0
     done = asyncio.Event()
 
     async def worker() -> None:
-        nonlocal in_use, high
         async with s.use(pool) as run:
-            in_use += 1
-            high = max(high, in_use)
-            try:
-                if s.server_side:
-                    await run(s.sleep_sql(0.02))
-                else:
-                    await run("SELECT 1")
-                    await asyncio.sleep(0.01)
-            finally:
-                in_use -= 1
+            if s.server_side:
+                await run(s.sleep_sql(0.02))
+            else:
+                await run("SELECT 1")
+                await asyncio.sleep(0.01)
 
     async def sampler() -> None:
         nonlocal server_high
@@ -94,6 +87,14 @@ async def _max_size(s: Session) -> None:
         done.set()
         if sampling is not None:
             await sampling
+    # high-water mark of checked-out connections, from the hooks' own timeline
+    in_use = high = 0
+    for e in s.of(pool):
+        if e.hook == "on_checkout":
+            in_use += 1
+            high = max(high, in_use)
+        elif e.hook == "on_checkin":
+            in_use -= 1
     assert high <= max_size, f"{high} connections were checked out at once (max_size={max_size})"
     assert len(s.of(pool, "on_checkout")) >= 10 * max_size
     if s.server_side:

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from poolbridge.core.config import RetryPolicy
+from poolbridge.testing.fakes import FakeServer, RefuseFirstProxy
 from poolbridge.testing.harness import Case, Session
-from poolbridge.testing.servers import FakeServer
 
 
 def _with_port(url: str, port: int) -> str:
@@ -127,7 +127,7 @@ async def _connect_timeout(s: Session) -> None:
         await asyncio.sleep(0.2)
     finally:
         await fake.stop()
-    assert fake.accepted, "the client never reached the fake server"
+    assert fake.accepted and fake.held is not None, "the client never reached the server"
     # libpq counts whole seconds with a 2 s minimum: allow that plus scheduling slack
     gave_up = [
         elapsed < acquire_timeout - 1.0,  # the open failed on connect_timeout, not later
@@ -145,44 +145,9 @@ def test_connect_timeout(poolbridge_case: Case) -> None:
     poolbridge_case.run(_connect_timeout)
 
 
-class _RefuseFirstProxy:
-    """Drops the first connection, forwards the others to the real server."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.accepted = 0
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        if self.accepted == 1:
-            writer.close()
-            return
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            with contextlib.suppress(Exception):
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            with contextlib.suppress(Exception):
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-
 async def _retry(s: Session) -> None:
     port = urlsplit(s.url).port or (5432 if s.backend == "postgresql" else 3306)
-    proxy = _RefuseFirstProxy(port)
+    proxy = RefuseFirstProxy(port)
     await proxy.start()
     try:
         cfg = s.config(
