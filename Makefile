@@ -39,7 +39,7 @@ soak: $(STAMP_ALL)
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: $(STAMP_ALL)
-	$(PY) -m poolbridge bench --json bench.json
+	$(PY) -m poolbridge bench --json bench.json --png bench.png
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -286,3 +286,17 @@ def test_bad_dburl_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result.stderr.fnmatch_lines(
         ["ERROR: --poolbridge-dburl: 1 problem*", "*url must start with a known scheme*"]
     )
+
+
+def test_package_module_alone_is_a_complete_plugin(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``-p poolbridge.testing`` registers where the entry point is not installed."""
+    import poolbridge.testing as pkg
+
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--collect-only", "-q", "--poolbridge-adapter", "psycopg",
+        "--poolbridge-dburl", CLOSED_PORT_URL, plugins=[pkg],
+    )  # fmt: skip
+    result.stdout.fnmatch_lines(["*test_limits.py::test_min_size_after_open*"])

@@ -40,7 +40,11 @@ __all__ = [
 
 #: modules whose import registers more subcommands with ``@subcommand`` (``check``, ``bench``,
 #: ``budget`` ...): add yours here. ``poolbridge._cli_config`` holds ``config show/schema``.
-EXTENSION_MODULES: tuple[str, ...] = ("poolbridge._cli_config", "poolbridge._cli_check")
+EXTENSION_MODULES: tuple[str, ...] = (
+    "poolbridge._cli_config",
+    "poolbridge._cli_check",
+    "poolbridge._cli_bench",
+)
 
 Arg = tuple[tuple[str, ...], dict[str, Any]]
 RunFn = Callable[[argparse.Namespace], int]

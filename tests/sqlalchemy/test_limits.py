@@ -9,7 +9,12 @@ import pytest
 import sqlalchemy.exc
 from sqlalchemy import text
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import (
+    close_engine,
+    create_async_engine,
+    engine_state,
+    engine_stats,
+)
 from poolbridge.core.hooks import Hooks
 from poolbridge.errors import PoolTimeout, TooManyRequests
 
@@ -120,7 +125,7 @@ async def test_max_waiting_refuses_at_once(target: Target) -> None:
         with pytest.raises(TooManyRequests):
             await engine.connect()
         assert time.monotonic() - start < 1.0  # at once, not after acquire_timeout
-        assert st.recorder.snapshot()["connection.refused"] == 1
+        assert engine_stats(engine)["connection.refused"] == 1
         await holder.close()
         await asyncio.gather(*waiters)
     finally:

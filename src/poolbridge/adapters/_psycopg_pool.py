@@ -182,7 +182,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             f"pool {self.pb_config.name!r} (adapter {self.pb_adapter!r}): no connection free "
             f"after {waited:.2f} s (acquire_timeout={self.pb_config.acquire_timeout}); "
             f"max_size={self.pb_config.max_size}, in use={len(self.pb_out)}, "
-            f"waiting={self.pb_recorder.pending}, longest held: {ages}"
+            f"waiting={max(0, self.pb_recorder.pending - 1)} besides this caller, "
+            f"longest held: {ages}"
         )
         if self.pb_last_error is not None:
             text += f"; last connection error: {type(self.pb_last_error).__name__}"

@@ -26,7 +26,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
-from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState
+from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout
 
 __all__ = ["install", "server_id_of"]
 
@@ -78,8 +78,6 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             lease = state.leaks.checkout(
                 ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
             )
-        from ._sqlalchemy_state import Checkout
-
         state.checked_out[rec] = Checkout(monotonic(), lease)
         if hooks.has("on_checkout"):
             state.fire("on_checkout", state.event(rec), inline=True)

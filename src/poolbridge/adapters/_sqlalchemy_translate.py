@@ -49,6 +49,10 @@ ISOLATION: dict[str, str] = {
 #: connections opened together are not all replaced at the same instant
 LIFETIME_JITTER = 0.1
 
+#: seconds a client-side statement backstop (asyncpg command_timeout, asyncmy read_timeout)
+#: waits beyond statement_timeout, so the server's own timeout normally fires first
+CLIENT_GRACE = 0.5
+
 _PLAIN_WHY = "needs poolbridge's pool class and events: use `await create_async_engine(config)`"
 
 
@@ -131,6 +135,9 @@ def _connect_args(
     if driver == "asyncpg":
         ca["timeout"] = config.connect_timeout
         ca["server_settings"] = pg_settings
+        if config.statement_timeout is not None:
+            # client-side backstop when no answer can arrive (stalled network)
+            ca["command_timeout"] = config.statement_timeout + CLIENT_GRACE
         if config.ssl is not None:
             ca["ssl"] = config.ssl
         if not config.statement_cache:
@@ -156,6 +163,8 @@ def _connect_args(
             ca["prepare_threshold"] = None
     elif driver in ("aiomysql", "asyncmy"):
         ca["connect_timeout"] = config.connect_timeout
+        if driver == "asyncmy" and config.statement_timeout is not None:
+            ca["read_timeout"] = config.statement_timeout + CLIENT_GRACE  # same backstop
         init = mysql_init_command(config)
         if init:
             ca["init_command"] = init

@@ -43,9 +43,11 @@ __all__ = [
     "SQLAlchemyAdapter",
     "SQLAlchemyPool",
     "adapter",
+    "close_engine",
     "create_async_engine",
     "engine_kwargs",
     "engine_state",
+    "engine_stats",
 ]
 
 _DRIVER_MODULES = {
@@ -186,6 +188,15 @@ def engine_state(engine: AsyncEngine) -> BridgeState:
     if state is None:
         raise ValueError("engine was not created by poolbridge.adapters.sqlalchemy")
     return state  # type: ignore[no-any-return]
+
+
+def engine_stats(engine: AsyncEngine) -> dict[str, Any]:
+    """The documented stats dict (:mod:`poolbridge.core.stats`) of an engine made by
+    :func:`create_async_engine`, counted from poolbridge's own events."""
+    state = engine_state(engine)
+    snapshot = state.recorder.snapshot()
+    snapshot["connection.hook_failures"] = sum(state.hooks.failures.values())
+    return snapshot
 
 
 async def close_engine(engine: AsyncEngine, timeout: float | None = None) -> None:
