@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import socket
 import logging
 import traceback
 from time import monotonic, time
@@ -27,6 +29,7 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout
+from ._sqlalchemy_translate import CLIENT_GRACE
 
 __all__ = ["install", "server_id_of"]
 
@@ -136,6 +139,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     event.listen(pool, "detach", on_detach)
     event.listen(pool, "reset", on_reset)
 
+    if config.statement_timeout is not None and state.driver in ("psycopg", "aiomysql"):
+        _install_statement_watchdog(engine, state.driver, config.statement_timeout + CLIENT_GRACE)
+
     if state.driver != "aiosqlite":
         native_connect = _driver_connect(state.driver)
         provider = config.password is not None and not isinstance(config.password, str)
@@ -149,6 +155,58 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
 
         event.listen(engine.sync_engine, "do_connect", on_do_connect)
+
+
+def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) -> None:
+    """Client-side backstop for statement_timeout on drivers without a command timeout.
+
+    The server stops a statement at statement_timeout, but when no answer can arrive (a
+    stalled network, a frozen server) psycopg and aiomysql wait forever. A timer armed around
+    every cursor execution severs the socket ``limit`` s later: the caller gets a connection
+    error and SQLAlchemy invalidates (replaces) the connection. asyncpg and asyncmy get
+    ``command_timeout`` / ``read_timeout`` instead (see the translation table).
+    """
+    sync_engine = engine.sync_engine
+    key = "poolbridge_watchdog"
+
+    def arm(conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any) -> None:
+        driver_conn = conn.connection.driver_connection
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        conn.info[key] = loop.call_later(limit, _sever, driver, driver_conn)
+
+    def disarm(conn: Any, *args: Any) -> None:
+        handle = conn.info.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def on_error(context: Any) -> None:
+        conn = context.connection
+        if conn is not None:
+            disarm(conn)
+
+    event.listen(sync_engine, "before_cursor_execute", arm)
+    event.listen(sync_engine, "after_cursor_execute", disarm)
+    event.listen(sync_engine, "handle_error", on_error)
+
+
+def _sever(driver: str, conn: Any) -> None:
+    """Cut a connection's socket so a read stuck on it fails now (never raises)."""
+    try:
+        if driver == "psycopg":
+            fd = conn.pgconn.socket
+            sock = socket.socket(fileno=os.dup(fd))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            finally:
+                sock.close()
+        else:
+            conn._writer.transport.abort()
+        logger.warning("statement ran past statement_timeout with no answer: connection cut")
+    except Exception:
+        logger.debug("cutting a %s connection failed", driver, exc_info=True)
 
 
 def _acquiring_stack() -> str | None:

@@ -172,7 +172,12 @@ def _connect_args(
             ctx = _mysql_ssl(config.ssl)
             if ctx is not None:
                 ca["ssl"] = ctx
-    elif driver == "aiosqlite":
+    if config.statement_timeout is not None and driver in ("psycopg", "aiomysql"):
+        emulated["statement_timeout"] = (
+            "server-side setting, plus a client-side watchdog (cursor events) that cuts a "
+            f"connection whose statement got no answer {CLIENT_GRACE} s past the limit"
+        )
+    if driver == "aiosqlite":
         if config.statement_timeout is not None:
             unsupported["statement_timeout"] = "SQLite has no statement timeout"
         if config.ssl is not None and config.ssl != "disable":

@@ -20,7 +20,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from ..errors import HookError
 
@@ -41,8 +41,7 @@ HOOK_NAMES: tuple[HookName, ...] = (
 HookFn = Callable[["ConnectionEvent"], Awaitable[object] | object]
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionEvent:
+class ConnectionEvent(NamedTuple):
     """What a hook is told about one connection.
 
     ``connection_id`` is the server-side id (PostgreSQL backend pid, MySQL CONNECTION_ID(),
@@ -52,6 +51,9 @@ class ConnectionEvent:
     ``acquire_stack`` is the formatted stack of the acquiring code (``on_leak`` only).
     """
 
+    # A NamedTuple, not a frozen dataclass: an event is built on every hooked checkout and
+    # checkin, and a frozen dataclass's __init__ costs about twice as much
+    # (benchmarks/hooks_overhead.py). It is just as immutable.
     pool: str
     adapter: str
     connection_id: int | str | None
@@ -109,7 +111,7 @@ class HookRunner:
             return
         try:
             result = fn(event)
-            if inspect.isawaitable(result):
+            if result is not None and inspect.isawaitable(result):
                 await result
         except Exception:
             self.failures[name] = self.failures.get(name, 0) + 1

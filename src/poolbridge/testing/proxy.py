@@ -215,6 +215,8 @@ class TcpProxy:
                 asyncio.ensure_future(self._pump(up_reader, writer, link)),
             ]
             await asyncio.gather(*link.tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            pass  # the loop is shutting down: nothing left to forward
         finally:
             link.abort()
             self._links.discard(link)
