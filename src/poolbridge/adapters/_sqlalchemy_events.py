@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import socket
-import logging
 import traceback
 from time import monotonic, time
 from typing import Any

@@ -266,8 +266,10 @@ def plain_translation(config: PoolConfig) -> Translation:
     t = translate(config)
     unsupported = dict(t.unsupported)
     for knob in t.emulated:
-        if knob in ("statement_cache",):
-            continue  # carried by connect_args (name func added by engine_kwargs)
+        if knob in ("statement_cache", "statement_timeout"):
+            # carried by connect_args (the name func is added by engine_kwargs); the server
+            # enforces statement_timeout, only the client-side watchdog needs events
+            continue
         if knob == "max_lifetime":
             continue  # pool_recycle honours it, without jitter
         if knob == "connect_timeout":

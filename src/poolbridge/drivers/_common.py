@@ -22,6 +22,7 @@ __all__ = [
     "MYSQL_ISOLATION",
     "PG_ISOLATION",
     "BaseShim",
+    "client_backstop",
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
@@ -82,6 +83,18 @@ def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     return settings
+
+
+def client_backstop(config: PoolConfig) -> float | None:
+    """A client-side bound for one statement when ``statement_timeout`` is set.
+
+    The server enforces ``statement_timeout``; this backstop (20 % later, at least 0.5 s)
+    bounds a caller whose statement never reaches the server (a stalled network).
+    """
+    st = config.statement_timeout
+    if st is None:
+        return None
+    return st + max(0.5, 0.2 * st)
 
 
 def mysql_literal(value: object) -> str:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from ..core.config import PoolConfig
-from ._common import BaseShim, pg_server_settings
+from ._common import BaseShim, client_backstop, pg_server_settings
 
 __all__ = ["AiopgShim"]
 
@@ -44,6 +44,9 @@ class AiopgShim(BaseShim):
         if settings:
             kw["options"] = " ".join(f"-c {k}={_option(v)}" for k, v in settings.items())
         kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+        backstop = client_backstop(config)
+        if backstop is not None:
+            kw["timeout"] = backstop  # aiopg's per-operation bound, for a stalled network
         if isinstance(config.ssl, str):
             kw["sslmode"] = config.ssl
         kw.update(config.driver_options)

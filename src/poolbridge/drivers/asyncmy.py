@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.config import PoolConfig
+from ._common import client_backstop
 from ._mysql import MySQLShim
 
 __all__ = ["AsyncmyShim"]
@@ -12,6 +14,13 @@ __all__ = ["AsyncmyShim"]
 class AsyncmyShim(MySQLShim):
     name = "asyncmy"
     db_keyword = "database"
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        kw = super().connect_kwargs(config)
+        backstop = client_backstop(config)
+        if backstop is not None and "read_timeout" not in config.driver_options:
+            kw["read_timeout"] = backstop  # client-side, for a stalled network
+        return kw
 
     def driver_connect(self, **kw: Any) -> Any:
         import asyncmy

@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..core.config import PoolConfig
-from ._common import BaseShim, pg_server_settings
+from ._common import BaseShim, client_backstop, pg_server_settings
 
 __all__ = ["AsyncpgShim"]
 
@@ -34,6 +34,9 @@ class AsyncpgShim(BaseShim):
         kw["timeout"] = config.connect_timeout
         if not config.statement_cache:
             kw["statement_cache_size"] = 0
+        backstop = client_backstop(config)
+        if backstop is not None:
+            kw["command_timeout"] = backstop  # client-side, for a stalled network
         if config.ssl is not None:
             kw["ssl"] = config.ssl  # asyncpg takes libpq mode names and SSLContexts as-is
         kw.update(config.driver_options)
