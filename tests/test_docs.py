@@ -26,8 +26,6 @@ FRAGMENT = "<!-- not-tested: fragment -->"
 #: files owned by other engineers whose blocks do not run yet: strict xfail, so the entry
 #: must be removed (and the test then guards the file) as soon as the file is fixed
 PENDING = {
-    "internals.md": "the DriverShim Protocol listing needs a <!-- not-tested: fragment --> mark",
-    "hooks-stats-metrics.md": "the first Hooks block uses `config` without defining it",
 }
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
 

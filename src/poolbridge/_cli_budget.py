@@ -73,7 +73,7 @@ def budget(ns: argparse.Namespace) -> int:
     server: ServerConnections | None = None
     if ns.url:
         server = asyncio.run(_ask_server(ns.url, ns.adapter))
-    max_connections = ns.max_connections if ns.max_connections is not None else None
+    max_connections: int | None = ns.max_connections
     if max_connections is None:
         if server is None:
             print("poolbridge budget: give --max-connections or --url", file=sys.stderr)

@@ -44,6 +44,7 @@ EXTENSION_MODULES: tuple[str, ...] = (
     "poolbridge._cli_config",
     "poolbridge._cli_check",
     "poolbridge._cli_bench",
+    "poolbridge._cli_budget",
 )
 
 Arg = tuple[tuple[str, ...], dict[str, Any]]

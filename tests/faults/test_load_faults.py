@@ -25,7 +25,7 @@ from ._harness import (
     wait_healed,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.server]
+pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
 ALL_STACKS = stacks("postgresql") + stacks("mysql")
 SLEEP = {"postgresql": "SELECT pg_sleep({s})", "mysql": "SELECT SLEEP({s})"}
@@ -93,6 +93,7 @@ async def test_cancellation_storm(stack: Stack, request: pytest.FixtureRequest) 
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(120)
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_cancellation_storm_soak(stack: Stack, request: pytest.FixtureRequest) -> None:
     url, view = _server(request, stack)

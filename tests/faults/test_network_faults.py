@@ -15,7 +15,7 @@ from poolbridge.testing.proxy import TcpProxy
 
 from ._harness import Probe, ServerView, Stack, check_outcomes, recover, stacks, wait_healed
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.server]
+pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
 ALL_STACKS = stacks("postgresql") + stacks("mysql")
 

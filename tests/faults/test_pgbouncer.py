@@ -19,7 +19,7 @@ from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
 
 from ._harness import Probe, Stack, stacks
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.server]
+pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 PG_STACKS = stacks("postgresql")

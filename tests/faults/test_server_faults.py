@@ -26,7 +26,7 @@ from ._harness import (
     wait_healed,
 )
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.server]
+pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
 ALL_STACKS = stacks("postgresql") + stacks("mysql")
 SLEEP = {"postgresql": "SELECT pg_sleep({s})", "mysql": "SELECT SLEEP({s})"}
@@ -101,14 +101,14 @@ async def test_mysql_wait_timeout(
     stack: Stack, pre_ping: bool, request: pytest.FixtureRequest
 ) -> None:
     url, view = _server(request, stack)
-    opts = {"pre_ping": pre_ping, "session": {"wait_timeout": "2"}, "max_size": 3}
+    opts = {"pre_ping": pre_ping, "session": {"wait_timeout": "1"}, "max_size": 3}
     async with Probe(stack, url, opts) as probe:
         # the fault must really be injected: the session setting reached the server
-        assert int(await probe.query("SELECT @@SESSION.wait_timeout")) == 2
+        assert int(await probe.query("SELECT @@SESSION.wait_timeout")) == 1
         await _warm(probe, 2)
         before = await view.alive(probe.ids)
         assert before
-        await asyncio.sleep(3.5)  # idle longer than wait_timeout: the server closes them
+        await asyncio.sleep(2.2)  # idle longer than wait_timeout: the server closes them
         assert not await view.alive(before), "MariaDB did not apply wait_timeout"
         await recover(probe, "SELECT 1", failures_allowed=0 if pre_ping else 3)
         alive = await view.alive(probe.ids)

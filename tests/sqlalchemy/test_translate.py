@@ -184,3 +184,19 @@ def test_every_claimed_knob_has_an_open_requirement() -> None:
                 driver,
                 knob,
             )
+
+
+def test_statement_timeout_client_backstops() -> None:
+    t = adapter.translate(cfg(driver="asyncpg", statement_timeout=2.0))
+    assert t.native["connect_args"]["command_timeout"] == 2.5
+    t = adapter.translate(cfg(MY, driver="asyncmy", statement_timeout=2.0))
+    assert t.native["connect_args"]["read_timeout"] == 2.5
+    for url, driver in ((PG, "psycopg"), (MY, "aiomysql")):
+        t = adapter.translate(cfg(url, driver=driver, statement_timeout=2.0))
+        assert "statement_timeout" in t.emulated  # watchdog through cursor events
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnsupportedOptionWarning)
+        # plain arguments keep the server-side limit: no error for an explicit value
+        assert (
+            "options" in engine_kwargs(cfg(driver="psycopg", statement_timeout=2.0))["connect_args"]
+        )

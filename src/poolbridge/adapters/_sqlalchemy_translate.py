@@ -15,7 +15,6 @@ Two modes share one table:
 from __future__ import annotations
 
 import ssl as _ssl
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -23,11 +22,13 @@ from ..core.config import PoolConfig
 from .base import Translation
 
 __all__ = [
+    "CLIENT_GRACE",
     "DRIVERS",
     "ISOLATION",
     "LIFETIME_JITTER",
     "is_memory_sqlite",
     "mysql_init_command",
+    "pick_driver",
     "plain_translation",
     "sqlalchemy_url",
     "translate",
@@ -143,7 +144,7 @@ def _connect_args(
         if not config.statement_cache:
             ca["prepared_statement_cache_size"] = 0
             ca["statement_cache_size"] = 0
-            # set by the pool class (a callable is not data); see _sqlalchemy_pool
+            # prepared_statement_name_func is a callable, not data: engine_kwargs/_build add it
             emulated["statement_cache"] = (
                 "connect_args prepared_statement_cache_size=0, statement_cache_size=0 and "
                 "prepared_statement_name_func -> unnamed statements (pgbouncer transaction "
@@ -286,8 +287,3 @@ def plain_translation(config: PoolConfig) -> Translation:
         native.pop("max_overflow", None)
         native.pop("pool_timeout", None)
     return Translation(native=native, emulated={}, unsupported=unsupported)
-
-
-def describe(config: PoolConfig) -> Mapping[str, Any]:
-    """Short summary used in diagnostics (no secrets)."""
-    return {"driver": pick_driver(config), "backend": config.backend, "name": config.name}

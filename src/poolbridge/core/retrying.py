@@ -269,7 +269,10 @@ class Retrying:
 
     def __call__(self, fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
         """Decorate an async function declared idempotent."""
-        if not inspect.iscoroutinefunction(fn):
+        if not (
+            inspect.iscoroutinefunction(fn)
+            or inspect.iscoroutinefunction(type(fn).__call__)  # an object with async __call__
+        ):
             raise TypeError(f"poolbridge.retry decorates async functions (got {fn!r})")
 
         @functools.wraps(fn)

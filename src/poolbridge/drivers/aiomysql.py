@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from ..core.config import PoolConfig
+from ._common import client_backstop
 from ._mysql import MySQLShim
 
 __all__ = ["AiomysqlShim"]
@@ -18,6 +21,13 @@ class AiomysqlShim(MySQLShim):
 
         return aiomysql.connect(**kw)
 
+    async def connect(self, config: PoolConfig, timeout: float) -> Any:
+        conn = await super().connect(config, timeout)
+        backstop = client_backstop(config)
+        if backstop is not None:
+            _bound_reads(conn, backstop)
+        return conn
+
     def is_closed(self, conn: Any) -> bool:
         if conn.closed:
             return True
@@ -31,3 +41,29 @@ class AiomysqlShim(MySQLShim):
         import pymysql.err
 
         return (pymysql.err,)
+
+
+def _bound_reads(conn: Any, seconds: float) -> None:
+    """Bound every socket read of ``conn`` (aiomysql has no read timeout of its own).
+
+    With ``statement_timeout`` set the server answers within it; a read that waits longer
+    means the network stalled, so the connection is closed and the caller gets MySQL's own
+    "lost connection" error (2013) instead of hanging.
+    """
+    read = getattr(conn, "_read_bytes", None)
+    if read is None:
+        return
+
+    async def bounded_read(num_bytes: int) -> Any:
+        try:
+            async with asyncio.timeout(seconds):
+                return await read(num_bytes)
+        except TimeoutError as exc:
+            import pymysql.err
+
+            conn.close()
+            raise pymysql.err.OperationalError(
+                2013, f"Lost connection to MySQL server: no data for {seconds:g} s"
+            ) from exc
+
+    conn._read_bytes = bounded_read

@@ -47,7 +47,10 @@ class Matrix:
     cells: dict[tuple[str, str, str], list[Cell]] = field(default_factory=dict)
 
     def add(self, target: Target, requirement: str, cell: Cell) -> None:
-        self.cells.setdefault((target.backend, target.column, requirement), []).append(cell)
+        self.add_cell(target.backend, target.column, requirement, cell)
+
+    def add_cell(self, backend: str, column: str, requirement: str, cell: Cell) -> None:
+        self.cells.setdefault((backend, column, requirement), []).append(cell)
 
     def verdict(self, backend: str, column: str, requirement: str) -> Cell | None:
         """The cell shown: any failure wins, then a pass, then closed, then skip."""

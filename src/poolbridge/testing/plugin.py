@@ -32,6 +32,7 @@ __all__ = [
 
 SUITE_DIR = Path(__file__).parent / "suite"
 _STATE = pytest.StashKey["PluginState"]()
+_CELL_PROPERTY = "poolbridge_cell"
 
 
 class PluginState:
@@ -161,6 +162,7 @@ def pytest_configure(config: pytest.Config) -> None:
     faults = bool(faults_cli or config.getini("poolbridge_faults"))
     state = PluginState(adapters or ["all"], dburls, faults)
     config.stash[_STATE] = state
+    config.pluginmanager.register(_CellRecorder(state), "poolbridge.testing.cells")
     # bring our own tests: instead of the testpaths / current directory, or next to the
     # paths given explicitly on the command line
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -241,19 +243,45 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Tag each suite report with its matrix cell (survives pytest-xdist's serialization)."""
     report = yield
-    state = _state(item.config)
     callspec = getattr(item, "callspec", None)
-    if state is None or callspec is None:
+    if _state(item.config) is None or callspec is None:
         return report
     param = callspec.params.get("poolbridge_case")
     mark = item.get_closest_marker("poolbridge_requirement")
-    if not isinstance(param, tuple) or mark is None:
-        return report
-    target, point = param
-    if report.when == "call" or report.outcome != "passed":
-        state.matrix.add(target, str(mark.args[0]), Cell.from_report(report, point))
+    if isinstance(param, tuple) and mark is not None:
+        target, point = param
+        cell = {
+            "backend": target.backend,
+            "column": target.column,
+            "adapter": target.adapter_name,
+            "driver": target.driver,
+            "requirement": str(mark.args[0]),
+            "entry_point": point,
+        }
+        report.user_properties.append((_CELL_PROPERTY, cell))
     return report
+
+
+class _CellRecorder:
+    """Registered per active session: turns tagged reports into matrix cells."""
+
+    def __init__(self, state: PluginState) -> None:
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Record the call, or a failed/skipped setup or teardown, of every tagged report."""
+        if not (report.when == "call" or report.outcome != "passed"):
+            return
+        for key, value in report.user_properties:
+            if key == _CELL_PROPERTY and isinstance(value, dict):
+                self.state.matrix.add_cell(
+                    value["backend"],
+                    value["column"],
+                    value["requirement"],
+                    Cell.from_report(report, value["entry_point"]),
+                )
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

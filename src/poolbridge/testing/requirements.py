@@ -99,6 +99,12 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         ("reset",),
     ),
     Requirement(
+        "reset_full",
+        'reset="full" discards session state at checkin and runs on_connect again (or '
+        "replaces the connection)",
+        ("reset",),
+    ),
+    Requirement(
         "cancellation",
         "200 tasks cancelled mid-acquire and mid-query leak no connection",
         (),

@@ -60,25 +60,43 @@ async def _cancellation(s: Session) -> None:
     pool = await s.open(s.config(min_size=1, max_size=max_size, acquire_timeout=10))
     rng = random.Random(20240601)
     started = 0
+    in_query: set[asyncio.Task[None]] = set()
 
     async def worker() -> None:
         nonlocal started
         async with s.use(pool) as run:
             started += 1
-            if s.server_side:
-                await run(s.sleep_sql(0.05))
-            else:
-                await run("SELECT 1")
-                await asyncio.sleep(0.05)
+            me = asyncio.current_task()
+            assert me is not None
+            in_query.add(me)
+            try:
+                if s.server_side:
+                    await run(s.sleep_sql(0.2))
+                else:
+                    await run("SELECT 1")
+                    await asyncio.sleep(0.2)
+            finally:
+                in_query.discard(me)
 
     tasks = [asyncio.create_task(worker()) for _ in range(200)]
-    await asyncio.sleep(0.05)
-    for task in rng.sample(tasks, len(tasks)):
+
+    async def busy() -> bool:
+        return len(in_query) >= 2
+
+    assert await s.wait_for(busy, timeout=10.0), "no two tasks ever reached their query"
+    mid_query = list(in_query)
+    for task in mid_query:  # cancelled while their statement runs on the server
+        task.cancel()
+    for task in rng.sample(tasks, len(tasks)):  # the rest: mostly while waiting to acquire
         task.cancel()
         if rng.random() < 0.1:
             await asyncio.sleep(0.01)  # let some reach their query before the cancel
     await asyncio.gather(*tasks, return_exceptions=True)
-    assert started > 0, "no task ever got a connection: the storm tested nothing"
+    # the stack may turn the cancellation into its own error (a transaction block rolling
+    # back), but a mid-query task must not complete as if nothing happened
+    assert all(t.cancelled() or t.exception() is not None for t in mid_query), (
+        "a task cancelled mid-query completed normally"
+    )
 
     async def settled() -> bool:
         return bool(pool.stats()["connection.count.used"] == 0)
@@ -126,3 +144,33 @@ async def _reset(s: Session) -> None:
 @pytest.mark.poolbridge_entry_points
 def test_reset_rolls_back(poolbridge_case: Case) -> None:
     poolbridge_case.run(_reset)
+
+
+_SESSION_PROBES = {
+    "postgresql": ("SHOW work_mem", "SET work_mem = '7MB'"),
+    "mysql": ("SELECT @pb_mark", "SET @pb_mark = 42"),
+    "sqlite": ("PRAGMA cache_size", "PRAGMA cache_size = 1234"),
+}
+
+
+async def _reset_full(s: Session) -> None:
+    probe, change = _SESSION_PROBES[s.backend]
+    pool = await s.open(s.config(min_size=1, max_size=1, reset="full"))
+    async with s.use(pool, "handle") as run:
+        pristine = await run(probe)
+        await run(change)
+        with contextlib.suppress(Exception):
+            await run("COMMIT")  # keep the change past the rollback of the checkin
+        changed = await run(probe)
+    assert changed != pristine, "the probe did not change the session"
+    connects = len(s.of(pool, "on_connect"))
+    async with s.use(pool, "handle") as run:
+        assert await run(probe) == pristine, "session state survived a full reset"
+    assert len(s.of(pool, "on_connect")) == connects + 1, (
+        "on_connect must run again after a full reset (or for the replacement connection)"
+    )
+
+
+@pytest.mark.poolbridge_requirement("reset_full")
+def test_full_reset_discards_session_state(poolbridge_case: Case) -> None:
+    poolbridge_case.run(_reset_full)

@@ -130,6 +130,18 @@ async def _stats(s: Session) -> None:
         with pytest.raises(PoolTimeout):
             async with pool.acquire():
                 pass
+
+        async def waiter() -> None:
+            async with pool.acquire():
+                pass
+
+        waiters = [asyncio.create_task(waiter()) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        assert pool.stats()["connection.pending_requests"] == 2
+        for w in waiters:
+            w.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+        assert pool.stats()["connection.pending_requests"] == 0
     st = pool.stats()
     assert st["connection.count.used"] == 0
     assert st["connection.count.idle"] == await server_count()
