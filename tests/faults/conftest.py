@@ -10,7 +10,7 @@ import pytest
 
 from poolbridge.testing.embedded import EmbeddedPostgres
 
-from ._harness import ServerView
+from ._harness import ServerView, Stack
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -46,3 +46,21 @@ def pg_view(pg_url: str) -> ServerView:
 @pytest.fixture
 def mysql_view(mysql_url: str) -> ServerView:
     return ServerView(mysql_url, "mysql")
+
+
+#: (test function, stack id) -> why it fails today. Each becomes xfail(strict=True): the
+#: failure stays visible in the report, and a fix makes the run fail until the entry is
+#: removed. Tests are never loosened to pass (see docs/resilience.md).
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        stack = callspec.params.get("stack") if callspec is not None else None
+        if not isinstance(stack, Stack):
+            continue
+        name = getattr(item, "originalname", item.name)
+        reason = KNOWN_FAILURES.get((name, stack.id))
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(reason=reason, strict=True))

@@ -11,10 +11,10 @@ from poolbridge.testing.embedded import EmbeddedPostgres
 from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
 from poolbridge.testing.proxy import TcpProxy
 
-pytestmark = pytest.mark.asyncio
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+@pytest.mark.asyncio
 async def test_embedded_server_lifecycle() -> None:
     import asyncpg
     import psycopg
@@ -48,6 +48,7 @@ async def _alive(conn: object) -> bool:
     return True
 
 
+@pytest.mark.asyncio
 @pytest.mark.server
 async def test_proxy_controls(pg_url: str) -> None:
     import asyncpg
@@ -82,6 +83,7 @@ async def test_proxy_controls(pg_url: str) -> None:
         await conn3.close()
 
 
+@pytest.mark.asyncio
 @pytest.mark.server
 async def test_pgbouncer_runs_and_counts(pg_url: str) -> None:
     import asyncpg
@@ -107,3 +109,20 @@ async def test_pgbouncer_runs_and_counts(pg_url: str) -> None:
             await c.close()
         await asyncio.sleep(0.1)
         assert await bouncer.client_count(database="test") == 0
+
+
+def test_pgbouncer_ini_pins_prepared_statements_off_where_supported(tmp_path: object) -> None:
+    from pathlib import Path
+
+    bouncer = PgBouncer(default_pool_size=3, ignore_startup_parameters=("extra_float_digits",))
+    bouncer.dir = Path(str(tmp_path))
+    bouncer.version = (1, 23)
+    ini = bouncer.ini()
+    assert "max_prepared_statements = 0" in ini
+    assert "pool_mode = transaction" in ini
+    assert "listen_addr = 127.0.0.1" in ini
+    assert "unix_socket_dir = \n" in ini
+    bouncer.version = (1, 18)  # Debian 12: the option does not exist there
+    assert "max_prepared_statements" not in bouncer.ini()
+    with pytest.raises(ValueError):
+        PgBouncer(upstream_host="192.0.2.1")

@@ -131,6 +131,7 @@ class EmbeddedPostgres:
         settings: Mapping[str, str] | None = None,
         start_timeout: float = 60.0,
     ) -> None:
+        self._explicit_port = port
         self.port = port or free_port(self.host)
         self.database = database
         self.settings = {**_FAST_SETTINGS, **(settings or {})}
@@ -182,9 +183,17 @@ class EmbeddedPostgres:
                 raise RuntimeError("EmbeddedPostgres is closed")
             if self._running:
                 return
-            if not self._initialized:
+            first = not self._initialized
+            if first:
                 self._initdb()
-            self._pg_ctl_start()
+            try:
+                self._pg_ctl_start()
+            except RuntimeError:
+                if not (first and self._explicit_port is None):
+                    raise
+                # the free port was taken between probing and binding: take another one
+                self.port = free_port(self.host)
+                self._pg_ctl_start()
             self._running = True
 
     def stop(self, mode: StopMode = "fast") -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -168,13 +169,13 @@ class TcpProxy:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _later(self, seconds: float, callback: object) -> None:
+    def _later(self, seconds: float, callback: Callable[[], object]) -> None:
         loop = asyncio.get_running_loop()
         handle: asyncio.TimerHandle
 
         def fire() -> None:
             self._timers.discard(handle)
-            callback()  # type: ignore[operator]
+            callback()
 
         handle = loop.call_later(seconds, fire)
         self._timers.add(handle)
