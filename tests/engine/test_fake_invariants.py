@@ -352,3 +352,21 @@ async def test_stats_follow_the_engine() -> None:
         assert snap["connection.count.used"] == 0 and snap["connection.count.idle"] == 2
         assert snap["connection.wait_time"]["count"] == 2
         assert snap["connection.use_time"]["count"] == 2
+
+
+async def test_mixed_timeouts_share_one_deadline_timer() -> None:
+    async with opened(make_engine(min_size=1, max_size=1, acquire_timeout=5)) as engine:
+        held = await engine.getconn()
+        patient = asyncio.create_task(engine.getconn(timeout=5))
+        await asyncio.sleep(0)
+        # a later waiter with an earlier deadline re-arms the shared timer
+        with pytest.raises(PoolTimeout):
+            await asyncio.wait_for(engine.getconn(timeout=0.1), 3)
+        assert not patient.done() and engine.waiting == 1
+        await engine.putconn(held)
+        conn = await asyncio.wait_for(patient, 1)
+        # the timer armed for `patient` (served) must not stop the next waiter timing out
+        with pytest.raises(PoolTimeout):
+            await asyncio.wait_for(engine.getconn(timeout=0.1), 3)
+        await engine.putconn(conn)
+        assert engine.recorder.timeouts == 2 and engine.recorder.pending == 0

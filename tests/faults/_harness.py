@@ -201,7 +201,7 @@ def acceptable_error(exc: BaseException) -> bool:
     return code in (1969, 3024)  # MariaDB max_statement_time / MySQL max_execution_time
 
 
-HANG_SLACK = 5.0
+HANG_SLACK = 3.0
 
 
 class CallerHung(Exception):

@@ -47,7 +47,7 @@ async def test_proxy_stall_then_heal(stack: Stack, request: pytest.FixtureReques
     """No byte flows: statement_timeout bounds callers on open connections, connect_timeout
     (within acquire_timeout) bounds callers that need a new one."""
     url, view, proxy = _server(request, stack)
-    opts = {"statement_timeout": 1.0, "connect_timeout": 1.0, "acquire_timeout": 2.0}
+    opts = {"statement_timeout": 0.5, "connect_timeout": 1.0, "acquire_timeout": 1.5}
     async with proxy, Probe(stack, proxy.url_for(url), opts) as probe:
         await wait_healed(view, probe)
         proxy.stall()

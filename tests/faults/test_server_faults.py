@@ -108,7 +108,7 @@ async def test_mysql_wait_timeout(
         await _warm(probe, 2)
         before = await view.alive(probe.ids)
         assert before
-        await asyncio.sleep(2.2)  # idle longer than wait_timeout: the server closes them
+        await asyncio.sleep(1.8)  # idle longer than wait_timeout: the server closes them
         assert not await view.alive(before), "MariaDB did not apply wait_timeout"
         await recover(probe, "SELECT 1", failures_allowed=0 if pre_ping else 3)
         alive = await view.alive(probe.ids)

@@ -32,6 +32,7 @@ from ._engine_holder import EngineHolder
 __all__ = [
     "CLOSE_TIMEOUT",
     "EnginePoolBackend",
+    "HolderBackend",
     "MySQLDatabase",
     "PeeweeBinding",
     "PostgresqlDatabase",
@@ -68,7 +69,31 @@ def binding_from(kwargs: dict[str, Any]) -> PeeweeBinding:
     return binding
 
 
-class EnginePoolBackend(PoolBackend):  # type: ignore[misc]
+class HolderBackend(PoolBackend):  # type: ignore[misc]
+    """What poolbridge's peewee-async backends share: ``self.pool`` has ``getconn()`` /
+    ``putconn()`` and ``self.holder`` (EngineHolder or PsycopgHolder) the stats and close."""
+
+    holder: Any
+
+    def has_acquired_connections(self) -> bool:
+        return bool(self.holder.recorder.used > 0)
+
+    async def acquire(self) -> Any:
+        if self.pool is None:
+            await self.connect()
+        assert self.pool is not None
+        return await self.pool.getconn()
+
+    async def release(self, conn: Any) -> None:
+        assert self.pool is not None, "Pool is not connected"
+        await self.pool.putconn(conn)
+
+    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
+        """Drain up to ``timeout`` s (None: no limit), then terminate what is left."""
+        await self.holder.close(timeout)
+
+
+class EnginePoolBackend(HolderBackend):
     """A peewee-async pool backend whose pool is poolbridge's engine."""
 
     def __init__(self, *, database: str, **kwargs: Any) -> None:
@@ -93,25 +118,8 @@ class EnginePoolBackend(PoolBackend):  # type: ignore[misc]
     def is_connected(self) -> bool:
         return self.pool is not None and not self.pool.closed
 
-    def has_acquired_connections(self) -> bool:
-        return self.holder.recorder.used > 0
-
     async def create(self) -> None:
         self.pool = await self.holder.open()
-
-    async def acquire(self) -> Any:
-        if self.pool is None:
-            await self.connect()
-        assert self.pool is not None
-        return await self.pool.getconn()
-
-    async def release(self, conn: Any) -> None:
-        assert self.pool is not None, "Pool is not connected"
-        await self.pool.putconn(conn)
-
-    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
-        """Drain up to ``timeout`` s (None: no limit), then terminate what is left."""
-        await self.holder.close(timeout)
 
 
 class PostgresqlDatabase(peewee_async.PostgresqlDatabase):  # type: ignore[misc]

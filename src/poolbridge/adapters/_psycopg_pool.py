@@ -1,11 +1,22 @@
-"""The psycopg_pool machinery behind :mod:`poolbridge.adapters.psycopg` (imports psycopg).
+"""psycopg_pool's AsyncConnectionPool with poolbridge's hooks, stats, leak tracking and errors.
 
-:class:`PBConnectionPool` is a real ``AsyncConnectionPool``. It overrides ``getconn`` /
-``putconn`` (what ``pool.connection()`` uses too) to fire hooks, feed the stats recorder,
-track leaks and raise poolbridge's errors (which also subclass psycopg_pool's, so existing
-``except psycopg_pool.PoolTimeout`` clauses keep working), and the two places where
-psycopg_pool opens and drops physical connections so that ``connection.created`` /
-``connection.closed`` and ``on_close`` count every one of them.
+psycopg_pool honours every pool knob itself (DESIGN: "psycopg keeps psycopg_pool"), so the
+psycopg adapter, Tortoise's psycopg client and peewee-async's Psycopg3Database all keep it.
+What it lacks is poolbridge's surface, which :class:`PBConnectionPool` adds at the points
+every caller goes through (``pool.connection()``, Tortoise's ``acquire``/``release`` and
+peewee-async's backend included):
+
+- ``configure`` (on_connect, with the server pid) and ``_connect`` (connection.created,
+  connect errors); ``_close_connection`` / ``_return_connection`` (connection.closed and
+  on_close for every physical connection, broken ones included);
+- ``getconn`` / ``putconn``: checkout/checkin stats and hooks, leak tracking, a rollback of
+  a dirty transaction at checkin (psycopg_pool would do it too, with a warning log), and
+  psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed raised as poolbridge's — types
+  that subclass both, so existing ``except psycopg_pool.PoolTimeout`` clauses keep working.
+
+An ``on_connect`` failure makes psycopg_pool discard that connection and retry in the
+background (its policy for any connection failure), so a caller sees PoolTimeout naming the
+last connection error (HookError) rather than HookError itself on this stack.
 """
 
 from __future__ import annotations
@@ -13,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import monotonic
 from typing import Any
 
@@ -26,11 +35,9 @@ from .. import errors
 from ..core.config import PoolConfig
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
 from ..core.leaks import LeakTracker, Lease
-from ..core.pool import Pool
 from ..core.stats import StatsRecorder
-from .psycopg import _NEVER, conninfo_kwargs
 
-__all__ = ["PBConnectionPool", "PsycopgPool", "open_psycopg_pool"]
+__all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
 
 logger = logging.getLogger("poolbridge.adapters.psycopg")
 
@@ -47,6 +54,47 @@ class TooManyRequests(errors.TooManyRequests, psycopg_pool.TooManyRequests):
 
 class PoolClosed(errors.PoolClosed, psycopg_pool.PoolClosed):
     """poolbridge's PoolClosed that is also psycopg_pool's."""
+
+
+class PsycopgHolder:
+    """What outlives one psycopg_pool (the hook runner, stats recorder and leak tracker,
+    shared with the uniform Pool handle) and the pool currently open. Same role as
+    EngineHolder: Tortoise and peewee-async may close and re-create their pool; once the
+    handle is closed (``final``) they may not."""
+
+    def __init__(self, config: PoolConfig, *, adapter: str, hooks: Hooks | None) -> None:
+        self.config = config
+        self.driver = "psycopg"
+        self.adapter = adapter
+        self.hook_runner = HookRunner(hooks or Hooks())
+        self.recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
+        self.leaks = LeakTracker(config, self.hook_runner, adapter)
+        self.pool: PBConnectionPool | None = None
+        self.final = False
+
+    def check_open(self) -> None:
+        if self.final:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+
+    async def close(self, timeout: float | None) -> None:
+        if self.pool is not None:
+            await self.pool.pb_close(timeout)
+
+    def server_ids(self) -> list[Any]:
+        return [] if self.pool is None or self.pool.closed else self.pool.pb_server_ids()
+
+
+class _Conn:
+    """What the pool knows about one of its physical connections."""
+
+    __slots__ = ("conn", "created", "lease", "out_since", "server_id")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], server_id: int | None) -> None:
+        self.conn = conn
+        self.created = monotonic()
+        self.server_id = server_id
+        self.out_since: float | None = None
+        self.lease: Lease | None = None
 
 
 def _server_id(conn: psycopg.AsyncConnection[Any]) -> int | None:
@@ -66,78 +114,63 @@ async def _settle(conn: psycopg.AsyncConnection[Any]) -> None:
 
 
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
-    """AsyncConnectionPool with poolbridge's hooks, stats, leak tracking and errors."""
+    """An AsyncConnectionPool reporting to a :class:`PsycopgHolder` (hooks, stats, leaks).
 
-    def __init__(
-        self,
-        config: PoolConfig,
-        *,
-        adapter: str,
-        hooks: HookRunner,
-        recorder: StatsRecorder,
-        leaks: LeakTracker,
-    ) -> None:
+    Takes AsyncConnectionPool's arguments plus ``poolbridge=``; it sets ``configure``,
+    ``check`` (pre_ping), ``reset`` (reset="full") and a default ``name`` from the config.
+    Mix it in before a subclass of AsyncConnectionPool (Tortoise's) to keep that API.
+    """
+
+    def __init__(self, *args: Any, poolbridge: PsycopgHolder, **kwargs: Any) -> None:
+        config = poolbridge.config
         self.pb_config = config
-        self.pb_adapter = adapter
-        self.pb_hooks = hooks
-        self.pb_recorder = recorder
-        self.pb_leaks = leaks
-        self.pb_out: dict[int, tuple[psycopg.AsyncConnection[Any], float, Lease | None]] = {}
+        self.pb_adapter = poolbridge.adapter
+        self.pb_hooks = poolbridge.hook_runner
+        self.pb_recorder = poolbridge.recorder
+        self.pb_leaks = poolbridge.leaks
         self.pb_last_error: BaseException | None = None
-
-        async def kwargs() -> dict[str, Any]:
-            return conninfo_kwargs(config, await config.get_password())
-
-        super().__init__(
-            "",
-            kwargs=kwargs,
-            min_size=config.min_size,
-            max_size=config.max_size,
-            open=False,
-            configure=self._pb_configure,
-            check=(psycopg_pool.AsyncConnectionPool.check_connection if config.pre_ping else None),
-            reset=self._pb_full_reset if config.reset == "full" else None,
-            name=config.name,
-            timeout=config.acquire_timeout,
-            max_waiting=config.max_waiting,
-            max_lifetime=_NEVER if config.max_lifetime is None else config.max_lifetime,
-            max_idle=_NEVER if config.max_idle is None else config.max_idle,
-            reconnect_timeout=max(config.acquire_timeout, config.connect_timeout),
+        self._pb_conns: dict[int, _Conn] = {}
+        self._pb_leak_task: asyncio.Task[None] | None = None
+        self._pb_drained: asyncio.Event | None = None
+        kwargs["configure"] = self._pb_configure
+        kwargs["check"] = (
+            psycopg_pool.AsyncConnectionPool.check_connection if config.pre_ping else None
         )
+        kwargs["reset"] = self._pb_full_reset if config.reset == "full" else None
+        kwargs.setdefault("name", config.name)
+        kwargs["open"] = False
+        super().__init__(*args, **kwargs)
 
-    # -- events ---------------------------------------------------------------------------
-    def _pb_event(
-        self, conn: psycopg.AsyncConnection[Any] | None, held: float | None = None
-    ) -> ConnectionEvent:
-        created = getattr(conn, "_pb_created", None)
+    # -- physical connections -------------------------------------------------------------
+    def _pb_event(self, rec: _Conn | None, held: float | None = None) -> ConnectionEvent:
         return ConnectionEvent(
             pool=self.pb_config.name,
             adapter=self.pb_adapter,
-            connection_id=None if conn is None else getattr(conn, "_pb_id", None),
-            age=0.0 if created is None else monotonic() - created,
+            connection_id=None if rec is None else rec.server_id,
+            age=0.0 if rec is None else monotonic() - rec.created,
             held=held,
-            connection=conn,
+            connection=None if rec is None else rec.conn,
         )
 
     async def _pb_configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        conn._pb_created = monotonic()  # type: ignore[attr-defined]
-        conn._pb_id = _server_id(conn)  # type: ignore[attr-defined]
+        rec = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn))
         try:
-            await self.pb_hooks.run_on_connect(self._pb_event(conn))
+            await self.pb_hooks.run_on_connect(self._pb_event(rec))
             await _settle(conn)
         except BaseException:
+            self._pb_conns.pop(id(conn), None)
             await conn.close()
             raise
 
     async def _pb_full_reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """reset="full": DISCARD ALL (startup options survive it), then replay on_connect."""
         autocommit = conn.autocommit
-        await conn.set_autocommit(True)
+        await conn.set_autocommit(True)  # DISCARD ALL cannot run inside a transaction
         try:
             await conn.execute("DISCARD ALL")
         finally:
             await conn.set_autocommit(autocommit)
-        await self.pb_hooks.run_on_connect(self._pb_event(conn))
+        await self.pb_hooks.run_on_connect(self._pb_event(self._pb_conns.get(id(conn))))
         await _settle(conn)
 
     async def _connect(self, timeout: float | None = None) -> Any:
@@ -151,37 +184,42 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_recorder.record_created(monotonic() - t0)
         return conn
 
-    async def _pb_closed(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        if getattr(conn, "_pb_gone", False):
+    async def _pb_forget(self, conn: Any, *, was_used: bool = False) -> None:
+        """Count a physical connection closed (once) and fire on_close."""
+        rec = self._pb_conns.pop(id(conn), None)
+        if rec is None:
             return
-        conn._pb_gone = True  # type: ignore[attr-defined]
-        self.pb_recorder.record_closed()
+        self.pb_recorder.record_closed(was_used=was_used)
         if self.pb_hooks.has("on_close"):
-            await self.pb_hooks.emit("on_close", self._pb_event(conn))
+            await self.pb_hooks.emit("on_close", self._pb_event(rec))
 
     async def _close_connection(self, conn: Any) -> None:
         try:
             await super()._close_connection(conn)
         finally:
-            await self._pb_closed(conn)
+            await self._pb_forget(conn)
 
     async def _return_connection(self, conn: Any, from_getconn: bool) -> None:
         if conn.pgconn.transaction_status == TransactionStatus.UNKNOWN:
             # found broken: psycopg_pool drops it without close(); count it here
             with contextlib.suppress(Exception):
                 await conn.close()
-            await self._pb_closed(conn)
+            await self._pb_forget(conn)
         await super()._return_connection(conn, from_getconn)
 
+    def pb_server_ids(self) -> list[Any]:
+        return [rec.server_id for rec in self._pb_conns.values()]
+
     # -- checkout / checkin ---------------------------------------------------------------
-    def pb_diagnostics(self, waited: float) -> str:
+    def pb_diagnostics(self, waited: float, timeout: float) -> str:
         now = monotonic()
-        held = sorted((now - t for _, t, _ in self.pb_out.values()), reverse=True)[:3]
-        ages = ", ".join(f"{h:.2f} s" for h in held) or "none"
+        out = [now - r.out_since for r in self._pb_conns.values() if r.out_since is not None]
+        ages = ", ".join(f"{h:.2f} s" for h in sorted(out, reverse=True)[:3]) or "none"
+        idle = self.get_stats().get("pool_available", 0)
         text = (
             f"pool {self.pb_config.name!r} (adapter {self.pb_adapter!r}): no connection free "
-            f"after {waited:.2f} s (acquire_timeout={self.pb_config.acquire_timeout}); "
-            f"max_size={self.pb_config.max_size}, in use={len(self.pb_out)}, "
+            f"after {waited:.2f} s (acquire_timeout={timeout}); "
+            f"max_size={self.max_size}, in use={len(out)}, idle={idle}, "
             f"waiting={max(0, self.pb_recorder.pending - 1)} besides this caller, "
             f"longest held: {ages}"
         )
@@ -190,8 +228,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         return text
 
     async def getconn(self, timeout: float | None = None) -> Any:
+        config = self.pb_config
         if self.closed:
-            raise PoolClosed(f"pool {self.pb_config.name!r} is closed")
+            raise PoolClosed(f"pool {config.name!r} is closed")
         rec = self.pb_recorder
         t0 = monotonic()
         rec.pending += 1
@@ -200,35 +239,44 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         except psycopg_pool.PoolTimeout as exc:
             rec.record_timeout()
             await self.pb_hooks.emit("on_timeout", self._pb_event(None))
-            raise PoolTimeout(self.pb_diagnostics(monotonic() - t0)) from exc
+            waited = monotonic() - t0
+            limit = self.timeout if timeout is None else timeout
+            raise PoolTimeout(self.pb_diagnostics(waited, limit)) from exc
         except psycopg_pool.TooManyRequests as exc:
             rec.record_refused()
             raise TooManyRequests(
-                f"pool {self.pb_config.name!r}: {self.pb_config.max_waiting} callers already "
-                f"wait (max_waiting={self.pb_config.max_waiting})"
+                f"pool {config.name!r}: {config.max_waiting} callers already "
+                f"wait (max_waiting={config.max_waiting})"
             ) from exc
         except psycopg_pool.PoolClosed as exc:
-            raise PoolClosed(f"pool {self.pb_config.name!r} is closed") from exc
+            raise PoolClosed(f"pool {config.name!r} is closed") from exc
         finally:
             rec.pending -= 1
-        rec.record_checkout(monotonic() - t0)
-        lease = self.pb_leaks.checkout(conn, getattr(conn, "_pb_id", None), 0.0)
-        self.pb_out[id(conn)] = (conn, monotonic(), lease)
+        now = monotonic()
+        rec.record_checkout(now - t0)
+        entry = self._pb_conns.get(id(conn))
+        if entry is None:  # not opened through _pb_configure: adopt it
+            entry = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn))
+        entry.out_since = now
+        entry.lease = self.pb_leaks.checkout(conn, entry.server_id, now - entry.created)
         if self.pb_hooks.has("on_checkout"):
-            await self.pb_hooks.emit("on_checkout", self._pb_event(conn))
+            await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
         return conn
 
     async def putconn(self, conn: Any) -> None:
-        entry = self.pb_out.pop(id(conn), None)
-        if entry is None:
+        entry = self._pb_conns.get(id(conn))
+        if entry is None or entry.out_since is None:  # not ours to count (or closed at close)
             await super().putconn(conn)
             return
-        _, since, lease = entry
-        held = monotonic() - since
-        self.pb_leaks.checkin(lease)
+        held = monotonic() - entry.out_since
+        entry.out_since = None
+        self.pb_leaks.checkin(entry.lease)
+        entry.lease = None
         self.pb_recorder.record_checkin(held)
+        if self._pb_drained is not None and not self._pb_any_out():
+            self._pb_drained.set()
         if self.pb_hooks.has("on_checkin"):
-            await self.pb_hooks.emit("on_checkin", self._pb_event(conn, held))
+            await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
         if conn.pgconn.transaction_status in _DIRTY:
             # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
             try:
@@ -238,95 +286,65 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                     await conn.close()
         await super().putconn(conn)
 
+    def _pb_any_out(self) -> bool:
+        return any(r.out_since is not None for r in self._pb_conns.values())
 
-class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
-    """The poolbridge handle around a :class:`PBConnectionPool`."""
+    # -- open / close ---------------------------------------------------------------------
+    async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        await super().open(wait=wait, timeout=timeout)
+        leak_timeout = self.pb_leaks.timeout
+        if leak_timeout is not None and self._pb_leak_task is None:
+            self._pb_leak_task = asyncio.create_task(self._pb_watch_leaks(leak_timeout))
 
-    def __init__(self, config: PoolConfig, *, adapter: str, hooks: Hooks | None) -> None:
-        super().__init__(config, adapter=adapter, hooks=hooks)
-        self.leaks = LeakTracker(config, self.hook_runner, adapter)
-        self._native = PBConnectionPool(
-            config,
-            adapter=adapter,
-            hooks=self.hook_runner,
-            recorder=self.recorder,
-            leaks=self.leaks,
-        )
-        self._closing = False
-        self._leak_task: asyncio.Task[None] | None = None
-
-    @property
-    def native(self) -> PBConnectionPool:
-        return self._native
-
-    @property
-    def closed(self) -> bool:
-        return self._closing
-
-    async def _open(self) -> None:
+    async def pb_open(self) -> None:
+        """Open and wait for ``min_size`` connections (up to acquire_timeout); on failure
+        close again and raise PoolTimeout naming the last connection error."""
+        config = self.pb_config
         try:
-            await self._native.open(wait=True, timeout=self.config.acquire_timeout)
+            await self.open(wait=True, timeout=config.acquire_timeout)
         except psycopg_pool.PoolTimeout as exc:
-            self._closing = True
+            await self.close()
+            last = self.pb_last_error
             raise PoolTimeout(
-                f"pool {self.config.name!r}: could not open min_size={self.config.min_size} "
-                f"connections within {self.config.acquire_timeout} s"
-                + (
-                    f" (last error: {type(self._native.pb_last_error).__name__})"
-                    if self._native.pb_last_error is not None
-                    else ""
-                )
+                f"pool {config.name!r}: could not open min_size={config.min_size} "
+                f"connection(s) within acquire_timeout={config.acquire_timeout} s"
+                + (f" (last error: {type(last).__name__})" if last is not None else "")
             ) from exc
-        if self.config.leak_timeout is not None:
-            self._leak_task = asyncio.create_task(self._watch_leaks(self.config.leak_timeout))
 
-    async def _watch_leaks(self, leak_timeout: float) -> None:
+    async def _pb_watch_leaks(self, leak_timeout: float) -> None:
         while True:
             await asyncio.sleep(max(0.01, leak_timeout / 4))
-            await self.leaks.check()
+            try:
+                await self.pb_leaks.check()
+            except Exception:
+                logger.exception("pool %r: leak check failed", self.name)
 
-    def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        return self._acquire()
+    async def close(self, timeout: float = 5.0) -> None:
+        task, self._pb_leak_task = self._pb_leak_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await super().close(timeout)
 
-    @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._closing:
-            raise PoolClosed(f"pool {self.config.name!r} is closed")
-        conn = await self._native.getconn()
-        try:
-            yield conn
-        finally:
-            # shielded: a second cancellation must not lose the connection
-            await asyncio.shield(self._native.putconn(conn))
-
-    async def ping(self) -> float:
-        t0 = monotonic()
-        async with self.acquire() as conn:
-            await conn.execute("SELECT 1")
-        return monotonic() - t0
-
-    async def close(self, timeout: float | None = None) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        if self._leak_task is not None:
-            self._leak_task.cancel()
-        await self._native.close()
-        # drain: checked-out connections are closed by psycopg_pool when returned
-        deadline = monotonic() + (self.config.acquire_timeout if timeout is None else timeout)
-        while self._native.pb_out and monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        await self.leaks.report_open()
-        for conn, _, _ in list(self._native.pb_out.values()):
+    async def pb_close(self, timeout: float | None) -> None:
+        """Close to new checkouts, drain (wait up to ``timeout`` s, None: no limit, for
+        checked-out connections: psycopg_pool closes them as they come back), then close
+        the stragglers — psycopg_pool's own close() leaves them open until returned."""
+        await self.close()
+        if self._pb_any_out() and timeout != 0:
+            self._pb_drained = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._pb_drained.wait()
+        await self.pb_leaks.report_open()
+        for entry in list(self._pb_conns.values()):
+            conn, was_used = entry.conn, entry.out_since is not None
+            if was_used:
+                logger.warning(
+                    "pool %r: closing connection %s still checked out at close",
+                    self.name, entry.server_id,
+                )  # fmt: skip
             with contextlib.suppress(Exception):
                 await conn.close()
-            await self._native._pb_closed(conn)
-
-
-async def open_psycopg_pool(
-    config: PoolConfig, hooks: Hooks | None, *, adapter: str
-) -> PsycopgPool:
-    """Create the pool and wait until ``min_size`` connections are open."""
-    pool = PsycopgPool(config, adapter=adapter, hooks=hooks)
-    await pool._open()
-    return pool
+            await self._pb_forget(conn, was_used=was_used)

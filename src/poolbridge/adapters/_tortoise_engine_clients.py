@@ -69,7 +69,33 @@ class EngineFacade:
         return repr(self.engine)
 
 
-class AsyncpgEngineClient(AsyncpgDBClient):
+class _EngineSwap:
+    """``_close`` / ``_expire_connections`` of a Tortoise client whose ``_pool`` is an
+    :class:`EngineFacade` (else Tortoise's own); mixed in before Tortoise's client class."""
+
+    _pool: Any
+    poolbridge: EngineHolder
+
+    async def _close(self) -> None:
+        pool: Any = self._pool
+        if isinstance(pool, EngineFacade):
+            self._pool = None
+            await pool.engine.close(CLOSE_TIMEOUT)
+            return
+        await super()._close()  # type: ignore[misc]
+
+    async def _expire_connections(self) -> None:
+        pool: Any = self._pool
+        if isinstance(pool, EngineFacade):
+            # replace every connection: new ones from a fresh engine, old ones after use
+            old = pool.engine
+            pool.engine = await self.poolbridge.open()
+            await old.close(CLOSE_TIMEOUT)
+            return
+        await super()._expire_connections()  # type: ignore[misc]
+
+
+class AsyncpgEngineClient(_EngineSwap, AsyncpgDBClient):
     """Tortoise's asyncpg client on poolbridge's engine."""
 
     def __init__(self, *, poolbridge: TortoiseBinding, **kwargs: Any) -> None:
@@ -91,26 +117,8 @@ class AsyncpgEngineClient(AsyncpgDBClient):
         self._pool = EngineFacade(engine)
         await self._post_connect()
 
-    async def _close(self) -> None:
-        pool: Any = self._pool
-        if isinstance(pool, EngineFacade):
-            self._pool = None
-            await pool.engine.close(CLOSE_TIMEOUT)
-            return
-        await super()._close()
 
-    async def _expire_connections(self) -> None:
-        pool: Any = self._pool
-        if isinstance(pool, EngineFacade):
-            # replace every connection: new ones from a fresh engine, old ones after use
-            old = pool.engine
-            pool.engine = await self.poolbridge.open()
-            await old.close(CLOSE_TIMEOUT)
-            return
-        await super()._expire_connections()
-
-
-class MySQLEngineClient(MySQLClient):
+class MySQLEngineClient(_EngineSwap, MySQLClient):
     """Tortoise's MySQL client on poolbridge's engine, using the driver Tortoise imported."""
 
     def __init__(self, *, poolbridge: TortoiseBinding, password: Any = None, **kwargs: Any):
@@ -146,25 +154,8 @@ class MySQLEngineClient(MySQLClient):
             engine = await self.poolbridge.open(config)
         except vars(tortoise_mysql)["errors"].OperationalError as exc:
             raise DBConnectionError(f"Can't connect to MySQL server: {exc}") from exc
-        self._pool = EngineFacade(engine)  # type: ignore[assignment]
+        self._pool = EngineFacade(engine)
         await self._post_connect()
-
-    async def _close(self) -> None:
-        pool: Any = self._pool
-        if isinstance(pool, EngineFacade):
-            self._pool = None
-            await pool.engine.close(CLOSE_TIMEOUT)
-            return
-        await super()._close()
-
-    async def _expire_connections(self) -> None:
-        pool: Any = self._pool
-        if isinstance(pool, EngineFacade):
-            old = pool.engine
-            pool.engine = await self.poolbridge.open()
-            await old.close(CLOSE_TIMEOUT)
-            return
-        await super()._expire_connections()
 
 
 def _tz_offset() -> str:

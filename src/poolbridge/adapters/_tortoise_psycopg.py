@@ -2,7 +2,7 @@
 
 psycopg_pool honours every pool knob, so this backend keeps it; what Tortoise lacks here
 is poolbridge's surface. Its pool raised ``psycopg_pool.PoolTimeout`` untranslated after a
-hard-coded 30 s; this client's pool (:class:`HookedAsyncConnectionPool`) takes
+hard-coded 30 s; this client's pool (:class:`~._psycopg_pool.PBConnectionPool`) takes
 ``acquire_timeout`` as psycopg_pool's ``timeout`` and raises :class:`poolbridge.PoolTimeout`.
 """
 
@@ -13,13 +13,14 @@ from typing import Any
 import psycopg.conninfo
 from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
 
-from ._psycopg_hooked import HookedAsyncConnectionPool, PsycopgHolder, libpq_options
+from ._psycopg_conninfo import libpq_options
+from ._psycopg_pool import PBConnectionPool, PsycopgHolder
 from ._tortoise_client import TortoiseBinding
 
 __all__ = ["PsycopgHookedClient", "TortoiseHookedPool"]
 
 
-class TortoiseHookedPool(HookedAsyncConnectionPool, AsyncConnectionPool):
+class TortoiseHookedPool(PBConnectionPool, AsyncConnectionPool):
     """Tortoise's pool class (``acquire()``/``release()`` over getconn/putconn) with
     poolbridge's hooks, stats and errors in getconn/putconn."""
 
@@ -42,14 +43,19 @@ class PsycopgHookedClient(PsycopgClient):
         options = libpq_options(holder.config, str(current) if current else None)
         if options:
             kwargs["conninfo"] = psycopg.conninfo.make_conninfo(conninfo, options=options)
-        pool = TortoiseHookedPool(open=False, **holder.pool_kwargs(kwargs))
+        # the knobs set on connections: driver options, statement cache
+        conn_kwargs = {**(kwargs.get("kwargs") or {}), **holder.config.driver_options}
+        if not holder.config.statement_cache:
+            conn_kwargs["prepare_threshold"] = None
+        kwargs["kwargs"] = conn_kwargs
+        pool = TortoiseHookedPool(poolbridge=holder, **kwargs)
         await pool.open()
         holder.pool = pool
         return pool
 
     async def _close(self) -> None:
         pool = self._pool
-        if isinstance(pool, HookedAsyncConnectionPool):
+        if isinstance(pool, PBConnectionPool):
             self._pool = None
             await pool.pb_close(10.0)
             return

@@ -3,7 +3,8 @@
 psycopg_pool has nearly every knob natively (min/max size, timeout, max_waiting,
 max_lifetime with jitter, max_idle, check, configure, reset), so this adapter is mostly a
 table. What it lacks — poolbridge's hooks, stats, leak tracking and error types — lives in
-a small subclass of the pool (built lazily in :mod:`._psycopg_pool`), so code that uses the
+a small subclass of the pool (built lazily in :mod:`._psycopg_pool`, shared with the
+Tortoise and peewee-async psycopg backends), so code that uses the
 native ``pool.connection()`` gets them too, not only callers of the poolbridge handle.
 
 Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
@@ -13,7 +14,6 @@ restores them because startup values are the session defaults.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..core.config import PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
+from ._psycopg_conninfo import conninfo_kwargs, libpq_options, pool_options
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
 if TYPE_CHECKING:
@@ -28,58 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
 
-_ISOLATION = {
-    "read_committed": "read committed",
-    "repeatable_read": "repeatable read",
-    "serializable": "serializable",
-}
 _SSLMODES = {"disable", "require", "verify-ca", "verify-full"}
-#: psycopg_pool wants a number; "never" is a century
-_NEVER = 100 * 365 * 24 * 3600.0
-
-
-def _escape_option(value: str) -> str:
-    """libpq ``options`` splits on spaces: escape backslashes and spaces."""
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
-
-
-def libpq_options(config: PoolConfig) -> str:
-    """The ``-c name=value`` startup options carrying session state (may be empty)."""
-    settings: dict[str, str] = {}
-    if config.statement_timeout is not None:
-        settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
-    if config.isolation_level is not None:
-        settings["default_transaction_isolation"] = _ISOLATION[config.isolation_level]
-    settings.update({str(k): str(v) for k, v in config.session.items()})
-    return " ".join(f"-c {_escape_option(k)}={_escape_option(v)}" for k, v in settings.items())
-
-
-def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
-    """Keyword arguments for ``psycopg.AsyncConnection.connect`` (password included)."""
-    url = config.database_url
-    kw: dict[str, Any] = {"application_name": config.name}
-    if url.host:
-        kw["host"] = url.host
-    if url.port:
-        kw["port"] = url.port
-    if url.database:
-        kw["dbname"] = url.database
-    if url.username:
-        kw["user"] = url.username
-    if password is not None:
-        kw["password"] = password
-    # libpq counts whole seconds and treats anything below 2 as 2
-    kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
-    options = libpq_options(config)
-    if options:
-        kw["options"] = options
-    if isinstance(config.ssl, str):
-        kw["sslmode"] = config.ssl
-    if not config.statement_cache:
-        kw["prepare_threshold"] = None
-    kw.update(url.query)
-    kw.update(config.driver_options)
-    return kw
 
 
 class PsycopgAdapter(Adapter):
@@ -94,14 +44,8 @@ class PsycopgAdapter(Adapter):
 
     def translate(self, config: PoolConfig) -> Translation:
         native: dict[str, Any] = {
-            "min_size": config.min_size,
-            "max_size": config.max_size,
-            "timeout": config.acquire_timeout,
-            "max_waiting": config.max_waiting,
-            "max_lifetime": _NEVER if config.max_lifetime is None else config.max_lifetime,
-            "max_idle": _NEVER if config.max_idle is None else config.max_idle,
+            **pool_options(config),
             "check": "AsyncConnectionPool.check_connection" if config.pre_ping else None,
-            "reconnect_timeout": max(config.acquire_timeout, config.connect_timeout),
             "name": config.name,
             "open": False,
             "kwargs": conninfo_kwargs(config, config.database_url.password),
@@ -127,7 +71,7 @@ class PsycopgAdapter(Adapter):
         self.check_available(config)
         self.driver_for(config)  # UnsupportedOptionError for a non-PostgreSQL URL
         enforce(self.name, config, self.translate(config))
-        from ._psycopg_pool import open_psycopg_pool
+        from ._psycopg_handle import open_psycopg_pool
 
         return await open_psycopg_pool(config, hooks, adapter=self.name)
 

@@ -295,7 +295,11 @@ class Engine(EngineCore):
             waiters.append(fut)
             if self._opening < len(waiters) and self.size < self._max:
                 self._grow(deadline)
-            handle = loop.call_later(deadline - monotonic(), self._expire, fut)
+            # one shared timer per pool, armed for the earliest deadline (cheaper than a
+            # timer armed and cancelled for every wait)
+            self._deadlines[fut] = deadline
+            if self._timer is None or deadline < self._timer_at:
+                self._arm_timer(deadline)
             self.recorder.pending += 1
             try:
                 c = await fut
@@ -313,7 +317,7 @@ class Engine(EngineCore):
                         )
                 raise
             finally:
-                handle.cancel()
+                del self._deadlines[fut]
                 self.recorder.pending -= 1
             now = monotonic()
             if now >= c.expires:
@@ -325,6 +329,29 @@ class Engine(EngineCore):
             if self._hook_checkout:
                 await self._emit_checkout(c, now)
             return c.native
+
+    def _arm_timer(self, deadline: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_later(max(0.0, deadline - monotonic()), self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        """Time out every waiter whose deadline passed; re-arm for the next deadline."""
+        self._timer = None
+        now = monotonic() + 0.0005  # the loop's clock may round a hair below the deadline
+        upcoming = float("inf")
+        for fut, deadline in list(self._deadlines.items()):
+            if fut.done():
+                continue
+            if deadline <= now:
+                self._expire(fut)
+            elif deadline < upcoming:
+                upcoming = deadline
+        if upcoming != float("inf") and not self.closed:
+            self._arm_timer(upcoming)
 
     def _expire(self, fut: asyncio.Future[ConnRecord]) -> None:
         if not fut.done():

@@ -123,6 +123,9 @@ class EngineCore:
         self._max = config.max_size
         self._idle: deque[ConnRecord] = deque()
         self._waiters: deque[asyncio.Future[ConnRecord]] = deque()
+        self._deadlines: dict[asyncio.Future[ConnRecord], float] = {}  # waiter -> deadline
+        self._timer: asyncio.TimerHandle | None = None  # fires at the earliest deadline
+        self._timer_at = 0.0
         self._conns: dict[int, ConnRecord] = {}  # id(native) -> record, open connections only
         self._opening = 0
         self._closing = 0
@@ -272,6 +275,9 @@ class EngineCore:
             self._refill()
 
     async def _close(self, timeout: float | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self._waiters:
             fut = self._waiters.popleft()
             if not fut.done():

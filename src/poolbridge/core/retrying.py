@@ -234,12 +234,12 @@ class Retrying:
     async def __aiter__(self) -> AsyncIterator[Attempt]:
         started = monotonic()
         attempts = self.policy.attempts
+        previous: BaseException | None = None
         for number in range(1, attempts + 1):
             last = number == attempts
-            if self.deadline is not None and number > 1:
-                remaining = self.deadline - (monotonic() - started)
-                if remaining <= 0:
-                    return
+            overran = self.deadline is not None and monotonic() - started >= self.deadline
+            if previous is not None and overran:
+                raise previous  # the sleep overran the deadline: no new attempt
             attempt = Attempt(self, number, last)
             yield attempt
             if attempt.error is None:
@@ -251,6 +251,7 @@ class Retrying:
                 if remaining <= delay:
                     # no time for another try: surface the connection error we swallowed
                     raise attempt.error
+            previous = attempt.error
             self.retries += 1
             logger.warning(
                 "retrying idempotent operation after %s: %s (attempt %d/%d, sleeping %.3f s)",

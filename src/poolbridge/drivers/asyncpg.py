@@ -90,4 +90,5 @@ class AsyncpgShim(BaseShim):
             exc.ConnectionDoesNotExistError,
             exc.PostgresConnectionError,
             exc.OperatorInterventionError,  # 57P01 admin shutdown (pg_terminate_backend)
+            exc.InternalClientError,  # protocol state broken (e.g. used mid-FATAL): discard
         )

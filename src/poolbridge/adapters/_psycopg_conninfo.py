@@ -1,0 +1,90 @@
+"""PoolConfig -> psycopg connect and psycopg_pool keyword arguments (pure data, no import
+of psycopg): shared by the psycopg adapter, Tortoise's psycopg client and peewee-async's
+Psycopg3Database.
+
+Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
+packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
+restores them because startup values are the session defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..core.config import PoolConfig
+
+__all__ = ["NEVER", "conninfo_kwargs", "libpq_options", "pool_options"]
+
+_ISOLATION = {
+    "read_committed": "read committed",
+    "repeatable_read": "repeatable read",
+    "serializable": "serializable",
+}
+#: psycopg_pool wants a number; "never" is a century
+NEVER = 100 * 365 * 24 * 3600.0
+
+
+def _escape_option(value: str) -> str:
+    """libpq ``options`` splits on spaces: escape backslashes and spaces."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
+    """The ``-c name=value`` startup options carrying session state (may be empty).
+
+    ``existing`` (options someone else set, e.g. Tortoise's search_path) comes first.
+    ``statement_timeout`` and ``isolation_level`` win over the same names in ``session``,
+    as on the engine's drivers.
+    """
+    settings: dict[str, str] = {}
+    if config.statement_timeout is not None:
+        settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
+    if config.isolation_level is not None:
+        settings["default_transaction_isolation"] = _ISOLATION[config.isolation_level]
+    for key, value in config.session.items():
+        settings.setdefault(str(key), str(value))
+    flags = [existing] if existing else []
+    flags += [f"-c {_escape_option(k)}={_escape_option(v)}" for k, v in settings.items()]
+    return " ".join(flags)
+
+
+def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``psycopg.AsyncConnection.connect`` (password included)."""
+    url = config.database_url
+    kw: dict[str, Any] = {"application_name": config.name}
+    if url.host:
+        kw["host"] = url.host
+    if url.port:
+        kw["port"] = url.port
+    if url.database:
+        kw["dbname"] = url.database
+    if url.username:
+        kw["user"] = url.username
+    if password is not None:
+        kw["password"] = password
+    # libpq counts whole seconds and treats anything below 2 as 2
+    kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
+    options = libpq_options(config)
+    if options:
+        kw["options"] = options
+    if isinstance(config.ssl, str):
+        kw["sslmode"] = config.ssl
+    if not config.statement_cache:
+        kw["prepare_threshold"] = None
+    kw.update(url.query)
+    kw.update(config.driver_options)
+    return kw
+
+
+def pool_options(config: PoolConfig) -> dict[str, Any]:
+    """psycopg_pool ``AsyncConnectionPool`` sizing/timing keyword arguments."""
+    return {
+        "min_size": config.min_size,
+        "max_size": config.max_size,
+        "timeout": config.acquire_timeout,
+        "max_waiting": config.max_waiting,
+        "max_lifetime": NEVER if config.max_lifetime is None else config.max_lifetime,
+        "max_idle": NEVER if config.max_idle is None else config.max_idle,
+        "reconnect_timeout": max(config.acquire_timeout, config.connect_timeout),
+    }

@@ -1,0 +1,93 @@
+"""The uniform Pool handle of :mod:`poolbridge.adapters.psycopg` (imports psycopg).
+
+``.native`` is a :class:`~._psycopg_pool.PBConnectionPool`, a real psycopg_pool
+``AsyncConnectionPool``; the handle shares its hook runner, stats recorder and leak tracker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from time import monotonic
+from typing import Any
+
+import psycopg
+
+from ..core.config import PoolConfig
+from ..core.hooks import Hooks
+from ..core.pool import Pool
+from ._psycopg_conninfo import conninfo_kwargs, pool_options
+from ._psycopg_pool import PBConnectionPool, PoolClosed, PsycopgHolder
+
+__all__ = ["PsycopgPool", "open_psycopg_pool"]
+
+
+class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
+    """The poolbridge handle around a :class:`PBConnectionPool`."""
+
+    def __init__(self, config: PoolConfig, *, adapter: str, hooks: Hooks | None) -> None:
+        super().__init__(config, adapter=adapter, hooks=hooks)
+        holder = PsycopgHolder(config, adapter=adapter, hooks=hooks)
+        self.hook_runner = holder.hook_runner
+        self.recorder = holder.recorder
+        self.leaks = holder.leaks
+
+        async def kwargs() -> dict[str, Any]:
+            return conninfo_kwargs(config, await config.get_password())
+
+        self._native = PBConnectionPool("", kwargs=kwargs, poolbridge=holder,
+                                        **pool_options(config))  # fmt: skip
+        self._closing = False
+
+    @property
+    def native(self) -> PBConnectionPool:
+        return self._native
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    async def _open(self) -> None:
+        try:
+            await self._native.pb_open()
+        except BaseException:
+            self._closing = True
+            raise
+
+    def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        return self._acquire()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        if self._closing:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+        conn = await self._native.getconn()
+        try:
+            yield conn
+        finally:
+            # shielded: a second cancellation must not lose the connection
+            await asyncio.shield(self._native.putconn(conn))
+
+    async def ping(self) -> float:
+        t0 = monotonic()
+        async with self.acquire() as conn:
+            await conn.execute("SELECT 1")
+        return monotonic() - t0
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Refuse new checkouts, drain up to ``timeout`` s (default acquire_timeout), then
+        close what is still checked out."""
+        if self._closing:
+            return
+        self._closing = True
+        await self._native.pb_close(self.config.acquire_timeout if timeout is None else timeout)
+
+
+async def open_psycopg_pool(
+    config: PoolConfig, hooks: Hooks | None, *, adapter: str
+) -> PsycopgPool:
+    """Create the pool and wait until ``min_size`` connections are open."""
+    pool = PsycopgPool(config, adapter=adapter, hooks=hooks)
+    await pool._open()
+    return pool
