@@ -19,6 +19,9 @@ from ._common import BaseShim, mysql_session_sql, ssl_context
 __all__ = ["MYSQL_CONNECTION_ERRNOS", "MySQLShim"]
 
 #: MySQL/MariaDB client and server error numbers that mean "this connection is gone"
+#: the IN_TRANS bit of the server status of the last OK/EOF packet
+SERVER_STATUS_IN_TRANS = 0x0001
+
 MYSQL_CONNECTION_ERRNOS = frozenset({1053, 1077, 1927, 2003, 2006, 2013, 2055, 4031})
 
 
@@ -73,9 +76,10 @@ class MySQLShim(BaseShim):
         await conn.ping(reconnect=False)
 
     def in_transaction(self, conn: Any) -> bool | None:
-        if conn.server_status is None:
+        status = conn.server_status
+        if status is None:
             return None
-        return bool(conn.get_transaction_status())
+        return bool(status & SERVER_STATUS_IN_TRANS)
 
     async def rollback(self, conn: Any) -> None:
         await conn.rollback()
