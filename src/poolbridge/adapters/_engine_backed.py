@@ -17,7 +17,7 @@ from ..core.engine_pool import EnginePool
 from ..core.hooks import Hooks
 from .base import Adapter, Translation, enforce, require_modules
 
-__all__ = ["ENGINE_EMULATED", "EngineBackedAdapter"]
+__all__ = ["ENGINE_EMULATED", "EngineBackedAdapter", "engine_under_orm"]
 
 #: every pool knob the engine provides, and how
 ENGINE_EMULATED: Mapping[str, str] = {
@@ -33,6 +33,34 @@ ENGINE_EMULATED: Mapping[str, str] = {
     "leak_timeout": "emulated: poolbridge engine leak tracker (acquire stack, on_leak)",
     "retry": "emulated: poolbridge engine connect retry, bounded by acquire_timeout",
 }
+
+
+def engine_under_orm(host: str, *, opened: str, notes: Mapping[str, str]) -> dict[str, str]:
+    """The knob table of poolbridge's engine running UNDER an ORM (Tortoise's backend
+    client, peewee-async's pool backend): the same engine, so the same table, with ``host``
+    naming where it sits, ``opened`` when min_size is opened, and ``notes`` (knob -> text,
+    appended as is) where the ORM's own behaviour is worth contrasting."""
+    table = {
+        "min_size": f"{host}: opened at {opened}, refilled",
+        "max_size": f"{host}: hard cap, FIFO hand-off to waiters",
+        "acquire_timeout": f"{host}: PoolTimeout",
+        "connect_timeout": "passed to the driver's connect by poolbridge's driver shim",
+        "max_lifetime": f"{host}: recycle by age with jitter",
+        "max_idle": f"{host}: idle connections above min_size are closed",
+        "pre_ping": f"{host}: ping at checkout, dead connections replaced",
+        "max_waiting": f"{host}: TooManyRequests beyond max_waiting queued callers",
+        "reset": f"{host}: rollback only when the driver says a transaction is open",
+        "statement_timeout": "set on every new connection by poolbridge's driver shim",
+        "isolation_level": "set on every new connection by poolbridge's driver shim",
+        "session": "set on every new connection by poolbridge's driver shim",
+        "statement_cache": "driver option set by poolbridge's driver shim",
+        "password": "a provider resolved per new connection",
+        "leak_timeout": f"{host}: leak tracking with the acquiring stack",
+        "retry": f"{host}: capped exponential backoff on connect",
+    }
+    for knob, note in notes.items():
+        table[knob] += note
+    return table
 
 
 class EngineBackedAdapter(Adapter):

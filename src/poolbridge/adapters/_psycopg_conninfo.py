@@ -10,24 +10,16 @@ restores them because startup values are the session defaults.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from ..core.config import PoolConfig
+from ..drivers._common import PG_ISOLATION, libpq_escape
 
-__all__ = ["NEVER", "conninfo_kwargs", "libpq_options", "pool_options"]
+__all__ = ["NEVER", "conninfo_kwargs", "libpq_options", "pool_options", "psycopg_pool_under_orm"]
 
-_ISOLATION = {
-    "read_committed": "read committed",
-    "repeatable_read": "repeatable read",
-    "serializable": "serializable",
-}
 #: psycopg_pool wants a number; "never" is a century
 NEVER = 100 * 365 * 24 * 3600.0
-
-
-def _escape_option(value: str) -> str:
-    """libpq ``options`` splits on spaces: escape backslashes and spaces."""
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
@@ -41,11 +33,11 @@ def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
     if config.statement_timeout is not None:
         settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
     if config.isolation_level is not None:
-        settings["default_transaction_isolation"] = _ISOLATION[config.isolation_level]
+        settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     for key, value in config.session.items():
         settings.setdefault(str(key), str(value))
     flags = [existing] if existing else []
-    flags += [f"-c {_escape_option(k)}={_escape_option(v)}" for k, v in settings.items()]
+    flags += [f"-c {libpq_escape(k)}={libpq_escape(v)}" for k, v in settings.items()]
     return " ".join(flags)
 
 
@@ -88,3 +80,30 @@ def pool_options(config: PoolConfig) -> dict[str, Any]:
         "max_idle": NEVER if config.max_idle is None else config.max_idle,
         "reconnect_timeout": max(config.acquire_timeout, config.connect_timeout),
     }
+
+
+def psycopg_pool_under_orm(host: str, *, notes: Mapping[str, str]) -> dict[str, str]:
+    """The knob table of a hooked psycopg_pool running UNDER an ORM (Tortoise's psycopg
+    client, peewee-async's Psycopg3Database): ``host`` names where it sits, ``notes``
+    (knob -> text, appended as is) add what that ORM does differently."""
+    table = {
+        "min_size": f"{host} (min_size)",
+        "max_size": f"{host} (max_size)",
+        "acquire_timeout": f"{host} (timeout), raised as poolbridge.PoolTimeout",
+        "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
+        "max_lifetime": f"{host} (max_lifetime)",
+        "max_idle": f"{host} (max_idle)",
+        "pre_ping": f"{host} (check=check_connection)",
+        "max_waiting": f"{host} (max_waiting), raised as poolbridge.TooManyRequests",
+        "reset": f"{host}: rolls back dirty connections; full = DISCARD ALL + on_connect",
+        "statement_timeout": "libpq options -c statement_timeout",
+        "isolation_level": "libpq options -c default_transaction_isolation",
+        "session": "libpq options -c name=value",
+        "statement_cache": "prepare_threshold=None when False",
+        "password": "a provider resolved per new connection",
+        "retry": f"{host}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
+        "leak_timeout": "poolbridge's leak tracker in the pool's getconn/putconn",
+    }
+    for knob, note in notes.items():
+        table[knob] += note
+    return table

@@ -33,6 +33,7 @@ from psycopg.pq import TransactionStatus
 
 from .. import errors
 from ..core.config import PoolConfig
+from ..core.diagnostics import pool_timeout_message
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
 from ..core.leaks import LeakTracker, Lease
 from ..core.stats import StatsRecorder
@@ -212,20 +213,21 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
 
     # -- checkout / checkin ---------------------------------------------------------------
     def pb_diagnostics(self, waited: float, timeout: float) -> str:
+        """PoolTimeout's message; called from getconn, so ``pending`` counts this caller."""
         now = monotonic()
-        out = [now - r.out_since for r in self._pb_conns.values() if r.out_since is not None]
-        ages = ", ".join(f"{h:.2f} s" for h in sorted(out, reverse=True)[:3]) or "none"
-        idle = self.get_stats().get("pool_available", 0)
-        text = (
-            f"pool {self.pb_config.name!r} (adapter {self.pb_adapter!r}): no connection free "
-            f"after {waited:.2f} s (acquire_timeout={timeout}); "
-            f"max_size={self.max_size}, in use={len(out)}, idle={idle}, "
-            f"waiting={max(0, self.pb_recorder.pending - 1)} besides this caller, "
-            f"longest held: {ages}"
+        held = [now - r.out_since for r in self._pb_conns.values() if r.out_since is not None]
+        return pool_timeout_message(
+            self.pb_config.name,
+            adapter=self.pb_adapter,
+            acquire_timeout=timeout,
+            max_size=self.max_size,
+            in_use=len(held),
+            idle=self.get_stats().get("pool_available", 0),
+            waiting=max(1, self.pb_recorder.pending),
+            held_ages=held,
+            waited=waited,
+            last_error=self.pb_last_error,
         )
-        if self.pb_last_error is not None:
-            text += f"; last connection error: {type(self.pb_last_error).__name__}"
-        return text
 
     async def getconn(self, timeout: float | None = None) -> Any:
         config = self.pb_config

@@ -35,6 +35,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, _AsyncConnDialect
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from ..core.diagnostics import pool_timeout_message
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from ._sqlalchemy_state import CONNECT_DEADLINE
@@ -283,7 +284,8 @@ class BridgePool(Pool):
                     delay = backoff_delay(policy, attempt)
                     if isinstance(exc, TimeoutError) and monotonic() >= deadline:
                         waited = monotonic() - (deadline - self._timeout)
-                        raise self._timeout_error(waited, len(self._waiters)) from exc
+                        waiting = len(self._waiters) + 1  # this caller too
+                        raise self._timeout_error(waited, waiting) from exc
                     if attempt >= policy.attempts or monotonic() + delay >= deadline:
                         raise
                     state.recorder.record_retry()
@@ -299,16 +301,23 @@ class BridgePool(Pool):
             CONNECT_DEADLINE.reset(token)
 
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
+        """Count the timeout, fire on_timeout and describe the pool (``waiting``: callers
+        waiting for a connection, this one included)."""
         state = self._state
         state.recorder.record_timeout()
         state.fire_timeout()
-        held = state.longest_held()
-        ages = ", ".join(f"{h:.1f}s" for h in held) or "none"
         return BridgePoolTimeout(
-            f"pool {state.config.name!r}: no connection free after {waited:.2f} s "
-            f"(acquire_timeout={self._timeout}); max_size={self._max}, "
-            f"in use={state.in_use}, waiting={waiting} (this caller included), "
-            f"longest held: {ages}"
+            pool_timeout_message(
+                state.config.name,
+                adapter=state.adapter,
+                acquire_timeout=self._timeout,
+                max_size=self._max,
+                in_use=state.in_use,
+                idle=len(self._idle),
+                waiting=waiting,
+                held_ages=state.held_ages(),
+                waited=waited,
+            )
         )
 
     # -- maintenance (called by BridgeState's task, inside greenlet_spawn) -------------------

@@ -156,9 +156,10 @@ class BridgeState:
     def in_use(self) -> int:
         return len(self.checked_out)
 
-    def longest_held(self, n: int = 3) -> list[float]:
+    def held_ages(self) -> list[float]:
+        """Seconds each checked-out connection has been held (for PoolTimeout's message)."""
         now = monotonic()
-        return sorted((now - c.since for c in self.checked_out.values()), reverse=True)[:n]
+        return [now - c.since for c in self.checked_out.values()]
 
     def kick(self) -> None:
         """Wake the maintenance task (a slot was freed: maybe refill)."""

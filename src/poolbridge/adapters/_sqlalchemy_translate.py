@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..core.config import PoolConfig
+from ..drivers._common import libpq_escape
 from .base import Translation
 
 __all__ = [
@@ -105,8 +106,7 @@ def mysql_init_command(config: PoolConfig) -> str | None:
 
 
 def _libpq_option(key: str, value: str) -> str:
-    escaped = str(value).replace("\\", "\\\\").replace(" ", "\\ ")
-    return f"-c {key}={escaped}"
+    return f"-c {key}={libpq_escape(str(value))}"
 
 
 def _mysql_ssl(mode: str | _ssl.SSLContext) -> _ssl.SSLContext | None:

@@ -16,6 +16,7 @@ from typing import Any
 from ..core.config import PoolConfig
 from ..core.pool import Pool
 from ..errors import PoolClosed
+from ._glue import ping_select_one
 
 __all__ = ["TortoisePool", "TortoisePools", "warm_up"]
 
@@ -107,10 +108,7 @@ class TortoisePool(Pool[Any]):
     async def ping(self) -> float:
         from .tortoise import adapter
 
-        t0 = monotonic()
-        async with self.acquire() as conn:
-            await adapter.fetch_scalar(conn, "SELECT 1")
-        return monotonic() - t0
+        return await ping_select_one(self, adapter)
 
     def server_ids(self) -> list[Any]:
         """Server-side ids of the pool's open connections (backend pids / thread ids)."""

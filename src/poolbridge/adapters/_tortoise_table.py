@@ -21,6 +21,8 @@ import ssl as _ssl
 from typing import Any
 
 from ..core.config import PoolConfig
+from ._engine_backed import engine_under_orm
+from ._psycopg_conninfo import psycopg_pool_under_orm
 from ._tortoise_client import BINDING_KEY, ConfigPassword
 
 __all__ = [
@@ -37,45 +39,23 @@ __all__ = [
 ENGINE_MODULE = "poolbridge.adapters._tortoise_client"
 ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql", "aiosqlite")
 
-_ENGINE = "poolbridge's pool engine under Tortoise's client"
-ENGINE_EMULATED: dict[str, str] = {
-    "min_size": f"{_ENGINE}: opened at init() (Tortoise alone opens lazily), refilled",
-    "max_size": f"{_ENGINE}: hard cap, FIFO hand-off to waiters",
-    "acquire_timeout": f"{_ENGINE}: PoolTimeout (Tortoise's asyncpg/MySQL pools wait forever)",
-    "connect_timeout": "passed to the driver's connect by poolbridge's driver shim",
-    "max_lifetime": f"{_ENGINE}: recycle by age with jitter",
-    "max_idle": f"{_ENGINE}: idle connections above min_size are closed",
-    "pre_ping": f"{_ENGINE}: ping at checkout, dead connections replaced",
-    "max_waiting": f"{_ENGINE}: TooManyRequests beyond max_waiting queued callers",
-    "reset": f"{_ENGINE}: rollback only when the driver says a transaction is open",
-    "statement_timeout": "set on every new connection by poolbridge's driver shim",
-    "isolation_level": "set on every new connection by poolbridge's driver shim",
-    "session": "set on every new connection by poolbridge's driver shim",
-    "statement_cache": "driver option set by poolbridge's driver shim",
-    "password": "a provider resolved per new connection (never in Tortoise's config/logs)",
-    "leak_timeout": f"{_ENGINE}: leak tracking with the acquiring stack",
-    "retry": f"{_ENGINE}: capped exponential backoff on connect",
-}
+ENGINE_EMULATED: dict[str, str] = engine_under_orm(
+    "poolbridge's pool engine under Tortoise's client",
+    opened="init() (Tortoise alone opens lazily)",
+    notes={
+        "acquire_timeout": " (Tortoise's asyncpg/MySQL pools wait forever)",
+        "password": " (never in Tortoise's config/logs)",
+    },
+)
 
-_PSYCOPG = "psycopg_pool under Tortoise's psycopg client"
-PSYCOPG_EMULATED: dict[str, str] = {
-    "min_size": f"{_PSYCOPG} (min_size), opened at init()",
-    "max_size": f"{_PSYCOPG} (max_size)",
-    "acquire_timeout": f"{_PSYCOPG} (timeout), raised as poolbridge.PoolTimeout",
-    "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
-    "max_lifetime": f"{_PSYCOPG} (max_lifetime)",
-    "max_idle": f"{_PSYCOPG} (max_idle)",
-    "pre_ping": f"{_PSYCOPG} (check=check_connection; Tortoise always pings, off unless set)",
-    "max_waiting": f"{_PSYCOPG} (max_waiting), raised as poolbridge.TooManyRequests",
-    "reset": f"{_PSYCOPG}: rolls back dirty connections; full = DISCARD ALL + on_connect",
-    "statement_timeout": "libpq options -c statement_timeout",
-    "isolation_level": "libpq options -c default_transaction_isolation",
-    "session": "libpq options -c name=value",
-    "statement_cache": "prepare_threshold=None when False",
-    "password": "a provider resolved per new connection (never in the logged conninfo)",
-    "retry": f"{_PSYCOPG}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
-    "leak_timeout": "poolbridge's leak tracker in the pool's getconn/putconn",
-}
+PSYCOPG_EMULATED: dict[str, str] = psycopg_pool_under_orm(
+    "psycopg_pool under Tortoise's psycopg client",
+    notes={
+        "min_size": ", opened at init()",
+        "pre_ping": " only when pre_ping is set (Tortoise alone always pings)",
+        "password": " (never in the logged conninfo)",
+    },
+)
 PSYCOPG_UNSUPPORTED: dict[str, str] = {}
 
 _ONE = "SQLite :memory: runs on Tortoise's own client: one connection behind an asyncio.Lock"

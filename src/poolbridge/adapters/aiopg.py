@@ -6,10 +6,10 @@ The engine provides every pool knob (table in adapters/_engine_backed.py); the d
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from ._engine_backed import EngineBackedAdapter
+from ._glue import aiopg_real_error
 
 __all__ = ["AiopgAdapter", "adapter"]
 
@@ -23,16 +23,7 @@ class AiopgAdapter(EngineBackedAdapter):
 
     async def fetch_scalar(self, conn: Any, sql: str) -> Any:
         async with conn.cursor() as cur:
-            try:
-                await cur.execute(sql)
-            except asyncio.CancelledError as exc:
-                # aiopg turns the server's QueryCanceledError (statement_timeout) into
-                # CancelledError; give the real error back unless we are being cancelled
-                task = asyncio.current_task()
-                cause = exc.__context__
-                if task is not None and not task.cancelling() and isinstance(cause, Exception):
-                    raise cause from None
-                raise
+            await aiopg_real_error(cur.execute(sql))
             if cur.description is None:  # a statement without a result set
                 return None
             row = await cur.fetchone()

@@ -29,18 +29,19 @@ Importing this module does not import peewee-async.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ssl as _ssl
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..core.config import PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
 from ..errors import PoolClosed, UnsupportedOptionError
+from ._engine_backed import engine_under_orm
+from ._glue import aiopg_real_error, open_or_close, ping_select_one
+from ._psycopg_conninfo import psycopg_pool_under_orm
 from ._rows import first_value
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
@@ -69,44 +70,18 @@ _CLASSES = {
 }
 _ENGINE_DRIVERS = ("aiopg", "aiomysql", "aiosqlite")
 
-_E = "poolbridge's pool engine as peewee-async's pool backend"
-ENGINE_EMULATED: dict[str, str] = {
-    "min_size": f"{_E}: opened at aio_connect()/first use, refilled",
-    "max_size": f"{_E}: hard cap, FIFO hand-off to waiters",
-    "acquire_timeout": f"{_E}: PoolTimeout (aiopg/aiomysql pools wait forever)",
-    "connect_timeout": "passed to the driver's connect by poolbridge's driver shim",
-    "max_lifetime": f"{_E}: recycle by age with jitter (aiomysql's pool_recycle is idle time)",
-    "max_idle": f"{_E}: idle connections above min_size are closed",
-    "pre_ping": f"{_E}: ping at checkout, dead connections replaced",
-    "max_waiting": f"{_E}: TooManyRequests beyond max_waiting queued callers",
-    "reset": f"{_E}: rollback only when the driver says a transaction is open",
-    "statement_timeout": "set on every new connection by poolbridge's driver shim",
-    "isolation_level": "set on every new connection by poolbridge's driver shim",
-    "session": "set on every new connection by poolbridge's driver shim",
-    "statement_cache": "driver option set by poolbridge's driver shim",
-    "password": "a provider resolved per new connection",
-    "leak_timeout": f"{_E}: leak tracking with the acquiring stack",
-    "retry": f"{_E}: capped exponential backoff on connect",
-}
-_P = "psycopg_pool (hooked) as peewee-async's pool backend"
-PSYCOPG_EMULATED: dict[str, str] = {
-    "min_size": f"{_P} (min_size)",
-    "max_size": f"{_P} (max_size)",
-    "acquire_timeout": f"{_P} (timeout), raised as poolbridge.PoolTimeout",
-    "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
-    "max_lifetime": f"{_P} (max_lifetime)",
-    "max_idle": f"{_P} (max_idle)",
-    "pre_ping": f"{_P} (check=check_connection)",
-    "max_waiting": f"{_P} (max_waiting), raised as poolbridge.TooManyRequests",
-    "reset": f"{_P}: rolls back dirty connections; full = DISCARD ALL + on_connect",
-    "statement_timeout": "libpq options -c statement_timeout",
-    "isolation_level": "libpq options -c default_transaction_isolation",
-    "session": "libpq options -c name=value",
-    "statement_cache": "prepare_threshold=None when False",
-    "password": "a provider resolved per connection (never formatted into the DSN)",
-    "retry": f"{_P}: reconnects with backoff up to reconnect_timeout=acquire_timeout",
-    "leak_timeout": "poolbridge's leak tracker in the pool's getconn/putconn",
-}
+ENGINE_EMULATED: dict[str, str] = engine_under_orm(
+    "poolbridge's pool engine as peewee-async's pool backend",
+    opened="aio_connect()/first use",
+    notes={
+        "acquire_timeout": " (aiopg/aiomysql pools wait forever)",
+        "max_lifetime": " (aiomysql's pool_recycle is idle time)",
+    },
+)
+PSYCOPG_EMULATED: dict[str, str] = psycopg_pool_under_orm(
+    "psycopg_pool (hooked) as peewee-async's pool backend",
+    notes={"password": " (never formatted into the DSN)"},
+)
 
 
 class PeeweeAsyncAdapter(Adapter):
@@ -176,13 +151,7 @@ class PeeweeAsyncAdapter(Adapter):
 
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> PeeweePool:
         db = database(config, hooks=hooks)
-        pool = PeeweePool(config, db)
-        try:
-            await db.aio_connect()
-        except BaseException:
-            await pool.close(timeout=0)
-            raise
-        return pool
+        return await open_or_close(PeeweePool(config, db), db.aio_connect())
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
         return {}
@@ -193,7 +162,7 @@ class PeeweeAsyncAdapter(Adapter):
             async with conn.execute(sql) as cur:
                 return first_value(await cur.fetchone())
         async with conn.cursor() as cur:  # aiopg / aiomysql / psycopg (AsyncClientCursor)
-            await _real_error(cur.execute(sql))
+            await aiopg_real_error(cur.execute(sql))
             return await _first(None, cur)
 
     def entry_points(self, pool: Any) -> Mapping[str, EntryPoint]:
@@ -218,7 +187,7 @@ class PeeweeAsyncAdapter(Adapter):
                 async with db.aio_connection():
 
                     async def run(sql: str) -> Any:
-                        return await _real_error(db.aio_execute(SQL(sql), _first))
+                        return await aiopg_real_error(db.aio_execute(SQL(sql), _first))
 
                     yield run
 
@@ -229,7 +198,7 @@ class PeeweeAsyncAdapter(Adapter):
                 async with db.aio_atomic():
 
                     async def run(sql: str) -> Any:
-                        return await _real_error(db.aio_execute_sql(sql, fetch_results=_first))
+                        return await aiopg_real_error(db.aio_execute_sql(sql, fetch_results=_first))
 
                     yield run
 
@@ -267,19 +236,6 @@ async def _first(db: Any, cursor: Any) -> Any:
     if cursor.description is None:  # a statement without a result set
         return None
     return first_value(await cursor.fetchone())
-
-
-async def _real_error(awaitable: Awaitable[Any]) -> Any:
-    """aiopg turns the server's QueryCanceledError (statement_timeout) into CancelledError;
-    give the real error back unless this task is really being cancelled."""
-    try:
-        return await awaitable
-    except asyncio.CancelledError as exc:
-        task = asyncio.current_task()
-        cause = exc.__context__
-        if task is not None and not task.cancelling() and isinstance(cause, Exception):
-            raise cause from None
-        raise
 
 
 @contextlib.contextmanager
@@ -374,10 +330,7 @@ class PeeweePool(Pool[Any]):
             await backend.release(conn)
 
     async def ping(self) -> float:
-        t0 = monotonic()
-        async with self.acquire() as conn:
-            await adapter.fetch_scalar(conn, "SELECT 1")
-        return monotonic() - t0
+        return await ping_select_one(self, adapter)
 
     def server_ids(self) -> list[Any]:
         """Server-side ids of the pool's open connections."""

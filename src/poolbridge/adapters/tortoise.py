@@ -29,6 +29,7 @@ from ..core.config import PoolConfig
 from ..core.hooks import Hooks
 from ..errors import PoolClosed, UnsupportedOptionError
 from . import _tortoise_table as table
+from ._glue import open_or_close
 from ._rows import first_value
 from ._tortoise_client import TortoiseBinding
 from ._tortoise_pool import TortoisePool, TortoisePools, warm_up
@@ -112,12 +113,7 @@ class TortoiseAdapter(Adapter):
             await ctx.init(config=tconfig)
         client = ctx.connections.get(config.name)
         pool = TortoisePool(config, client, context=ctx, owns_context=True)
-        try:
-            await warm_up(client)
-        except BaseException:
-            await pool.close(timeout=0)
-            raise
-        return pool
+        return await open_or_close(pool, warm_up(client))
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
         # every backend meets every row (SQLite: file databases, on the engine); SQLite
@@ -279,13 +275,12 @@ async def init(
          for name, cfg in named.items()},
         ctx,
     )  # fmt: skip
-    try:
-        for pool in pools.values():
-            await warm_up(pool.native)
-    except BaseException:
-        await pools.close(timeout=0)
-        raise
-    return pools
+    return await open_or_close(pools, _warm_up_all(pools))
+
+
+async def _warm_up_all(pools: TortoisePools) -> None:
+    for pool in pools.values():
+        await warm_up(pool.native)
 
 
 @asynccontextmanager

@@ -39,6 +39,7 @@ from types import TracebackType
 from typing import Any
 
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests, WrongEventLoop
+from .diagnostics import pool_timeout_message
 from .engine_core import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
 from .hooks import ConnectionEvent
 
@@ -363,16 +364,17 @@ class Engine(EngineCore):
     def diagnostics(self) -> str:
         """A one-line account of the pool's state, for PoolTimeout and logs."""
         now = monotonic()
-        held = sorted(
-            (now - c.checkout_at for c in self._conns.values() if c.checkout_at is not None),
-            reverse=True,
-        )
-        longest = ", ".join(f"{h:.2f}s" for h in held[:3]) or "none"
-        return (
-            f"pool {self.name!r} ({self.adapter}) timed out after "
-            f"acquire_timeout={self.config.acquire_timeout}s: max_size={self._max}, "
-            f"in use={len(held)}, idle={len(self._idle)}, opening={self._opening}, "
-            f"waiting={len(self._waiters)}, longest held={longest}"
+        held = [now - c.checkout_at for c in self._conns.values() if c.checkout_at is not None]
+        return pool_timeout_message(
+            self.name,
+            adapter=self.adapter,
+            acquire_timeout=self.config.acquire_timeout,
+            max_size=self._max,
+            in_use=len(held),
+            idle=len(self._idle),
+            opening=self._opening,
+            waiting=len(self._waiters),
+            held_ages=held,
         )
 
     # -- checkin ------------------------------------------------------------------------

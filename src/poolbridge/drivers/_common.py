@@ -23,6 +23,7 @@ __all__ = [
     "PG_ISOLATION",
     "BaseShim",
     "client_backstop",
+    "libpq_escape",
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
@@ -68,6 +69,12 @@ def ssl_context(ssl: str | _ssl.SSLContext | None) -> _ssl.SSLContext | None:
     elif ssl == "verify-ca":
         ctx.check_hostname = False
     return ctx
+
+
+def libpq_escape(value: str) -> str:
+    """A name or value for libpq ``options`` (``-c name=value``), which splits on spaces:
+    backslashes and spaces escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 def pg_server_settings(config: PoolConfig) -> dict[str, str]:

@@ -13,16 +13,12 @@ import math
 from typing import Any
 
 from ..core.config import PoolConfig
-from ._common import BaseShim, client_backstop, pg_server_settings
+from ._common import BaseShim, client_backstop, libpq_escape, pg_server_settings
 
 __all__ = ["AiopgShim"]
 
 # psycopg2.extensions.TRANSACTION_STATUS_*: IDLE=0, ACTIVE=1, INTRANS=2, INERROR=3, UNKNOWN=4
 _IDLE, _UNKNOWN = 0, 4
-
-
-def _option(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
 class AiopgShim(BaseShim):
@@ -42,7 +38,7 @@ class AiopgShim(BaseShim):
         settings = pg_server_settings(config)
         kw["application_name"] = settings.pop("application_name")
         if settings:
-            kw["options"] = " ".join(f"-c {k}={_option(v)}" for k, v in settings.items())
+            kw["options"] = " ".join(f"-c {k}={libpq_escape(v)}" for k, v in settings.items())
         kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
         backstop = client_backstop(config)
         if backstop is not None:
