@@ -27,14 +27,14 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
+
+from _common import acquire_release_us, interleaved, median_spread, rate, run_child
 
 PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}
@@ -133,39 +133,14 @@ async def mysql_select_1(conn: Any) -> Any:
 async def measure(pool: str, metric: str, seconds: float) -> float:
     async with open_pool(pool) as (acquire, run):
         if metric == "acq_us":
-            for _ in range(2000):  # warm up
-                async with acquire():
-                    pass
-            n = 0
-            t0 = time.perf_counter()
-            end = t0 + seconds
-            while True:
-                for _ in range(1000):
-                    async with acquire():
-                        pass
-                n += 1000
-                if time.perf_counter() >= end:
-                    break
-            return (time.perf_counter() - t0) / n * 1e6
+            return await acquire_release_us(acquire, seconds, warmup=2000)
         tasks = int(metric.split("@")[1])
-        count = 0
-        stop = False
 
-        async def worker() -> None:
-            nonlocal count
-            while not stop:
-                async with acquire() as conn:
-                    await run(conn)
-                count += 1
+        async def op() -> None:
+            async with acquire() as conn:
+                await run(conn)
 
-        workers = [asyncio.create_task(worker()) for _ in range(tasks)]
-        await asyncio.sleep(min(0.3, seconds / 3))  # warm up
-        start_count, t0 = count, time.perf_counter()
-        await asyncio.sleep(seconds)
-        done, elapsed = count - start_count, time.perf_counter() - t0
-        stop = True
-        await asyncio.gather(*workers)
-        return done / elapsed
+        return await rate(op, tasks, seconds, warmup=min(0.3, seconds / 3))
 
 
 def child(pool: str, metric: str, seconds: float, profile: bool) -> None:
@@ -184,22 +159,20 @@ def child(pool: str, metric: str, seconds: float, profile: bool) -> None:
 
 
 # -- the driver (parent side) ----------------------------------------------------------
-def run_child(pool: str, metric: str, seconds: float) -> float | None:
-    cmd = [sys.executable, __file__, "--child", pool, metric, "--seconds", str(seconds)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    if out.returncode != 0:
-        print(f"  ! {pool} {metric} failed: {out.stderr.strip().splitlines()[-1:]}")
-        return None
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["value"])
+def measure_in_child(cell: tuple[str, str], seconds: float) -> float | None:
+    """One measurement in a fresh process (no warm caches shared between pools)."""
+    pool, metric = cell
+    got = run_child([sys.executable, __file__, "--child", pool, metric, "--seconds", str(seconds)])
+    return None if got is None else float(got["value"])
 
 
 def fmt(values: list[float], metric: str) -> str:
     if not values:
         return "n/a"
-    med = statistics.median(values)
+    med, lo, hi = median_spread(values)
     if metric == "acq_us":
-        return f"{med:.2f} ({min(values):.2f}..{max(values):.2f})"
-    return f"{med:,.0f} ({min(values):,.0f}..{max(values):,.0f})"
+        return f"{med:.2f} ({lo:.2f}..{hi:.2f})"
+    return f"{med:,.0f} ({lo:,.0f}..{hi:,.0f})"
 
 
 def main() -> None:
@@ -223,16 +196,9 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     pools = [p for p in args.pools.split(",") if p]
     plan = [(p, m) for p in pools for m in METRICS]
-    results: dict[tuple[str, str], list[float]] = {k: [] for k in plan}
     t_start = time.perf_counter()
-    for r in range(rounds):
-        order = plan[:]
-        random.shuffle(order)
-        print(f"round {r + 1}/{rounds} ({len(order)} measurements, fresh process each)")
-        for pool, metric in order:
-            value = run_child(pool, metric, seconds)
-            if value is not None:
-                results[(pool, metric)].append(value)
+    print(f"{rounds} round(s) of {len(plan)} measurements, fresh process each")
+    results = interleaved(plan, rounds, lambda cell: measure_in_child(cell, seconds))
     print(f"\n{rounds} round(s), {seconds:g} s windows, {time.perf_counter() - t_start:.0f} s")
     print(f"\n| pool | {' | '.join(METRICS)} |\n|---|" + "---:|" * len(METRICS))
     for pool in pools:

@@ -25,6 +25,8 @@ import statistics
 import time
 from typing import Any
 
+from _common import median_spread
+
 from poolbridge import ConnectionEvent, Hooks, Pool, PoolConfig, open_pool
 from poolbridge.core.hooks import HookRunner
 from poolbridge.core.registry import get_adapter
@@ -129,7 +131,8 @@ async def open_variant(args: argparse.Namespace, variant: str, tag: str) -> Pool
 
 
 def summary(label: str, xs: list[float]) -> str:
-    return f"{label} median {statistics.median(xs):+.1%} (rounds {min(xs):+.1%} .. {max(xs):+.1%})"
+    med, lo, hi = median_spread(xs)
+    return f"{label} median {med:+.1%} (rounds {lo:+.1%} .. {hi:+.1%})"
 
 
 async def compare(args: argparse.Namespace, tasks: int, a: str, b: str) -> dict[str, Any]:
@@ -174,8 +177,10 @@ async def main() -> None:
         "--split", action="store_true", help="also measure hooks alone and stats alone"
     )
     args = parser.parse_args()
-    print(f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} "
-          f"x {args.seconds:g}s per variant, fresh pools per round")
+    print(
+        f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} "
+        f"x {args.seconds:g}s per variant, fresh pools per round"
+    )
     cpu_per_op: dict[int, float] = {}
     for tasks in args.tasks:
         res = await compare(args, tasks, "bare", "full")

@@ -1,7 +1,8 @@
 """Tortoise ORM and peewee-async on poolbridge vs on their native pools (PostgreSQL).
 
-Each row runs in a fresh subprocess: 50 concurrent tasks run ``SELECT 1`` through the ORM's
-own query path for a fixed window, on a pool of 10 connections:
+Each row runs in a fresh subprocess (rows in a shuffled order each round): 50 concurrent
+tasks run ``SELECT 1`` through the ORM's own query path for a fixed window, on a pool of 10
+connections:
 
 - ``tortoise-native``: Tortoise's asyncpg backend (asyncpg.Pool, waits forever when full);
 - ``tortoise-poolbridge``: the same backend on poolbridge's engine
@@ -19,12 +20,11 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from _common import interleaved, median_spread, print_table, rate, run_child
 
 PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 SIZE = 10
@@ -33,19 +33,8 @@ ROWS = ("tortoise-native", "tortoise-poolbridge", "peewee-native", "peewee-poolb
 
 
 async def _measure(query: Callable[[], Awaitable[Any]], seconds: float) -> float:
-    done = 0
-    stop = time.monotonic() + seconds
-
-    async def worker() -> None:
-        nonlocal done
-        while time.monotonic() < stop:
-            await query()
-            done += 1
-
     await query()  # warm
-    t0 = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(TASKS)))
-    return done / (time.monotonic() - t0)
+    return await rate(query, TASKS, seconds, warmup=0.2)
 
 
 async def child(row: str, seconds: float) -> float:
@@ -104,18 +93,17 @@ def main() -> None:
         print(json.dumps(asyncio.run(child(args.child, args.seconds))))
         return
     rounds, seconds = (1, 1.0) if args.quick else (3, args.seconds)
-    results: dict[str, list[float]] = {row: [] for row in ROWS}
-    for _ in range(rounds):
-        for row in ROWS:
-            out = subprocess.run(
-                [sys.executable, __file__, "--child", row, "--seconds", str(seconds)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            results[row].append(float(out.stdout.strip().splitlines()[-1]))
+
+    def in_child(row: str) -> float | None:
+        got = run_child([sys.executable, __file__, "--child", row, "--seconds", str(seconds)])
+        return None if got is None else float(got)
+
+    results = interleaved(ROWS, rounds, in_child)  # shuffled order, a fresh process each
     print(f"SELECT 1 per second through the ORM, {TASKS} tasks, pool of {SIZE} (median)")
-    for row in ROWS:
-        vals = results[row]
-        print(f"  {row:22s} {statistics.median(vals):9.0f}  ({min(vals):.0f}..{max(vals):.0f})")
+    print_table(
+        ["row", "median", "min", "max"],
+        [[row, *(f"{v:.0f}" for v in median_spread(results[row]))] for row in ROWS],
+    )
 
 
 if __name__ == "__main__":

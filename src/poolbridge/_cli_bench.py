@@ -23,7 +23,15 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
         arg("--rounds", type=int, default=3, help="interleaved rounds (median of them)"),
         arg("--json", metavar="FILE", help="write the records as JSON"),
         arg("--png", metavar="FILE", help="write a plot (needs poolbridge[bench])"),
+        arg("--window", type=float, help="seconds per cell (default 0.4; --quick 0.12)"),
         arg("--stack", action="append", help="only this stack (repeatable)"),
+        arg(
+            "--backend",
+            action="append",
+            choices=("postgresql", "mysql"),
+            help="only this backend (repeatable)",
+        ),
+        arg("--markdown", action="store_true", help="print the table as Markdown"),
     ],
 )
 def bench(ns: argparse.Namespace) -> int:
@@ -36,8 +44,12 @@ def bench(ns: argparse.Namespace) -> int:
     argv += ["--quick"] if ns.quick else []
     argv += ["--json", ns.json] if ns.json else []
     argv += ["--png", ns.png] if ns.png else []
+    argv += ["--window", str(ns.window)] if ns.window else []
+    argv += ["--markdown"] if ns.markdown else []
     for s in ns.stack or []:
         argv += ["--stack", s]
+    for b in ns.backend or []:
+        argv += ["--backend", b]
     module = runpy.run_path(str(BENCH), run_name="poolbridge_bench")
     code: int = module["main"](argv)
     return code

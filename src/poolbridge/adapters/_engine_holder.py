@@ -13,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.engine import DriverShim, Engine
 from ..core.hooks import HookRunner, Hooks
+from ..core.rotation import with_password
 from ..core.stats import StatsRecorder
 from ..errors import PoolClosed
 
@@ -67,6 +68,16 @@ class EngineHolder:
         await engine.open()  # a failed warm-up closes what it opened and raises
         self.engine = engine
         return engine
+
+    async def rotate(self, password: str | PasswordProvider | None) -> None:
+        """Switch to ``password`` (None: keep it) for this engine and any engine the ORM
+        opens later, and replace every connection of the current engine."""
+        if self.final:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+        self.config = with_password(self.config, password)
+        engine = self.engine
+        if engine is not None and not engine.closed:
+            await engine.rotate(password)
 
     async def close(self, timeout: float | None) -> None:
         """Drain the current engine for up to ``timeout`` s (None: no limit), then terminate."""

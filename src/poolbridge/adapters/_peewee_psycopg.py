@@ -36,8 +36,10 @@ class PsycopgHookedBackend(HolderBackend):
         config = holder.config
 
         async def connect_kwargs() -> dict[str, Any]:
-            # the password is resolved per connection and never formatted into conninfo
-            kw = conninfo_kwargs(config, await config.get_password())
+            # the password is resolved per connection and never formatted into conninfo;
+            # holder.config is read each time: rotate() may have replaced the password
+            current = holder.config
+            kw = conninfo_kwargs(current, await current.get_password())
             return {"cursor_factory": psycopg.AsyncClientCursor, "autocommit": True, **kw}
 
         options = {**pool_options(config), "reconnect_timeout": config.acquire_timeout}

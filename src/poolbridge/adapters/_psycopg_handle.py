@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
 from ._psycopg_conninfo import conninfo_kwargs, pool_options
@@ -32,12 +32,15 @@ class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
         self.hook_runner = holder.hook_runner
         self.recorder = holder.recorder
         self.leaks = holder.leaks
+        self._holder = holder
 
         async def kwargs() -> dict[str, Any]:
-            return conninfo_kwargs(config, await config.get_password())
+            current = holder.config  # read per connection: rotate() may change the password
+            return conninfo_kwargs(current, await current.get_password())
 
         self._native = PBConnectionPool("", kwargs=kwargs, poolbridge=holder,
                                         **pool_options(config))  # fmt: skip
+        holder.pool = self._native
         self._closing = False
 
     @property
@@ -74,6 +77,12 @@ class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
         async with self.acquire() as conn:
             await conn.execute("SELECT 1")
         return monotonic() - t0
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        if self._closing:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+        await self._holder.rotate(password)
+        self.config = self._holder.config
 
     async def close(self, timeout: float | None = None) -> None:
         """Refuse new checkouts, drain up to ``timeout`` s (default acquire_timeout), then

@@ -32,10 +32,12 @@ import psycopg_pool
 from psycopg.pq import TransactionStatus
 
 from .. import errors
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.diagnostics import pool_timeout_message
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
 from ..core.leaks import LeakTracker, Lease
+from ..core.loopguard import LoopGuard, get_running_loop
+from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
@@ -77,6 +79,14 @@ class PsycopgHolder:
         if self.final:
             raise PoolClosed(f"pool {self.config.name!r} is closed")
 
+    async def rotate(self, password: str | PasswordProvider | None) -> None:
+        """Switch to ``password`` (None: keep it) for every new connection, also of a pool
+        the ORM creates later, and replace every connection of the current pool."""
+        self.check_open()
+        self.config = with_password(self.config, password)
+        if self.pool is not None and not self.pool.closed:
+            await self.pool.pb_rotate(self.config)
+
     async def close(self, timeout: float | None) -> None:
         if self.pool is not None:
             await self.pool.pb_close(timeout)
@@ -88,10 +98,13 @@ class PsycopgHolder:
 class _Conn:
     """What the pool knows about one of its physical connections."""
 
-    __slots__ = ("conn", "created", "lease", "out_since", "server_id")
+    __slots__ = ("conn", "created", "epoch", "lease", "out_since", "server_id")
 
-    def __init__(self, conn: psycopg.AsyncConnection[Any], server_id: int | None) -> None:
+    def __init__(
+        self, conn: psycopg.AsyncConnection[Any], server_id: int | None, epoch: int = 0
+    ) -> None:
         self.conn = conn
+        self.epoch = epoch
         self.created = monotonic()
         self.server_id = server_id
         self.out_since: float | None = None
@@ -131,6 +144,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_leaks = poolbridge.leaks
         self.pb_last_error: BaseException | None = None
         self._pb_conns: dict[int, _Conn] = {}
+        self._pb_guard = LoopGuard(config.name)
+        self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         kwargs["configure"] = self._pb_configure
@@ -154,7 +169,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         )
 
     async def _pb_configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        rec = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn))
+        rec = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn), self._pb_epoch)
         try:
             await self.pb_hooks.run_on_connect(self._pb_event(rec))
             await _settle(conn)
@@ -175,15 +190,20 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         await _settle(conn)
 
     async def _connect(self, timeout: float | None = None) -> Any:
-        t0 = monotonic()
-        try:
-            conn = await super()._connect(timeout)
-        except BaseException as exc:
-            self.pb_recorder.record_error()
-            self.pb_last_error = exc
-            raise
-        self.pb_recorder.record_created(monotonic() - t0)
-        return conn
+        while True:
+            t0 = monotonic()
+            epoch = self._pb_epoch
+            try:
+                conn = await super()._connect(timeout)
+            except BaseException as exc:
+                self.pb_recorder.record_error()
+                self.pb_last_error = exc
+                raise
+            self.pb_recorder.record_created(monotonic() - t0)
+            if epoch == self._pb_epoch:
+                return conn
+            # pb_rotate() ran while it connected (old credentials): connect again
+            await self._close_connection(conn)
 
     async def _pb_forget(self, conn: Any, *, was_used: bool = False) -> None:
         """Count a physical connection closed (once) and fire on_close."""
@@ -230,6 +250,10 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         )
 
     async def getconn(self, timeout: float | None = None) -> Any:
+        guard = self._pb_guard
+        # other loop, or a forked child (never opened: psycopg_pool says so itself)
+        if guard.loop is not get_running_loop() and (guard.loop is not None or guard.forked):
+            raise guard.error()
         config = self.pb_config
         if self.closed:
             raise PoolClosed(f"pool {config.name!r} is closed")
@@ -293,6 +317,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
 
     # -- open / close ---------------------------------------------------------------------
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
+        self._pb_guard.bind()
         await super().open(wait=wait, timeout=timeout)
         leak_timeout = self.pb_leaks.timeout
         if leak_timeout is not None and self._pb_leak_task is None:
@@ -312,6 +337,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 f"connection(s) within acquire_timeout={config.acquire_timeout} s"
                 + (f" (last error: {type(last).__name__})" if last is not None else "")
             ) from exc
+
+    async def pb_rotate(self, config: PoolConfig) -> None:
+        """Replace every connection (see :meth:`poolbridge.core.pool.Pool.rotate`): new
+        connections use ``config``'s password (the pool's ``kwargs`` read it); psycopg_pool's
+        drain() closes the idle ones now and the checked-out ones when they come back."""
+        self._pb_guard.check()
+        self.pb_config = config
+        self._pb_epoch += 1
+        self.pb_last_error = None
+        await self.drain()
+        await settle(self._pb_rotated, config=config, last_error=lambda: self.pb_last_error)
+
+    def _pb_rotated(self) -> bool:
+        """No stale idle connection, and fresh + stale-but-checked-out >= min_size."""
+        epoch, conns = self._pb_epoch, self._pb_conns
+        for conn in list(self._pool):
+            rec = conns.get(id(conn))
+            if rec is not None and rec.epoch != epoch:
+                return False
+        counted = sum(1 for r in conns.values() if r.epoch == epoch or r.out_since is not None)
+        return self.closed or counted >= self.min_size
 
     async def _pb_watch_leaks(self, leak_timeout: float) -> None:
         while True:

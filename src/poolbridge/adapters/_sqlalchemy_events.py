@@ -60,7 +60,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
 
     def on_connect(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         sid = server_id_of(state.driver, rec.driver_connection)
-        rec.info["poolbridge"] = state.new_meta(sid)
+        rec.info["poolbridge"] = state.new_meta(sid, rec.info.pop("poolbridge_epoch", None))
         recorder.record_created(max(0.0, time() - getattr(rec, "starttime", time())))
         state.live_ids[rec] = sid
         state.recorded_ids.append(sid)
@@ -144,13 +144,17 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
 
     if state.driver != "aiosqlite":
         native_connect = _driver_connect(state.driver)
-        provider = config.password is not None and not isinstance(config.password, str)
 
         def on_do_connect(
             dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]
         ) -> None:
-            if provider:
-                cparams["password"] = await_(config.get_password())
+            rec.info["poolbridge_epoch"] = state.epoch  # before the credentials are read
+            current = state.config  # rotate() may have replaced the password
+            pw = current.password
+            # a str password of the original config is in the URL already; a provider is
+            # called for every connection
+            if pw is not None and (current is not config or not isinstance(pw, str)):
+                cparams["password"] = await_(current.get_password())
             creator = cparams.get("async_creator_fn", native_connect)
             cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
 

@@ -36,6 +36,7 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from ..core.diagnostics import pool_timeout_message
+from ..core.loopguard import get_running_loop
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from ._sqlalchemy_state import CONNECT_DEADLINE
@@ -90,6 +91,9 @@ class BridgePool(Pool):
     # -- SQLAlchemy Pool API ---------------------------------------------------------------
     def _do_get(self) -> ConnectionPoolEntry:
         state = self._state
+        guard = state.guard
+        if guard.loop is not get_running_loop():  # other loop, or a forked child
+            raise guard.error()
         if state.closed or self._disposed:
             raise PoolClosed(f"pool {state.config.name!r} is closed")
         start = monotonic()

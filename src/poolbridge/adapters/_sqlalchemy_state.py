@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.pool.base import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import ConnectionEvent, HookName, HookRunner
 from ..core.leaks import LeakTracker, Lease
+from ..core.loopguard import LoopGuard
+from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 from ..errors import PoolClosed
 from ._sqlalchemy_translate import LIFETIME_JITTER
@@ -52,6 +54,7 @@ class ConnMeta:
     server_id: int | str | None
     opened: float  # monotonic
     deadline: float | None  # monotonic instant the lifetime (with jitter) ends
+    epoch: int = 0  # the state's rotation epoch when the connect started
 
 
 @dataclass(slots=True)
@@ -115,6 +118,9 @@ class BridgeState:
         self.max_idle = None if memory else config.max_idle
         self.lifetime = None if memory else config.max_lifetime
         self.pool: BridgePool | None = None
+        self.guard = LoopGuard(config.name)  # bound at start(); checked in BridgePool._do_get
+        self.epoch = 0  # bumped by rotate(): connections of older epochs are stale
+        self.last_error: BaseException | None = None  # of the last failed refill
         self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
         self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
@@ -135,18 +141,21 @@ class BridgeState:
     def pop_wait(self, rec: ConnectionPoolEntry) -> float:
         return self._waits.pop(rec, 0.0)
 
-    def new_meta(self, server_id: int | str | None) -> ConnMeta:
+    def new_meta(self, server_id: int | str | None, epoch: int | None = None) -> ConnMeta:
         now = monotonic()
         deadline = None
         if self.lifetime is not None:
             deadline = now + self.lifetime * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
-        return ConnMeta(server_id, now, deadline)
+        return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
+        """Past its lifetime, or opened before the last rotate()."""
         meta = rec.info.get("poolbridge")
-        if not isinstance(meta, ConnMeta) or meta.deadline is None:
+        if not isinstance(meta, ConnMeta):
             return False
-        return monotonic() >= meta.deadline
+        if meta.epoch != self.epoch:
+            return True
+        return meta.deadline is not None and monotonic() >= meta.deadline
 
     def dead(self, rec: ConnectionPoolEntry) -> bool:
         """Whether the driver already knows this idle connection is gone (no round trip)."""
@@ -227,7 +236,7 @@ class BridgeState:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Warm up to min_size (concurrently) and start the maintenance task."""
-        loop = asyncio.get_running_loop()
+        loop = self.guard.bind()
         self._kick = asyncio.Event()
         self._drained = asyncio.Event()
         pool = self._current()
@@ -271,13 +280,43 @@ class BridgeState:
                 if self.leaks is not None:
                     await self.leaks.check()
                 failures = 0
-            except Exception:
+            except Exception as exc:
+                self.last_error = exc
                 failures += 1
                 logger.warning(
                     "pool %r: maintenance failed (refill/reap); retrying",
                     self.config.name, exc_info=True,
                 )  # fmt: skip
                 await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+    async def rotate(self, password: str | PasswordProvider | None) -> None:
+        """Replace every connection (see :meth:`poolbridge.core.pool.Pool.rotate`): new
+        connections use ``password`` (the do_connect listener reads ``self.config``); idle
+        ones are closed by the maintenance task and refilled, checked-out ones are closed at
+        checkin (``expired``)."""
+        self.guard.check()
+        if self.closed:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+        self.config = with_password(self.config, password)
+        self.epoch += 1
+        self.last_error = None
+        self.kick()
+        await settle(self._rotated, config=self.config, last_error=lambda: self.last_error)
+
+    def _rotated(self) -> bool:
+        """No stale idle connection, and fresh + stale-but-checked-out >= min_size."""
+        pool = self.pool
+        if self.closed or pool is None:
+            return True
+        if any(self.expired(rec) for rec in pool._idle):
+            return False
+        epoch = self.epoch
+        counted = 0
+        for rec in self.live_ids:
+            meta = rec.info.get("poolbridge")
+            fresh = isinstance(meta, ConnMeta) and meta.epoch == epoch
+            counted += fresh or rec in self.checked_out
+        return counted >= self.min_keep
 
     async def shutdown(self, dispose: Any, timeout: float | None) -> None:
         """Refuse new acquires, drain up to ``timeout`` s, terminate the rest, dispose."""

@@ -19,13 +19,19 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.config import PoolConfig
 from ..core.hooks import HookRunner, Hooks
 from ..core.stats import StatsRecorder
 
-__all__ = ["BINDING_KEY", "ConfigPassword", "TortoiseBinding", "get_client_class"]
+__all__ = [
+    "BINDING_KEY",
+    "ConfigPassword",
+    "OneLoopClient",
+    "TortoiseBinding",
+    "get_client_class",
+]
 
 #: credentials key carrying the :class:`TortoiseBinding`
 BINDING_KEY = "poolbridge"
@@ -64,23 +70,45 @@ class TortoiseBinding:
         return f"<poolbridge pool {self.config.name!r} driver={self.driver}>"
 
 
+class _HasConfig(Protocol):
+    config: PoolConfig
+
+
 class ConfigPassword:
     """A password provider reading the PoolConfig (Tortoise resolves callables per connection).
 
     Handing Tortoise a provider instead of the string keeps the password out of its
     startup log (which prints a third of it) and out of the psycopg conninfo it logs.
+    ``source`` is a PoolConfig or an object whose ``config`` is read at every call (a
+    client's pool holder, whose config ``rotate(password=)`` replaces).
     """
 
-    __slots__ = ("_config",)
+    __slots__ = ("_source",)
 
-    def __init__(self, config: PoolConfig) -> None:
-        self._config = config
+    def __init__(self, source: PoolConfig | _HasConfig) -> None:
+        self._source = source
 
     def __call__(self) -> Awaitable[str | None]:
-        return self._config.get_password()
+        src = self._source
+        config = src if isinstance(src, PoolConfig) else src.config
+        return config.get_password()
 
     def __repr__(self) -> str:
         return "<poolbridge password provider>"
+
+
+class OneLoopClient:
+    """Mixed in before a Tortoise client class: the client is never swapped per event loop.
+
+    Tortoise >= 1.1 replaces a client used from another event loop by a new one (a
+    TortoiseLoopSwitchWarning), which would silently open a second poolbridge pool per
+    loop — never closed, and past the connection budget max_size promises. A poolbridge
+    pool belongs to the loop (and process) it was opened in: its acquire raises
+    :class:`poolbridge.errors.WrongEventLoop` naming both instead.
+    """
+
+    def _check_loop(self) -> bool:
+        return True
 
 
 def get_client_class(db_info: dict[str, Any]) -> type[Any]:

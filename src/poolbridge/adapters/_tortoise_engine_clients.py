@@ -19,7 +19,7 @@ import asyncio
 import dataclasses
 import sqlite3
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from tortoise.backends.asyncpg.client import AsyncpgDBClient
@@ -37,7 +37,7 @@ from tortoise.timezone import get_default_timezone, get_use_tz
 
 from ..core.engine import Engine
 from ._engine_holder import EngineHolder
-from ._tortoise_client import TortoiseBinding
+from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -69,7 +69,7 @@ class EngineFacade:
         return repr(self.engine)
 
 
-class _EngineSwap:
+class _EngineSwap(OneLoopClient):
     """``_close`` / ``_expire_connections`` of a Tortoise client whose ``_pool`` is an
     :class:`EngineFacade` (else Tortoise's own); mixed in before Tortoise's client class."""
 
@@ -87,10 +87,8 @@ class _EngineSwap:
     async def _expire_connections(self) -> None:
         pool: Any = self._pool
         if isinstance(pool, EngineFacade):
-            # replace every connection: new ones from a fresh engine, old ones after use
-            old = pool.engine
-            pool.engine = await self.poolbridge.open()
-            await old.close(CLOSE_TIMEOUT)
+            # replace every connection: idle ones now, checked-out ones after use
+            pool.engine.expire_all()
             return
         await super()._expire_connections()  # type: ignore[misc]
 
@@ -103,6 +101,8 @@ class AsyncpgEngineClient(_EngineSwap, AsyncpgDBClient):
         self.poolbridge = EngineHolder(
             poolbridge.engine_config, "asyncpg", adapter="tortoise", hooks=poolbridge.hooks
         )
+        if isinstance(self.password, ConfigPassword):  # follow rotate(password=)
+            self.password = cast(Any, ConfigPassword(self.poolbridge))
 
     async def create_connection(self, with_db: bool) -> None:
         if not with_db:
@@ -176,7 +176,7 @@ class _SqliteFacade(EngineFacade):
         return conn
 
 
-class SqliteEngineClient(SqliteClient):
+class SqliteEngineClient(OneLoopClient, SqliteClient):
     """Tortoise's SQLite client on a pool of aiosqlite connections (file databases).
 
     Tortoise's own client is one connection behind a lock; this one takes connections from

@@ -13,7 +13,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import monotonic
 from typing import Any
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
+from ..core.loopguard import LoopGuard, get_running_loop
 from ..core.pool import Pool
 from ..errors import PoolClosed
 from ._glue import ping_select_one
@@ -48,6 +49,10 @@ class TortoisePool(Pool[Any]):
         if self._holder is not None:  # one runner/recorder for the ORM's and our acquires
             self.hook_runner = self._holder.hook_runner
             self.recorder = self._holder.recorder
+        # SQLite without a poolbridge pool: the handle checks the loop itself (pooled
+        # clients check it in their pool, where Tortoise's own queries go through too)
+        self._guard = LoopGuard(config.name)
+        self._guard.bind()
 
     @property
     def alias(self) -> str:
@@ -90,6 +95,8 @@ class TortoisePool(Pool[Any]):
                 yield conn
             return
         # SQLite: Tortoise has no pool events; count the handle's own use
+        if self._guard.loop is not get_running_loop():
+            raise self._guard.error()
         start = monotonic()
         self.recorder.pending += 1
         try:
@@ -109,6 +116,16 @@ class TortoisePool(Pool[Any]):
         from .tortoise import adapter
 
         return await ping_select_one(self, adapter)
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        """Replace every connection (see :meth:`Pool.rotate`); Tortoise's own queries get
+        the new connections too. An in-memory SQLite database lives in its one connection:
+        nothing to replace there (a no-op)."""
+        if self._closed:
+            raise PoolClosed(f"pool {self.alias!r} is closed")
+        if self._holder is not None:
+            await self._holder.rotate(password)
+            self.config = self._holder.config
 
     def server_ids(self) -> list[Any]:
         """Server-side ids of the pool's open connections (backend pids / thread ids)."""

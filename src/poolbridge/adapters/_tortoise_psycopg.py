@@ -8,14 +8,14 @@ hard-coded 30 s; this client's pool (:class:`~._psycopg_pool.PBConnectionPool`) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import psycopg.conninfo
 from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
 
 from ._psycopg_conninfo import libpq_options
 from ._psycopg_pool import PBConnectionPool, PsycopgHolder
-from ._tortoise_client import TortoiseBinding
+from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
 
 __all__ = ["PsycopgHookedClient", "TortoiseHookedPool"]
 
@@ -25,7 +25,7 @@ class TortoiseHookedPool(PBConnectionPool, AsyncConnectionPool):
     poolbridge's hooks, stats and errors in getconn/putconn."""
 
 
-class PsycopgHookedClient(PsycopgClient):
+class PsycopgHookedClient(OneLoopClient, PsycopgClient):
     """Tortoise's psycopg client whose pool reports to poolbridge."""
 
     def __init__(self, *, poolbridge: TortoiseBinding, **kwargs: Any) -> None:
@@ -33,6 +33,8 @@ class PsycopgHookedClient(PsycopgClient):
         self.poolbridge = PsycopgHolder(
             poolbridge.engine_config, adapter="tortoise", hooks=poolbridge.hooks
         )
+        if isinstance(self.password, ConfigPassword):  # follow rotate(password=)
+            self.password = cast(Any, ConfigPassword(self.poolbridge))
 
     async def create_pool(self, **kwargs: Any) -> TortoiseHookedPool:
         holder = self.poolbridge

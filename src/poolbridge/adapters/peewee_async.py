@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
 from ..errors import PoolClosed, UnsupportedOptionError
@@ -331,6 +331,14 @@ class PeeweePool(Pool[Any]):
 
     async def ping(self) -> float:
         return await ping_select_one(self, adapter)
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        """Replace every connection (see :meth:`Pool.rotate`); peewee-async's own queries
+        get the new connections too, and a pool it re-creates later uses ``password``."""
+        if self._closed:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        await self._holder.rotate(password)
+        self.config = self._holder.config
 
     def server_ids(self) -> list[Any]:
         """Server-side ids of the pool's open connections."""

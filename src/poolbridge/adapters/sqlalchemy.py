@@ -26,7 +26,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..core.config import PoolConfig
+from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import HookRunner, Hooks
 from ..core.pool import Pool
 from ..core.stats import StatsRecorder
@@ -48,6 +48,7 @@ __all__ = [
     "engine_kwargs",
     "engine_state",
     "engine_stats",
+    "rotate_engine",
 ]
 
 _DRIVER_MODULES = {
@@ -204,6 +205,14 @@ async def close_engine(engine: AsyncEngine, timeout: float | None = None) -> Non
     await engine_state(engine).shutdown(engine.dispose, timeout)
 
 
+async def rotate_engine(
+    engine: AsyncEngine, password: str | PasswordProvider | None = None
+) -> None:
+    """Replace every connection of ``engine`` without downtime; new connections use
+    ``password`` (None: keep it). See :meth:`poolbridge.core.pool.Pool.rotate`."""
+    await engine_state(engine).rotate(password)
+
+
 class SQLAlchemyPool(Pool["AsyncConnection"]):
     """The uniform handle: ``acquire()`` yields an AsyncConnection; ``.native`` is the engine."""
 
@@ -256,6 +265,12 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
         async with self.acquire() as conn:
             await conn.exec_driver_sql("SELECT 1")
         return perf_counter() - start
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        if self._state is None:
+            raise PoolClosed(f"pool {self.name!r} is not open")
+        await self._state.rotate(password)
+        self.config = self._state.config
 
     async def close(self, timeout: float | None = None) -> None:
         if self._state is None or self._engine is None:

@@ -31,14 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import weakref
 from contextlib import AbstractAsyncContextManager
 from time import monotonic
 from types import TracebackType
 from typing import Any
 
-from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests, WrongEventLoop
+from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from .diagnostics import pool_timeout_message
 from .engine_core import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
 from .hooks import ConnectionEvent
@@ -46,19 +44,6 @@ from .hooks import ConnectionEvent
 __all__ = ["LIFETIME_JITTER", "DriverShim", "Engine"]
 
 _get_running_loop = asyncio.get_running_loop
-
-
-_ENGINES: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for engine in list(_ENGINES):
-        engine._forked = True
-        engine._loop = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Acquire(AbstractAsyncContextManager[Any]):
@@ -104,8 +89,7 @@ class Engine(EngineCore):
         """
         if self._loop is not None:
             raise RuntimeError(f"pool {self.name!r} is already open")
-        self._loop = _get_running_loop()
-        _ENGINES.add(self)
+        self._loop = self._guard.bind()
         self._maintenance = self._loop.create_task(self._maintain())
         if not wait:
             self._refill()
@@ -136,8 +120,8 @@ class Engine(EngineCore):
         PoolTimeout; raises TooManyRequests when ``max_waiting`` callers already wait and
         PoolClosed after :meth:`close`.
         """
-        if self._loop is not _get_running_loop():
-            self._wrong_loop()
+        if self._guard.loop is not _get_running_loop():  # other loop, or a forked child
+            raise self._guard.error()
         if self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
         idle = self._idle
@@ -231,6 +215,11 @@ class Engine(EngineCore):
         (None: without limit) for checked-out ones, then terminate the rest. Idempotent."""
         if self._close_done is not None:
             await asyncio.shield(self._close_done)
+            return
+        if self._guard.forked:
+            # a forked child: the sockets are the parent's; a word on them (a Terminate
+            # message) would break the parent's connections. Forget them silently.
+            self.closed = True
             return
         loop = self._loop or _get_running_loop()
         self._close_done = loop.create_future()
@@ -410,19 +399,6 @@ class Engine(EngineCore):
                 self._retire(c, terminate=True)
                 return
         self._release(c)
-
-    def _wrong_loop(self) -> None:
-        if self._forked:
-            raise WrongEventLoop(
-                f"pool {self.name!r} was opened in another process: after os.fork() open a "
-                "new pool in the child (connections cannot be shared across processes)"
-            )
-        if self._loop is None:
-            raise RuntimeError(f"pool {self.name!r} is not open: await engine.open() first")
-        raise WrongEventLoop(
-            f"pool {self.name!r} belongs to another event loop: a pool is bound to the loop "
-            "it was opened in; open one pool per loop (e.g. per asyncio.run() or thread)"
-        )
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

@@ -19,10 +19,12 @@ from time import monotonic
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import PoolClosed
-from .config import PoolConfig
+from .config import PasswordProvider, PoolConfig
 from .hooks import ConnectionEvent, HookRunner
 from .leaks import LeakTracker
+from .loopguard import LoopGuard
 from .retry import connect_with_retry
+from .rotation import settle, with_password
 from .stats import StatsRecorder
 
 __all__ = ["LIFETIME_JITTER", "ConnRecord", "DriverShim", "EngineCore"]
@@ -80,6 +82,7 @@ class ConnRecord:
         "broken",
         "checkout_at",
         "created",
+        "epoch",
         "expires",
         "fresh",
         "idle_since",
@@ -88,8 +91,11 @@ class ConnRecord:
         "server_id",
     )  # fmt: skip
 
-    def __init__(self, native: Any, server_id: int | str | None, created: float, life: float):
+    def __init__(
+        self, native: Any, server_id: int | str | None, created: float, life: float, epoch: int = 0
+    ) -> None:
         self.native = native
+        self.epoch = epoch  # the engine's rotation epoch when the connect started
         self.server_id = server_id
         self.created = created
         self.expires = created + life
@@ -132,7 +138,9 @@ class EngineCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connects: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._forked = False
+        self._guard = LoopGuard(config.name)
+        self._epoch = 0  # bumped by expire_all(): older connections are stale
+        self._last_error: BaseException | None = None  # of the last failed connect
         self._maintenance: asyncio.Task[None] | None = None
         self._drained: asyncio.Event | None = None
         self._close_done: asyncio.Future[None] | None = None
@@ -167,6 +175,8 @@ class EngineCore:
         deadline = monotonic() + self.config.acquire_timeout
         for _ in range(self._min - self.size):
             self._spawn_connect(deadline)
+        if self._waiters:  # a slot freed while callers wait (e.g. a replaced connection)
+            self._grow(deadline)
 
     def _spawn_connect(self, deadline: float) -> None:
         assert self._loop is not None
@@ -188,6 +198,7 @@ class EngineCore:
             raise
         except Exception as exc:
             self._opening -= 1
+            self._last_error = exc
             logger.warning("pool %r: could not open a connection: %r", self.name, exc)
             # a failing server must never wedge waiters: the oldest one gets the error
             waiters = self._waiters
@@ -201,12 +212,16 @@ class EngineCore:
             return
         self._opening -= 1
         self._conns[id(c.native)] = c
+        if c.epoch != self._epoch:  # opened with the credentials expire_all() replaced
+            self._retire(c)
+            return
         self._release(c)
 
     async def _open_one(self, deadline: float) -> ConnRecord:
         """Open one connection (with retry), record its server id, run on_connect."""
-        config = self.config
+        config = self.config  # read per connect: rotate() may have changed the password
         driver = self.driver
+        epoch = self._epoch
         t0 = monotonic()
 
         def attempt(timeout: float) -> Awaitable[Any]:
@@ -225,7 +240,9 @@ class EngineCore:
         try:
             server_id = await driver.server_id(native)
             life = self._life * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
-            c = ConnRecord(native, server_id, created, life)
+            c = ConnRecord(native, server_id, created, life, epoch)
+            if epoch != self._epoch:  # expire_all() ran while it connected: never hand out
+                c.expires = -_INF
             if self.hooks.has("on_connect"):
                 await self.hooks.run_on_connect(self._event(c, monotonic()))
         except BaseException:
@@ -310,6 +327,41 @@ class EngineCore:
         tasks = [t for t in self._tasks if t is not asyncio.current_task()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.config.connect_timeout)
+
+    # -- rotation -----------------------------------------------------------------------
+    def expire_all(self) -> None:
+        """Replace every connection: idle ones are closed now (and refilled to min_size),
+        checked-out ones at checkin, ones being opened are never handed out. No caller
+        waits longer than for a new connection."""
+        self._epoch += 1
+        for c in self._conns.values():
+            c.expires = -_INF
+        while self._idle:
+            self._retire(self._idle.popleft())
+        self._refill()
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        """:meth:`expire_all` after switching to ``password`` (None: keep it; a provider is
+        called for every new connection), then wait until the idle connections are replaced
+        (PoolTimeout after acquire_timeout naming the last connect error)."""
+        if self._guard.loop is not asyncio.get_running_loop():
+            raise self._guard.error()
+        if self.closed:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        self.config = with_password(self.config, password)
+        self._last_error = None
+        self.expire_all()
+        await settle(self._rotated, config=self.config, last_error=lambda: self._last_error)
+
+    def _rotated(self) -> bool:
+        """No stale idle connection, and fresh + stale-but-checked-out >= min_size."""
+        epoch = self._epoch
+        if any(c.epoch != epoch for c in self._idle):
+            return False
+        counted = sum(
+            1 for c in self._conns.values() if c.epoch == epoch or c.checkout_at is not None
+        )
+        return self.closed or counted >= self._min
 
     # -- maintenance --------------------------------------------------------------------
     def _maintenance_interval(self) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from .config import PoolConfig
+from .config import PasswordProvider, PoolConfig
 from .engine import DriverShim, Engine, _Acquire
 from .hooks import Hooks
 from .pool import Pool
@@ -57,6 +57,10 @@ class EnginePool(Pool[Any]):
             t0 = perf_counter()
             await self.driver.ping(conn)
             return perf_counter() - t0
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        await self.engine.rotate(password)
+        self.config = self.engine.config
 
     async def close(self, timeout: float | None = None) -> None:
         await self.engine.close(timeout)

@@ -1,9 +1,9 @@
 """The uniform Pool handle every adapter returns.
 
-Whatever the stack, a pool offers the same five things: ``acquire()`` (an async context
+Whatever the stack, a pool offers the same things: ``acquire()`` (an async context
 manager yielding the stack's native connection), ``stats()`` (the dict documented in
-:mod:`poolbridge.core.stats`), ``ping()``, ``close(timeout=)`` and ``.native`` (the
-AsyncEngine, Tortoise client, peewee-async database or driver pool).
+:mod:`poolbridge.core.stats`), ``ping()``, ``close(timeout=)``, ``rotate(password=)`` and
+``.native`` (the AsyncEngine, Tortoise client, peewee-async database or driver pool).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .config import PoolConfig
+from .config import PasswordProvider, PoolConfig
 from .hooks import HookRunner, Hooks
 from .stats import StatsRecorder
 
@@ -68,6 +68,19 @@ class Pool(abc.ABC, Generic[ConnT]):
         Idempotent. Afterwards every server connection of the pool is gone and
         ``acquire()`` raises PoolClosed.
         """
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        """Replace every connection without downtime (credential change, failover, DNS).
+
+        ``password`` (a str or a sync/async callable; None keeps the current one) is used
+        for every connection opened from now on. Idle connections are closed and replaced
+        (refill to min_size), checked-out ones are closed when they come back instead of
+        being reused; callers keep being served throughout. Returns once the idle
+        connections are replaced; PoolTimeout after ``acquire_timeout`` if new connections
+        cannot be opened (the pool stays open and keeps trying with the new password).
+        Adapters override it; the default refuses.
+        """
+        raise NotImplementedError(f"adapter {self.adapter!r} does not support rotate()")
 
     def stats(self) -> dict[str, Any]:
         """The stats dict documented in :mod:`poolbridge.core.stats`."""

@@ -1,0 +1,239 @@
+"""The driver stacks of bench.py: psycopg and the engine-backed raw drivers.
+
+Each opener takes a variant and yields :class:`Ops` on a freshly opened pool of max_size
+10, closing it on exit:
+
+- ``poolbridge``: ``poolbridge.open_pool(PoolConfig(...), adapter=...)``;
+- ``hand``: the driver's pool with the arguments equivalent to that PoolConfig, written
+  out (min 1, max 10; psycopg_pool gets the adapter's own translation);
+- ``raw``: the driver's pool with its defaults.
+
+The "small ORM query" of a raw driver is a parametrised ``SELECT id, name FROM <table>
+WHERE id = ?`` returning one row.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("POOLBRIDGE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+SIZE = 10
+#: one small table per backend, unique to this process, created by setup() and dropped
+TABLE = f"pb_bench_{uuid.uuid4().hex[:10]}"
+ROWS = 10
+ROW_ID = 3
+
+
+@dataclass
+class Ops:
+    """What one stack can do; each call is one full acquire -> work -> release."""
+
+    select1: Callable[[], Awaitable[Any]]
+    orm: Callable[[], Awaitable[Any]]
+    acquire: Callable[[], AbstractAsyncContextManager[Any]]
+
+
+Opener = Callable[[str], AbstractAsyncContextManager[Ops]]
+
+
+def url_for(backend: str) -> str:
+    return PG_URL if backend == "postgresql" else MYSQL_URL
+
+
+def mysql_kwargs(db_key: str = "db") -> dict[str, Any]:
+    """aiomysql/asyncmy connect arguments for MYSQL_URL (``db`` or ``database``)."""
+    u = urlsplit(MYSQL_URL)
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": u.username or "root",
+        "password": u.password or "",
+        db_key: u.path.lstrip("/") or "test",
+    }
+
+
+def config(backend: str, **kw: Any) -> Any:
+    from poolbridge import PoolConfig
+
+    return PoolConfig(url=url_for(backend), min_size=1, max_size=SIZE, name="pb_bench", **kw)
+
+
+# -- the table ------------------------------------------------------------------------
+async def setup(backend: str) -> None:
+    """Create and fill TABLE on ``backend`` (once per run)."""
+    rows = [(i, f"row {i}") for i in range(1, ROWS + 1)]
+    if backend == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"CREATE TABLE {TABLE} (id integer PRIMARY KEY, name varchar(32))")
+            await conn.executemany(f"INSERT INTO {TABLE} VALUES ($1, $2)", rows)
+        finally:
+            await conn.close()
+        return
+    import aiomysql
+
+    mconn = await aiomysql.connect(autocommit=True, **mysql_kwargs())
+    try:
+        async with mconn.cursor() as cur:
+            await cur.execute(f"CREATE TABLE {TABLE} (id integer PRIMARY KEY, name varchar(32))")
+            await cur.executemany(f"INSERT INTO {TABLE} VALUES (%s, %s)", rows)
+    finally:
+        mconn.close()
+
+
+async def teardown(backend: str) -> None:
+    """Drop TABLE on ``backend``."""
+    if backend == "postgresql":
+        import asyncpg
+
+        conn = await asyncpg.connect(PG_URL)
+        try:
+            await conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        finally:
+            await conn.close()
+        return
+    import aiomysql
+
+    mconn = await aiomysql.connect(autocommit=True, **mysql_kwargs())
+    try:
+        async with mconn.cursor() as cur:
+            await cur.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    finally:
+        mconn.close()
+
+
+# -- queries on native connections --------------------------------------------------------
+def _ops(
+    acquire: Callable[[], AbstractAsyncContextManager[Any]],
+    q1: Callable[[Any], Awaitable[Any]],
+    q2: Callable[[Any], Awaitable[Any]],
+) -> Ops:
+    async def select1() -> Any:
+        async with acquire() as conn:
+            return await q1(conn)
+
+    async def orm() -> Any:
+        async with acquire() as conn:
+            return await q2(conn)
+
+    return Ops(select1, orm, acquire)
+
+
+BY_ID = f"SELECT id, name FROM {TABLE} WHERE id = "
+
+
+async def _pg_1(conn: Any) -> Any:
+    return await conn.fetchval("SELECT 1")
+
+
+async def _pg_row(conn: Any) -> Any:
+    return await conn.fetchrow(BY_ID + "$1", ROW_ID)
+
+
+async def _cursor_1(conn: Any) -> Any:  # aiopg, aiomysql, asyncmy: DB-API cursors
+    async with conn.cursor() as cur:
+        await cur.execute("SELECT 1")
+        return await cur.fetchone()
+
+
+async def _cursor_row(conn: Any) -> Any:
+    async with conn.cursor() as cur:
+        await cur.execute(BY_ID + "%s", (ROW_ID,))
+        return await cur.fetchone()
+
+
+async def _psycopg_1(conn: Any) -> Any:
+    cur = await conn.execute("SELECT 1")
+    return await cur.fetchone()
+
+
+async def _psycopg_row(conn: Any) -> Any:
+    cur = await conn.execute(BY_ID + "%s", (ROW_ID,))
+    return await cur.fetchone()
+
+
+# -- the stacks -------------------------------------------------------------------------
+@asynccontextmanager
+async def open_psycopg(variant: str) -> AsyncIterator[Ops]:
+    from psycopg_pool import AsyncConnectionPool
+
+    import poolbridge
+    from poolbridge.adapters._psycopg_conninfo import pool_options
+    from poolbridge.adapters.psycopg import conninfo_kwargs
+
+    cfg = config("postgresql")
+    pool: Any
+    if variant == "poolbridge":
+        pool = await poolbridge.open_pool(cfg, adapter="psycopg")
+        acquire = pool.acquire
+    else:
+        kw = pool_options(cfg) if variant == "hand" else {}
+        pool = AsyncConnectionPool("", kwargs=conninfo_kwargs(cfg, None), open=False, **kw)
+        await pool.open(wait=True)
+        acquire = pool.connection
+    try:
+        yield _ops(acquire, _psycopg_1, _psycopg_row)
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_asyncpg(variant: str) -> AsyncIterator[Ops]:
+    import asyncpg
+
+    import poolbridge
+
+    pool: Any
+    if variant == "poolbridge":
+        pool = await poolbridge.open_pool(config("postgresql"), adapter="asyncpg")
+    elif variant == "hand":
+        pool = await asyncpg.create_pool(PG_URL, min_size=1, max_size=SIZE)
+    else:  # defaults: min_size=10, max_size=10, the full reset query on every release
+        pool = await asyncpg.create_pool(PG_URL)
+    try:
+        yield _ops(pool.acquire, _pg_1, _pg_row)
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def open_dbapi(driver: str, variant: str) -> AsyncIterator[Ops]:
+    """aiopg (PostgreSQL), aiomysql and asyncmy (MariaDB): minsize/maxsize pools."""
+    import poolbridge
+
+    backend = "postgresql" if driver == "aiopg" else "mysql"
+    if variant == "poolbridge":
+        pool: Any = await poolbridge.open_pool(config(backend), adapter=driver)
+        try:
+            yield _ops(pool.acquire, _cursor_1, _cursor_row)
+        finally:
+            await pool.close()
+        return
+    mod: Any = __import__(driver)
+    kw: dict[str, Any] = {"minsize": 1, "maxsize": SIZE} if variant == "hand" else {}
+    if driver == "aiopg":
+        u = urlsplit(PG_URL)
+        kw.update(
+            host=u.hostname,
+            port=u.port or 5432,
+            user=u.username or "root",
+            password=u.password or "",
+            dbname=u.path.lstrip("/"),
+        )
+    else:
+        kw.update(mysql_kwargs("database" if driver == "asyncmy" else "db"), autocommit=True)
+    npool = await mod.create_pool(**kw)
+    try:
+        yield _ops(npool.acquire, _cursor_1, _cursor_row)
+    finally:
+        npool.close()
+        await npool.wait_closed()

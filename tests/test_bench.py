@@ -1,0 +1,117 @@
+"""``poolbridge bench --quick`` against the real servers: the shape of its JSON records.
+
+No speed assertions (the machine is shared): the records must be complete, the ratios
+positive finite numbers, the filters honoured, the plot written and the benchmark's table
+dropped on both servers afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+STACKS = ("asyncpg", "sqlalchemy[aiomysql]")
+
+
+def run_bench(
+    *args: str, cwd: Path, pg_url: str, mysql_url: str
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "POOLBRIDGE_TEST_PG_URL": pg_url, "POOLBRIDGE_TEST_MYSQL_URL": mysql_url}
+    return subprocess.run(
+        [sys.executable, "-m", "poolbridge", "bench", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def table_exists(pg_url: str, mysql_url: str, table: str) -> dict[str, bool]:
+    import asyncio
+
+    import aiomysql
+    import asyncpg
+
+    async def check() -> dict[str, bool]:
+        pg = await asyncpg.connect(pg_url)
+        try:
+            in_pg = await pg.fetchval("SELECT to_regclass($1) IS NOT NULL", table)
+        finally:
+            await pg.close()
+        my = await aiomysql.connect(
+            host="127.0.0.1", port=3306, user="root", password="", db="test"
+        )
+        try:
+            async with my.cursor() as cur:
+                await cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.TABLES"
+                    " WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                    (table,),
+                )
+                (count,) = await cur.fetchone()
+        finally:
+            my.close()
+        return {"postgresql": bool(in_pg), "mysql": count > 0}
+
+    return asyncio.run(check())
+
+
+def test_quick_bench_records(tmp_path: Path, pg_url: str, mysql_url: str) -> None:
+    args = ["--quick", "--json", "out.json", "--png", "out.png"]
+    for stack in STACKS:
+        args += ["--stack", stack]
+    r = run_bench(*args, cwd=tmp_path, pg_url=pg_url, mysql_url=mysql_url)
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = json.loads((tmp_path / "out.json").read_text())
+    cells = {(rec["stack"], rec["backend"], rec["query"], rec["concurrency"]) for rec in records}
+    expected = {
+        (s, b, q, c)
+        for s, b in (("asyncpg", "postgresql"), ("sqlalchemy[aiomysql]", "mysql"))
+        for q, c in [
+            ("select1", 1),
+            ("select1", 10),
+            ("select1", 100),
+            ("orm", 1),
+            ("orm", 10),
+            ("orm", 100),
+            ("acquire", 1),
+        ]
+    }
+    assert cells == expected, r.stderr[-2000:]
+    assert len(records) == len(expected)
+    for rec in records:
+        for key in ("qps", "qps_hand", "qps_raw", "ratio_vs_hand", "ratio_vs_raw"):
+            value = rec[key]
+            assert isinstance(value, float | int) and math.isfinite(value) and value > 0, rec
+        lo, hi = rec["spread"]
+        assert 0 < lo <= rec["qps"] <= hi, rec
+        assert rec["rounds"] == 1
+        for other in ("hand", "raw"):
+            rlo, rhi = rec[f"ratio_vs_{other}_spread"]
+            assert 0 < rlo <= rhi
+        if rec["query"] == "acquire":
+            assert all(us > 0 for us in rec["us_per_pair"].values()), rec
+    assert (tmp_path / "out.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "vs hand" in r.stdout and "asyncpg" in r.stdout
+    # the benchmark's own table, created once per backend, is gone on both servers
+    match = re.search(r"^table (pb_bench_[0-9a-f]+) on ", r.stdout, re.MULTILINE)
+    assert match, r.stdout[:500]
+    assert table_exists(pg_url, mysql_url, match.group(1)) == {"postgresql": False, "mysql": False}
+
+
+def test_unknown_stack_is_an_error(tmp_path: Path, pg_url: str, mysql_url: str) -> None:
+    r = run_bench("--quick", "--stack", "nosuch", cwd=tmp_path, pg_url=pg_url, mysql_url=mysql_url)
+    assert r.returncode == 2
+    assert "unknown stack" in r.stderr and "sqlalchemy[asyncpg]" in r.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+pytestmark = pytest.mark.timeout(150)
