@@ -39,6 +39,8 @@ from ..core.leaks import LeakTracker, Lease
 from ..core.loopguard import LoopGuard, get_running_loop
 from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
+from ..core.watchdog import backstop
+from ._psycopg_watchdog import watched_connection_class
 
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
 
@@ -155,6 +157,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         kwargs["reset"] = self._pb_full_reset if config.reset == "full" else None
         kwargs.setdefault("name", config.name)
         kwargs["open"] = False
+        limit = backstop(config.statement_timeout)
+        if limit is not None:  # psycopg has no client-side bound of its own
+            kwargs["connection_class"] = watched_connection_class(
+                kwargs.get("connection_class", psycopg.AsyncConnection),
+                limit,
+                what=f"pool {config.name!r}",
+            )
         super().__init__(*args, **kwargs)
 
     # -- physical connections -------------------------------------------------------------

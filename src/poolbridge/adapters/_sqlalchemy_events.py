@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
-import socket
 import traceback
 from time import monotonic, time
 from typing import Any
@@ -28,6 +26,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from ..core.watchdog import StatementWatchdog, shutdown_socket
 from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout
 from ._sqlalchemy_translate import CLIENT_GRACE
 
@@ -164,27 +163,24 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
 def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) -> None:
     """Client-side backstop for statement_timeout on drivers without a command timeout.
 
-    The server stops a statement at statement_timeout, but when no answer can arrive (a
-    stalled network, a frozen server) psycopg and aiomysql wait forever. A timer armed around
-    every cursor execution severs the socket ``limit`` s later: the caller gets a connection
+    psycopg and aiomysql wait forever for an answer that cannot arrive (a stalled network,
+    a frozen server): a :class:`~poolbridge.core.watchdog.StatementWatchdog` armed around
+    every cursor execution cuts the socket ``limit`` s later; the caller gets a connection
     error and SQLAlchemy invalidates (replaces) the connection. asyncpg and asyncmy get
     ``command_timeout`` / ``read_timeout`` instead (see the translation table).
     """
     sync_engine = engine.sync_engine
     key = "poolbridge_watchdog"
+    watchdog = StatementWatchdog(limit, what=f"sqlalchemy+{driver}")
 
     def arm(conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any) -> None:
         driver_conn = conn.connection.driver_connection
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        conn.info[key] = loop.call_later(limit, _sever, driver, driver_conn)
+        conn.info[key] = watchdog.arm(lambda: _sever(driver, driver_conn))
 
     def disarm(conn: Any, *args: Any) -> None:
-        handle = conn.info.pop(key, None)
-        if handle is not None:
-            handle.cancel()
+        armed = conn.info.pop(key, None)
+        if armed is not None:
+            armed.cancel()
 
     def on_error(context: Any) -> None:
         conn = context.connection
@@ -197,20 +193,11 @@ def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) 
 
 
 def _sever(driver: str, conn: Any) -> None:
-    """Cut a connection's socket so a read stuck on it fails now (never raises)."""
-    try:
-        if driver == "psycopg":
-            fd = conn.pgconn.socket
-            sock = socket.socket(fileno=os.dup(fd))
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            finally:
-                sock.close()
-        else:
-            conn._writer.transport.abort()
-        logger.warning("statement ran past statement_timeout with no answer: connection cut")
-    except Exception:
-        logger.debug("cutting a %s connection failed", driver, exc_info=True)
+    """Cut a connection's socket so a read stuck on it fails now."""
+    if driver == "psycopg":
+        shutdown_socket(conn.pgconn.socket)
+    else:
+        conn._writer.transport.abort()
 
 
 def _acquiring_stack() -> str | None:

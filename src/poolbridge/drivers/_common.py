@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.config import PoolConfig
+from ..core.watchdog import backstop
 
 __all__ = [
     "MYSQL_ISOLATION",
@@ -98,10 +99,7 @@ def client_backstop(config: PoolConfig) -> float | None:
     The server enforces ``statement_timeout``; this backstop (20 % later, at least 0.5 s)
     bounds a caller whose statement never reaches the server (a stalled network).
     """
-    st = config.statement_timeout
-    if st is None:
-        return None
-    return st + max(0.5, 0.2 * st)
+    return backstop(config.statement_timeout)
 
 
 def mysql_literal(value: object) -> str:
