@@ -51,16 +51,7 @@ def mysql_view(mysql_url: str) -> ServerView:
 #: (test function, stack id) -> why it fails today. Each becomes xfail(strict=True): the
 #: failure stays visible in the report, and a fix makes the run fail until the entry is
 #: removed. Tests are never loosened to pass (see docs/resilience.md).
-_PSYCOPG_STALL = (
-    "statement_timeout is only server-side on psycopg_pool stacks: with the network stalled a "
-    "caller holding a connection hangs until the link heals (the SQLAlchemy adapter bounds "
-    "it with a client-side statement watchdog; psycopg needs the same)"
-)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("test_proxy_stall_then_heal", "psycopg"): _PSYCOPG_STALL,
-    ("test_proxy_stall_then_heal", "tortoise+psycopg"): _PSYCOPG_STALL,
-    ("test_proxy_stall_then_heal", "peewee_async+psycopg"): _PSYCOPG_STALL,
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -33,6 +33,7 @@ def _connection_errors() -> list[BaseException]:
         pg.AdminShutdownError("terminating connection due to administrator command"),
         pg.CannotConnectNowError("the database system is starting up"),
         pg.InterfaceError("cannot perform operation: connection is closed"),
+        pg.InternalClientError("cannot switch to state 11; another operation (2) is in progress"),
         psycopg.OperationalError("consuming input failed: server closed the connection"),
         psycopg.errors.AdminShutdown("terminating connection"),
         pymysql.err.OperationalError(2013, "Lost connection to server during query"),

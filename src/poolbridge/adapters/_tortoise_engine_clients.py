@@ -27,7 +27,6 @@ from tortoise.backends.base.client import (
     ConnectionWrapper,
     PoolConnectionWrapper,
     TransactionContext,
-    TransactionContextPooled,
 )
 from tortoise.backends.mysql import client as tortoise_mysql
 from tortoise.backends.mysql.client import MySQLClient
@@ -38,6 +37,7 @@ from tortoise.timezone import get_default_timezone, get_use_tz
 from ..core.engine import Engine
 from ._engine_holder import EngineHolder
 from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
+from ._tortoise_tx import GuardedTransactionContext, guarded
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -65,6 +65,11 @@ class EngineFacade:
     async def release(self, conn: Any) -> None:
         await self.engine.putconn(conn)
 
+    async def release_dirty(self, conn: Any) -> None:
+        """Give back a connection whose transaction state is unknown (an interrupted
+        BEGIN): the engine rolls it back whatever the driver believes, or replaces it."""
+        await self.engine.putconn(conn, _state_unknown=True)
+
     def __repr__(self) -> str:
         return repr(self.engine)
 
@@ -83,6 +88,10 @@ class _EngineSwap(OneLoopClient):
             await pool.engine.close(CLOSE_TIMEOUT)
             return
         await super()._close()  # type: ignore[misc]
+
+    def _in_transaction(self) -> TransactionContext:
+        # Tortoise's pooled context loses the connection when BEGIN is cancelled
+        return guarded(super()._in_transaction())  # type: ignore[misc]
 
     async def _expire_connections(self) -> None:
         pool: Any = self._pool
@@ -181,8 +190,9 @@ class SqliteEngineClient(OneLoopClient, SqliteClient):
 
     Tortoise's own client is one connection behind a lock; this one takes connections from
     the engine for queries (PoolConnectionWrapper) and transactions
-    (TransactionContextPooled around Tortoise's SqliteTransactionWrapper, which works on
-    whatever connection it is given). Tortoise's PRAGMAs (WAL, foreign keys...) are applied
+    (a TransactionContextPooled, guarded against cancellation as in ``_tortoise_tx``,
+    around Tortoise's SqliteTransactionWrapper, which works on whatever connection it is
+    given). Tortoise's PRAGMAs (WAL, foreign keys...) are applied
     to every connection.
     """
 
@@ -216,4 +226,4 @@ class SqliteEngineClient(OneLoopClient, SqliteClient):
         return PoolConnectionWrapper(self, self._pool_init_lock)  # type: ignore[return-value]
 
     def _in_transaction(self) -> TransactionContext:
-        return TransactionContextPooled(SqliteTransactionWrapper(self), self._pool_init_lock)
+        return GuardedTransactionContext(SqliteTransactionWrapper(self), self._pool_init_lock)

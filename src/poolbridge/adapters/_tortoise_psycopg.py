@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any, cast
 
 import psycopg.conninfo
+from tortoise.backends.base.client import TransactionContext
 from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
 
 from ._psycopg_conninfo import libpq_options
 from ._psycopg_pool import PBConnectionPool, PsycopgHolder
 from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
+from ._tortoise_tx import guarded
 
 __all__ = ["PsycopgHookedClient", "TortoiseHookedPool"]
 
@@ -54,6 +56,10 @@ class PsycopgHookedClient(OneLoopClient, PsycopgClient):
         await pool.open()
         holder.pool = pool
         return pool
+
+    def _in_transaction(self) -> TransactionContext:
+        # Tortoise's pooled context loses the connection when BEGIN is cancelled
+        return guarded(super()._in_transaction())
 
     async def _close(self) -> None:
         pool = self._pool

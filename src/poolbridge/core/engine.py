@@ -310,7 +310,8 @@ class Engine(EngineCore):
                 del self._deadlines[fut]
                 self.recorder.pending -= 1
             now = monotonic()
-            if now >= c.expires:
+            # the same checks as an idle checkout: the server may have closed it since
+            if now >= c.expires or self.driver.is_closed(c.native):
                 self._retire(c)
                 continue
             if self._pre_ping and not c.fresh and not await self._ping_ok(c):

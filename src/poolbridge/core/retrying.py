@@ -99,6 +99,10 @@ def _one_is_connection_error(exc: BaseException) -> bool:
     if top in ("asyncpg", "psycopg", "psycopg2") and isinstance(state, str):
         return state.startswith("08") or state in _PG_CONNECTION_STATES
     if top == "asyncpg":
+        if any(name == "InternalClientError" for _, name in names):
+            # the protocol state is broken, e.g. a killed backend's FATAL message processed
+            # while idle, before the socket closes: "another operation (2) is in progress"
+            return True
         # client-side: "connection is closed", "connection was closed in the middle of operation"
         return any(name == "InterfaceError" for _, name in names) and (
             "connection" in message and "closed" in message
@@ -127,7 +131,8 @@ def is_connection_error(exc: BaseException) -> bool:
     - builtins: ConnectionError (refused, reset, aborted, broken pipe), IncompleteReadError;
     - asyncpg / psycopg / psycopg2 (aiopg): SQLSTATE class 08, 57P01 (admin shutdown, also
       pg_terminate_backend), 57P02, 57P03; without SQLSTATE: asyncpg InterfaceError
-      "connection is closed", psycopg/psycopg2 OperationalError (client side) and
+      "connection is closed" and InternalClientError (protocol state broken),
+      psycopg/psycopg2 OperationalError (client side) and
       InterfaceError about a closed connection;
     - pymysql (aiomysql) / asyncmy: InterfaceError, or OperationalError/InternalError with a
       code in :data:`MYSQL_CONNECTION_CODES` (2003, 2006, 2013, 1927, ...);

@@ -10,7 +10,6 @@ comes from ``conn.is_in_transaction()`` (no I/O); the full reset is asyncpg's ow
 from __future__ import annotations
 
 import contextlib
-import socket
 from typing import Any
 from urllib.parse import urlencode
 
@@ -65,7 +64,7 @@ class AsyncpgShim(BaseShim):
         return bool(conn.is_in_transaction())
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.is_closed()) or _server_hung_up(conn)
+        return bool(conn.is_closed())
 
     async def rollback(self, conn: Any) -> None:
         await conn.execute("ROLLBACK")
@@ -93,27 +92,3 @@ class AsyncpgShim(BaseShim):
             exc.OperatorInterventionError,  # 57P01 admin shutdown (pg_terminate_backend)
             exc.InternalClientError,  # protocol state broken (e.g. used mid-FATAL): discard
         )
-
-
-def _server_hung_up(conn: Any) -> bool:
-    """The server closed the socket but asyncpg has not noticed yet.
-
-    A backend that is killed (pg_terminate_backend, shutdown) sends a FATAL message, then
-    closes. asyncpg handles the two in separate loop callbacks: between them ``is_closed()``
-    is still False while the protocol, which got an error it did not ask for, waits for a
-    ReadyForQuery that never comes — the next statement fails with InternalClientError
-    ("another operation (2) is in progress"). The end-of-file is already in the kernel
-    then: peek for it (one non-blocking syscall) so the engine retires the connection
-    instead of handing it out.
-    """
-    try:
-        sock = conn._transport.get_extra_info("socket")
-        raw = getattr(sock, "_sock", sock)  # asyncio's TransportSocket hides recv()
-        peeked: bytes = raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        return peeked == b""
-    except (BlockingIOError, InterruptedError):
-        return False  # nothing to read: the usual case of an idle connection
-    except OSError:
-        return True  # reset, not connected...
-    except Exception:
-        return False  # no transport/socket to look at: trust is_closed()
