@@ -32,8 +32,12 @@ pgbouncer:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq pgbouncer; }
 
+# Most of the suite waits on servers and timeouts rather than the CPU: four workers (one test
+# file per worker, so module fixtures stay together) keep `make test` well under 10 minutes.
+PYTEST_WORKERS ?= 4
+
 test: lint pgbouncer
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 soak: $(STAMP_ALL)
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from .tortoise.serverside import alive, execute
+from .tortoise.serverside import alive_after_close, execute
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "switch_orm"
 MAX_SIZE = 4  # examples/switch_orm/poolbridge.toml
@@ -119,7 +119,7 @@ async def test_three_orms_one_config_stay_within_max_size(
             assert 1 <= report["peak_in_use"] <= MAX_SIZE, (app, report)
             assert 1 <= peak <= MAX_SIZE, (app, peak)
             assert 1 <= len(report["server_ids"]) <= MAX_SIZE * 2, (app, report)
-            assert await alive(admin_url, report["server_ids"]) == set(), app
+            assert await alive_after_close(admin_url, report["server_ids"]) == set(), app
             assert await _count_role(admin_url, role) == 0, app
     finally:
         await _drop_role(admin_url, role)

@@ -13,7 +13,7 @@ import pytest
 from poolbridge import PoolClosed, PoolConfig, PoolTimeout, UnsupportedOptionError, open_pool
 from poolbridge.adapters.peewee_async import adapter, database, pool_params
 
-from ..tortoise.serverside import Recorder, alive
+from ..tortoise.serverside import Recorder, alive, alive_after_close
 from .models_peewee import TABLE, Item
 
 CASES = [("pg_url", "aiopg"), ("pg_url", "psycopg"), ("mysql_url", "aiomysql")]
@@ -66,7 +66,7 @@ async def test_orm_entry_points_on_poolbridge_within_max_size(
         await _drop(db)
     finally:
         await db.aio_close()
-    assert await alive(url, rec.ids()) == set()
+    assert await alive_after_close(url, rec.ids()) == set()
     assert rec.count("on_close") == len(rec.ids())
 
 
@@ -106,7 +106,7 @@ async def test_exhausted_pool_raises_pool_timeout_in_about_a_second(
     finally:
         release.set()
         await pool.close(timeout=2)
-    assert await alive(url, rec.ids()) == set()
+    assert await alive_after_close(url, rec.ids()) == set()
 
 
 @pytest.mark.asyncio
@@ -128,7 +128,7 @@ async def test_close_drains_in_use_connections_first(pg_url: str) -> None:
     await started.wait()
     await pool.close(timeout=5)  # peewee-async's own aio_close() would kill the query
     assert await task == 7
-    assert await alive(pg_url, rec.ids()) == set()
+    assert await alive_after_close(pg_url, rec.ids()) == set()
     with pytest.raises(PoolClosed):
         async with pool.acquire():
             pass
@@ -163,7 +163,7 @@ async def test_self_built_database_with_pool_params(pg_url: str) -> None:
         assert row[0] == 5
     finally:
         await db.aio_close()
-    assert await alive(pg_url, rec.ids()) == set()
+    assert await alive_after_close(pg_url, rec.ids()) == set()
     with pytest.raises(TypeError, match="pool_params"):
         PostgresqlDatabase("test")
 

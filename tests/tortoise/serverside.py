@@ -92,3 +92,20 @@ async def execute(url: str, sql: str) -> None:
             await cur.execute(sql)
     finally:
         conn.close()
+
+
+async def alive_after_close(url: str, ids: Iterable[Any], *, within: float = 5.0) -> set[int]:
+    """The ids still connected once the server had ``within`` s to process the disconnects.
+
+    A client's close is asynchronous on the server (the backend exits / the MariaDB thread
+    handles COM_QUIT a moment later), so "gone" is polled for, never assumed; what is still
+    listed after the deadline is a real leak.
+    """
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        left = await alive(url, ids)
+        if not left or asyncio.get_running_loop().time() >= deadline:
+            return left
+        await asyncio.sleep(0.05)

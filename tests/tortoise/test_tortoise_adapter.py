@@ -27,7 +27,7 @@ from poolbridge import (
 from poolbridge.adapters import tortoise as pb_tortoise
 from poolbridge.adapters.tortoise import adapter, connect, init, tortoise_config
 
-from .serverside import Recorder, alive, execute
+from .serverside import Recorder, alive, alive_after_close, execute
 
 MODELS = {"models": ["tests.tortoise.models_tortoise"]}
 
@@ -103,7 +103,7 @@ async def test_model_queries_run_on_the_engine_within_max_size(
         await _drop(url, item_table)
     finally:
         await pools.close(timeout=5)
-    assert await alive(url, rec.ids()) == set()
+    assert await alive_after_close(url, rec.ids()) == set()
     assert rec.count("on_close") == len(rec.ids())
 
 
@@ -144,7 +144,7 @@ async def test_exhausted_asyncpg_pool_raises_pool_timeout_in_about_a_second(
         assert pools["default"].stats()["connection.timeouts"] == 1
         assert rec.count("on_timeout") == 1
         await _drop(pg_url, item_table)
-    assert await alive(pg_url, rec.ids()) == set()
+    assert await alive_after_close(pg_url, rec.ids()) == set()
 
 
 @pytest.mark.asyncio
@@ -170,7 +170,7 @@ async def test_psycopg_backend_translates_pool_timeout(pg_url: str) -> None:
             assert await run("SELECT 1") == 1
     finally:
         await pool.close(timeout=2)
-    assert rec.ids() and await alive(pg_url, rec.ids()) == set()
+    assert rec.ids() and await alive_after_close(pg_url, rec.ids()) == set()
 
 
 @pytest.mark.asyncio
@@ -189,7 +189,7 @@ async def test_entry_points_and_close(request: pytest.FixtureRequest, which: str
     assert ids == rec.ids() and await alive(url, ids) == ids
     await pool.close(timeout=1)
     await pool.close()  # idempotent
-    assert await alive(url, rec.ids()) == set()
+    assert await alive_after_close(url, rec.ids()) == set()
     from poolbridge import PoolClosed
 
     with pytest.raises(PoolClosed):
