@@ -11,6 +11,7 @@ from .core.retrying import retry
 from .errors import (
     AdapterNotAvailable,
     ConfigError,
+    ConnectionBudgetWarning,
     HookError,
     PoolBridgeError,
     PoolClosed,
@@ -26,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AdapterNotAvailable",
     "ConfigError",
+    "ConnectionBudgetWarning",
     "ConnectionEvent",
     "HookError",
     "Hooks",

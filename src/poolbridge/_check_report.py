@@ -43,7 +43,7 @@ class Column:
     adapter: str
     driver: str
     backend: str
-    url: str
+    url: str = field(repr=False)
     #: AdapterNotAvailable message when the extra (or the driver) is not installed
     missing: str | None = None
 

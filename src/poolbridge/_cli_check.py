@@ -108,7 +108,7 @@ def _pytest_args(column: Column, faults: bool, junit: Path) -> list[str]:
         sys.executable, "-m", "pytest",
         "-p", "poolbridge.testing", "-p", "poolbridge._check_collect",
         "-p", "no:cacheprovider",
-        f"--poolbridge-adapter={column.adapter}", f"--poolbridge-dburl={column.url}",
+        f"--poolbridge-adapter={column.adapter}",
         "-q", "--no-header", "-rN", "-o", "addopts=", "-o", "console_output_style=classic",
         f"--junitxml={junit}", "-o", f"junit_suite_name=poolbridge.{column.name}",
     ]  # fmt: skip
@@ -127,6 +127,11 @@ async def _run_column(
         slug = column.name.replace("[", "-").replace("]", "") + f"-{column.backend}"
         cwd = workdir / slug
         cwd.mkdir()
+        # the URL may carry a password: hand it over in an owner-only ini file in the
+        # column's own directory, never on the command line (visible in ps / /proc)
+        ini = cwd / "pytest.ini"
+        ini.touch(mode=0o600)
+        ini.write_text(f"[pytest]\npoolbridge_dburl =\n    {column.url}\n", encoding="utf-8")
         results, junit = cwd / "results.json", cwd / "junit.xml"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS",)}
         env[RESULTS_ENV] = str(results)

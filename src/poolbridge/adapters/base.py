@@ -54,6 +54,16 @@ class Translation:
     emulated: dict[str, str] = field(default_factory=dict)
     unsupported: dict[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # native kwargs carry the password: a repr (assertion diffs, debuggers, %r logs)
+        # shows them redacted
+        from ..core.redact import redact_mapping
+
+        return (
+            f"Translation(native={redact_mapping(self.native)!r}, "
+            f"emulated={self.emulated!r}, unsupported={self.unsupported!r})"
+        )
+
 
 def explicit_fields(config: PoolConfig) -> set[str]:
     """Fields whose value differs from the PoolConfig default (i.e. set by the user)."""
@@ -63,7 +73,8 @@ def explicit_fields(config: PoolConfig) -> set[str]:
             default: Any = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
-        else:
+        else:  # a required field (url) is always the user's own choice
+            out.add(f.name)
             continue
         if getattr(config, f.name) != default:
             out.add(f.name)
@@ -78,10 +89,11 @@ def enforce(adapter: str, config: PoolConfig, translation: Translation) -> None:
     errors = {k: v for k, v in translation.unsupported.items() if k in explicit}
     if errors:
         raise UnsupportedOptionError(adapter, errors)
+    shown = config.to_dict(redact=True)
     for fname, why in translation.unsupported.items():
         warnings.warn(
             f"adapter {adapter!r} cannot honour the default {fname}="
-            f"{getattr(config, fname)!r}: {why}",
+            f"{shown.get(fname)!r}: {why}",
             UnsupportedOptionWarning,
             stacklevel=3,
         )

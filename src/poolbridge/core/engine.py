@@ -125,19 +125,23 @@ class Engine(EngineCore):
         if self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
         idle = self._idle
+        deadline: float | None = None  # set by the first pre-ping: it spends wait time
         while idle:
             c = idle.pop()
             now = monotonic()
             if now >= c.expires or self.driver.is_closed(c.native):
                 self._retire(c)
                 continue
-            if self._pre_ping and not c.fresh and not await self._ping_ok(c):
-                continue
+            if self._pre_ping and not c.fresh:
+                if deadline is None:
+                    deadline = now + (self.config.acquire_timeout if timeout is None else timeout)
+                if not await self._ping_ok(c, deadline):
+                    continue
             self._checkout(c, now, 0.0)
             if self._hook_checkout:
                 await self._emit_checkout(c, now)
             return c.native
-        return await self._wait(timeout)
+        return await self._wait(timeout, deadline)
 
     async def putconn(
         self, conn: Any, *, discard: bool = False, _state_unknown: bool = False
@@ -172,7 +176,9 @@ class Engine(EngineCore):
                 self._release(c)
             else:
                 try:
-                    await self.driver.rollback(conn)
+                    # bounded: on a stalled link the rollback would never return
+                    async with asyncio.timeout(self.config.connect_timeout):
+                        await self.driver.rollback(conn)
                 except Exception as exc:
                     logger.warning("pool %r: rollback at checkin failed: %r", self.name, exc)
                     self._retire(c, terminate=True)
@@ -253,10 +259,17 @@ class Engine(EngineCore):
             c.lease = None
         self._release(c)
 
-    async def _ping_ok(self, c: ConnRecord) -> bool:
-        """pre_ping: True when alive; a dead connection is retired (and refilled)."""
+    async def _ping_ok(self, c: ConnRecord, deadline: float) -> bool:
+        """pre_ping: True when alive; a dead connection is retired (and refilled).
+
+        The ping is bounded by ``connect_timeout`` and by the caller's acquire ``deadline``:
+        on a stalled link (no bytes flow, no error comes) the connection counts as dead, is
+        terminated, and the caller goes on acquiring within the same deadline.
+        """
+        bound = max(0.0, min(self.config.connect_timeout, deadline - monotonic()))
         try:
-            await self.driver.ping(c.native)
+            async with asyncio.timeout(bound):
+                await self.driver.ping(c.native)
         except Exception as exc:
             logger.info("pool %r: pre-ping failed for %s: %r", self.name, c.server_id, exc)
             self._retire(c, terminate=True)
@@ -266,7 +279,8 @@ class Engine(EngineCore):
             raise
         return True
 
-    async def _wait(self, timeout: float | None) -> Any:
+    async def _wait(self, timeout: float | None, deadline: float | None = None) -> Any:
+        """Queue for a connection until ``deadline`` (default: now + ``timeout``)."""
         waiters = self._waiters
         maxw = self.config.max_waiting
         if maxw and len(waiters) >= maxw:
@@ -279,7 +293,8 @@ class Engine(EngineCore):
         if timeout is None:
             timeout = self.config.acquire_timeout
         start = monotonic()
-        deadline = start + timeout
+        if deadline is None:
+            deadline = start + timeout
         while True:
             fut: asyncio.Future[ConnRecord] = loop.create_future()
             waiters.append(fut)
@@ -314,7 +329,7 @@ class Engine(EngineCore):
             if now >= c.expires or self.driver.is_closed(c.native):
                 self._retire(c)
                 continue
-            if self._pre_ping and not c.fresh and not await self._ping_ok(c):
+            if self._pre_ping and not c.fresh and not await self._ping_ok(c, deadline):
                 continue
             self._checkout(c, now, now - start)
             if self._hook_checkout:
@@ -384,7 +399,9 @@ class Engine(EngineCore):
 
     async def _reset_full(self, c: ConnRecord) -> None:
         try:
-            supported = await self.driver.full_reset(c.native)
+            # bounded: on a stalled link the reset would never return
+            async with asyncio.timeout(self.config.connect_timeout):
+                supported = await self.driver.full_reset(c.native)
         except Exception as exc:
             logger.warning("pool %r: full reset failed: %r", self.name, exc)
             self._retire(c, terminate=True)
