@@ -375,3 +375,17 @@ async def recover(probe: Probe, sql: str, *, failures_allowed: int, timeout: flo
         bad = [o.error for o in outs if not o.ok]
         assert not bad, f"{probe.stack.id}: failed again after recovering: {bad[0]!r}"
     return len(failures)
+
+
+ALL_STACKS = stacks("postgresql") + stacks("mysql")
+SLEEP = {"postgresql": "SELECT pg_sleep({s})", "mysql": "SELECT SLEEP({s})"}
+
+
+def server_for(request: pytest.FixtureRequest, stack: Stack) -> tuple[str, ServerView]:
+    """The URL of ``stack``'s real server (through the fixtures: fails under CI when down)
+    and a view of it for server-side counts."""
+    if stack.backend == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+    else:
+        url = request.getfixturevalue("mysql_url")
+    return url, ServerView(url, stack.backend)

@@ -15,28 +15,20 @@ import pytest
 from poolbridge import PoolTimeout
 
 from ._harness import (
+    ALL_STACKS,
+    SLEEP,
     Probe,
     ServerView,
     Stack,
     assert_within_max,
     check_outcomes,
     recover,
-    stacks,
+    server_for,
     wait_healed,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
-ALL_STACKS = stacks("postgresql") + stacks("mysql")
-SLEEP = {"postgresql": "SELECT pg_sleep({s})", "mysql": "SELECT SLEEP({s})"}
-
-
-def _server(request: pytest.FixtureRequest, stack: Stack) -> tuple[str, ServerView]:
-    if stack.backend == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-    else:
-        url = request.getfixturevalue("mysql_url")
-    return url, ServerView(url, stack.backend)
 
 
 async def _storm(probe: Probe, view: ServerView, tasks: int, window: float) -> None:
@@ -86,7 +78,7 @@ async def _after_storm(probe: Probe, view: ServerView) -> None:
 
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_cancellation_storm(stack: Stack, request: pytest.FixtureRequest) -> None:
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     async with Probe(stack, url, {"acquire_timeout": 5.0}) as probe:
         await _storm(probe, view, tasks=1000, window=1.5)
         await _after_storm(probe, view)
@@ -96,7 +88,7 @@ async def test_cancellation_storm(stack: Stack, request: pytest.FixtureRequest) 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_cancellation_storm_soak(stack: Stack, request: pytest.FixtureRequest) -> None:
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     async with Probe(stack, url, {"acquire_timeout": 5.0}) as probe:
         await _storm(probe, view, tasks=10_000, window=15.0)
         await _after_storm(probe, view)
@@ -106,7 +98,7 @@ async def test_cancellation_storm_soak(stack: Stack, request: pytest.FixtureRequ
 async def test_exhaustion_under_slow_query(stack: Stack, request: pytest.FixtureRequest) -> None:
     """3 connections, 12 callers of a 0.6 s query, acquire_timeout 1 s: the first callers
     are served, the rest get PoolTimeout after about 1 s — none waits longer."""
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     opts = {"min_size": 1, "max_size": 3, "acquire_timeout": 1.0}
     async with Probe(stack, url, opts) as probe:
         sleep = SLEEP[stack.backend].format(s=0.6)

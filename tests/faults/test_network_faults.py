@@ -13,22 +13,24 @@ import pytest
 
 from poolbridge.testing.proxy import TcpProxy
 
-from ._harness import Probe, ServerView, Stack, check_outcomes, recover, stacks, wait_healed
+from ._harness import (
+    ALL_STACKS,
+    Probe,
+    ServerView,
+    Stack,
+    check_outcomes,
+    recover,
+    server_for,
+    wait_healed,
+)
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
-ALL_STACKS = stacks("postgresql") + stacks("mysql")
-
-
 def _server(request: pytest.FixtureRequest, stack: Stack) -> tuple[str, ServerView, TcpProxy]:
     """The server's URL, its view, and an unstarted proxy in front of it."""
-    if stack.backend == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-        port = 5432
-    else:
-        url = request.getfixturevalue("mysql_url")
-        port = 3306
-    return url, ServerView(url, stack.backend), TcpProxy("127.0.0.1", port)
+    url, view = server_for(request, stack)
+    port = 5432 if stack.backend == "postgresql" else 3306
+    return url, view, TcpProxy("127.0.0.1", port)
 
 
 @pytest.mark.parametrize("stack", ALL_STACKS)

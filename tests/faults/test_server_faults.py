@@ -16,28 +16,21 @@ import pytest
 from poolbridge.testing.embedded import EmbeddedPostgres
 
 from ._harness import (
+    ALL_STACKS,
+    SLEEP,
     Probe,
     ServerView,
     Stack,
     assert_within_max,
     check_outcomes,
     recover,
+    server_for,
     stacks,
     wait_healed,
 )
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(30)]
 
-ALL_STACKS = stacks("postgresql") + stacks("mysql")
-SLEEP = {"postgresql": "SELECT pg_sleep({s})", "mysql": "SELECT SLEEP({s})"}
-
-
-def _server(request: pytest.FixtureRequest, stack: Stack) -> tuple[str, ServerView]:
-    if stack.backend == "postgresql":
-        url: str = request.getfixturevalue("pg_url")
-    else:
-        url = request.getfixturevalue("mysql_url")
-    return url, ServerView(url, stack.backend)
 
 
 async def _warm(probe: Probe, n: int) -> None:
@@ -65,7 +58,7 @@ async def test_server_restart(stack: Stack, embedded_pg: EmbeddedPostgres) -> No
 @pytest.mark.parametrize("pre_ping", [True, False], ids=["pre_ping", "on_error"])
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_kill_idle(stack: Stack, pre_ping: bool, request: pytest.FixtureRequest) -> None:
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     async with Probe(stack, url, {"pre_ping": pre_ping}) as probe:
         await _warm(probe, 3)
         alive = await wait_healed(view, probe)
@@ -78,7 +71,7 @@ async def test_kill_idle(stack: Stack, pre_ping: bool, request: pytest.FixtureRe
 
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_kill_mid_query(stack: Stack, request: pytest.FixtureRequest) -> None:
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     async with Probe(stack, url) as probe:
         await wait_healed(view, probe)
         bound = 3.0
@@ -100,7 +93,7 @@ async def test_kill_mid_query(stack: Stack, request: pytest.FixtureRequest) -> N
 async def test_mysql_wait_timeout(
     stack: Stack, pre_ping: bool, request: pytest.FixtureRequest
 ) -> None:
-    url, view = _server(request, stack)
+    url, view = server_for(request, stack)
     opts = {"pre_ping": pre_ping, "session": {"wait_timeout": "1"}, "max_size": 3}
     async with Probe(stack, url, opts) as probe:
         # the fault must really be injected: the session setting reached the server
