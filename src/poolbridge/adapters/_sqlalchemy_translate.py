@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..core.config import PoolConfig
-from ..drivers._common import libpq_escape, sqlite_cannot_honour
+from ..drivers._common import libpq_escape
 from .base import Translation
 
 __all__ = [
@@ -179,7 +179,6 @@ def _connect_args(
             f"connection whose statement got no answer {CLIENT_GRACE} s past the limit"
         )
     if driver == "aiosqlite":
-        unsupported.update(sqlite_cannot_honour(config))
         if config.statement_timeout is not None:
             unsupported["statement_timeout"] = "SQLite has no statement timeout"
         if config.ssl is not None and config.ssl != "disable":

@@ -171,19 +171,3 @@ class BaseShim:
         u = config.database_url
         parts = {"host": u.host, "port": u.port, "user": u.username, "database": u.database}
         return {k: v for k, v in parts.items() if v is not None}
-
-
-def sqlite_cannot_honour(config: PoolConfig) -> dict[str, str]:
-    """Knobs set on a SQLite config that no SQLite stack can honour (shared by the aiosqlite
-    shim and the SQLAlchemy adapter, so neither drops one silently)."""
-    out: dict[str, str] = {}
-    if config.connect_timeout != _DEFAULT_CONNECT_TIMEOUT:
-        out["connect_timeout"] = "SQLite opens a local file: there is no connect to time out"
-    if not config.statement_cache:
-        out["statement_cache"] = (
-            "SQLite has no server-side prepared statements (and no pgbouncer) to avoid"
-        )
-    return out
-
-
-_DEFAULT_CONNECT_TIMEOUT = float(PoolConfig.__dataclass_fields__["connect_timeout"].default)  # type: ignore[arg-type]
