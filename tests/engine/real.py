@@ -17,6 +17,7 @@ from poolbridge.core.config import PoolConfig, RetryPolicy
 from poolbridge.core.engine_pool import EnginePool
 from poolbridge.core.hooks import Hooks
 from poolbridge.core.registry import get_adapter
+from poolbridge.testing.servers import Admin, open_admin
 
 ADAPTERS = ("asyncpg", "aiopg", "aiomysql", "asyncmy", "aiosqlite")
 BACKEND = {
@@ -76,57 +77,31 @@ def target_for(request: pytest.FixtureRequest, adapter: str) -> Target:
 
 
 class Server:
-    """Server-side view of a backend (admin connection of its own)."""
+    """Server-side view of a backend: the conformance suite's admin connection
+    (:func:`poolbridge.testing.servers.open_admin`); SQLite has no server, so nothing is alive."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
-        self._conn: Any = None
+        self._admin: Admin | None = None
 
     async def __aenter__(self) -> Server:
-        if self.target.backend == "postgresql":
-            import asyncpg
-
-            self._conn = await asyncpg.connect(self.target.url)
-        elif self.target.backend == "mysql":
-            import aiomysql
-
-            self._conn = await aiomysql.connect(
-                host="127.0.0.1", port=3306, user="root", password="", db="test", autocommit=True
-            )
+        if self.has_server:
+            self._admin = await open_admin(self.target.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._conn is None:
-            return
-        if self.target.backend == "postgresql":
-            await self._conn.close()
-        else:
-            self._conn.close()
+        if self._admin is not None:
+            await self._admin.close()
 
     @property
     def has_server(self) -> bool:
         return self.target.backend != "sqlite"
 
     async def alive(self, ids: Iterable[int | str | None]) -> set[int]:
-        wanted = sorted({int(i) for i in ids if i is not None})
-        if not wanted or not self.has_server:
+        if self._admin is None:
             return set()
-        if self.target.backend == "postgresql":
-            rows = await self._conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", wanted
-            )
-            return {r["pid"] for r in rows}
-        async with self._conn.cursor() as cur:
-            marks = ",".join(str(i) for i in wanted)
-            await cur.execute(
-                f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({marks})"
-            )
-            return {int(r[0]) for r in await cur.fetchall()}
+        return await self._admin.alive(ids)
 
     async def kill(self, ident: int | str | None) -> None:
-        assert ident is not None
-        if self.target.backend == "postgresql":
-            await self._conn.fetchval("SELECT pg_terminate_backend($1)", int(ident))
-        else:
-            async with self._conn.cursor() as cur:
-                await cur.execute(f"KILL {int(ident)}")
+        assert ident is not None and self._admin is not None
+        await self._admin.kill(ident)

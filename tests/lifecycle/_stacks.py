@@ -19,6 +19,7 @@ from poolbridge.core.config import PoolConfig, RetryPolicy
 from poolbridge.core.engine_pool import EnginePool
 from poolbridge.core.pool import Pool
 from poolbridge.core.registry import get_adapter
+from poolbridge.testing.servers import Admin, open_admin
 
 URL_FIXTURE = {"postgresql": "pg_url", "mysql": "mysql_url", "sqlite": "sqlite_url"}
 
@@ -100,54 +101,29 @@ def pool_ids(pool: Pool[Any]) -> set[Any]:
 
 
 class Server:
-    """Server-side view (an admin connection of its own): which ids are still connected."""
+    """Server-side view: the conformance suite's admin connection
+    (:func:`poolbridge.testing.servers.open_admin`); SQLite has no server, so nothing is alive."""
 
     def __init__(self, stack: Stack, url: str) -> None:
         self.stack = stack
         self.url = url
-        self._conn: Any = None
+        self._admin: Admin | None = None
 
     async def __aenter__(self) -> Server:
-        if self.stack.backend == "postgresql":
-            import asyncpg
-
-            self._conn = await asyncpg.connect(self.url)
-        elif self.stack.backend == "mysql":
-            import aiomysql
-
-            self._conn = await aiomysql.connect(
-                host="127.0.0.1", port=3306, user="root", password="", db="test", autocommit=True
-            )
+        if self.stack.backend != "sqlite":
+            self._admin = await open_admin(self.url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._conn is None:
-            return
-        if self.stack.backend == "postgresql":
-            await self._conn.close()
-        else:
-            self._conn.close()
+        if self._admin is not None:
+            await self._admin.close()
 
     async def execute(self, sql: str) -> None:
-        if self.stack.backend == "postgresql":
-            await self._conn.execute(sql)
-        else:
-            async with self._conn.cursor() as cur:
-                await cur.execute(sql)
+        assert self._admin is not None
+        await self._admin.execute(sql)
 
     async def alive(self, ids: Iterable[Any]) -> set[int]:
         """The ids among ``ids`` the server still has (empty for SQLite: no server)."""
-        wanted = sorted({int(i) for i in ids if isinstance(i, int)})
-        if not wanted or self._conn is None:
+        if self._admin is None:
             return set()
-        if self.stack.backend == "postgresql":
-            rows = await self._conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", wanted
-            )
-            return {r["pid"] for r in rows}
-        async with self._conn.cursor() as cur:
-            marks = ",".join(str(i) for i in wanted)
-            await cur.execute(
-                f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({marks})"
-            )
-            return {int(r[0]) for r in await cur.fetchall()}
+        return await self._admin.alive(i for i in ids if isinstance(i, int))

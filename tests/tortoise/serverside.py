@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from poolbridge import ConnectionEvent, Hooks
+from poolbridge.testing.servers import open_admin
 
 
 class Recorder:
@@ -41,57 +42,22 @@ class Recorder:
 
 
 async def alive(url: str, ids: Iterable[Any]) -> set[int]:
-    """The ids among ``ids`` that the server still lists as connected."""
-    wanted = sorted({int(i) for i in ids})
-    if not wanted:
-        return set()
-    if url.startswith("postgresql"):
-        import asyncpg
-
-        conn = await asyncpg.connect("postgresql://root@127.0.0.1:5432/test")
-        try:
-            rows = await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])", wanted
-            )
-        finally:
-            await conn.close()
-        return {int(r["pid"]) for r in rows}
-    import aiomysql
-
-    conn = await aiomysql.connect(host="127.0.0.1", port=3306, user="root", db="test")
+    """The ids among ``ids`` that the server behind ``url`` (a privileged test URL) still
+    lists as connected."""
+    admin = await open_admin(url)
     try:
-        async with conn.cursor() as cur:
-            marks = ",".join(["%s"] * len(wanted))
-            await cur.execute(
-                f"SELECT ID FROM information_schema.PROCESSLIST WHERE ID IN ({marks})", wanted
-            )
-            rows = await cur.fetchall()
+        return await admin.alive(ids)
     finally:
-        conn.close()
-    return {int(r[0]) for r in rows}
+        await admin.close()
 
 
 async def execute(url: str, sql: str) -> None:
     """Run one statement on a separate admin connection (setup / cleanup)."""
-    if url.startswith("postgresql"):
-        import asyncpg
-
-        conn = await asyncpg.connect("postgresql://root@127.0.0.1:5432/test")
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-        return
-    import aiomysql
-
-    conn = await aiomysql.connect(
-        host="127.0.0.1", port=3306, user="root", db="test", autocommit=True
-    )
+    admin = await open_admin(url)
     try:
-        async with conn.cursor() as cur:
-            await cur.execute(sql)
+        await admin.execute(sql)
     finally:
-        conn.close()
+        await admin.close()
 
 
 async def alive_after_close(url: str, ids: Iterable[Any], *, within: float = 5.0) -> set[int]:
