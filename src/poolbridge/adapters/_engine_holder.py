@@ -80,7 +80,8 @@ class EngineHolder:
             await engine.rotate(password)
 
     async def close(self, timeout: float | None) -> None:
-        """Drain the current engine for up to ``timeout`` s (None: no limit), then terminate."""
+        """Drain the current engine for up to ``timeout`` s (None: ``acquire_timeout``),
+        then terminate."""
         engine = self.engine
         if engine is not None:
             await engine.close(timeout)

@@ -30,7 +30,6 @@ from ..core.hooks import Hooks
 from ._engine_holder import EngineHolder
 
 __all__ = [
-    "CLOSE_TIMEOUT",
     "EnginePoolBackend",
     "HolderBackend",
     "MySQLDatabase",
@@ -39,9 +38,6 @@ __all__ = [
     "SqliteDatabase",
     "binding_from",
 ]
-
-#: seconds ``aio_close()`` waits for checked-out connections before terminating them
-CLOSE_TIMEOUT = 10.0
 
 #: pool_params peewee-async's databases set that are really driver connect options
 _DRIVER_KEYS = ("enable_json", "enable_hstore", "enable_uuid", "autocommit")
@@ -88,8 +84,8 @@ class HolderBackend(PoolBackend):  # type: ignore[misc]
         assert self.pool is not None, "Pool is not connected"
         await self.pool.putconn(conn)
 
-    async def close(self, timeout: float | None = CLOSE_TIMEOUT) -> None:
-        """Drain up to ``timeout`` s (None: no limit), then terminate what is left."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Drain up to ``timeout`` s (None: ``acquire_timeout``), then terminate what is left."""
         await self.holder.close(timeout)
 
 

@@ -85,12 +85,12 @@ class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
         self.config = self._holder.config
 
     async def close(self, timeout: float | None = None) -> None:
-        """Refuse new checkouts, drain up to ``timeout`` s (default acquire_timeout), then
+        """Refuse new checkouts, drain up to ``timeout`` s (None: ``acquire_timeout``), then
         close what is still checked out."""
         if self._closing:
             return
         self._closing = True
-        await self._native.pb_close(self.config.acquire_timeout if timeout is None else timeout)
+        await self._native.pb_close(timeout)
 
 
 async def open_psycopg_pool(

@@ -385,9 +385,11 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         await super().close(timeout)
 
     async def pb_close(self, timeout: float | None) -> None:
-        """Close to new checkouts, drain (wait up to ``timeout`` s, None: no limit, for
-        checked-out connections: psycopg_pool closes them as they come back), then close
+        """Close to new checkouts, drain (wait up to ``timeout`` s, None: ``acquire_timeout``,
+        for checked-out connections: psycopg_pool closes them as they come back), then close
         the stragglers — psycopg_pool's own close() leaves them open until returned."""
+        if timeout is None:
+            timeout = self.pb_config.acquire_timeout
         await self.close()
         if self._pb_any_out() and timeout != 0:
             self._pb_drained = asyncio.Event()

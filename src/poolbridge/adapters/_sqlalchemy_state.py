@@ -319,10 +319,13 @@ class BridgeState:
         return counted >= self.min_keep
 
     async def shutdown(self, dispose: Any, timeout: float | None) -> None:
-        """Refuse new acquires, drain up to ``timeout`` s, terminate the rest, dispose."""
+        """Refuse new acquires, drain up to ``timeout`` s (None: ``acquire_timeout``),
+        terminate the rest, dispose."""
         if self.closed:
             return
         self.closed = True
+        if timeout is None:
+            timeout = self.config.acquire_timeout
         closed_exc = PoolClosed(f"pool {self.config.name!r} is closed")
         pool = self.pool
         if pool is not None:
@@ -338,6 +341,11 @@ class BridgeState:
             if self.checked_out:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._drained.wait(), timeout)
+        if self.checked_out:
+            logger.warning(
+                "pool %r: terminating %d connection(s) still checked out at close",
+                self.config.name, len(self.checked_out),
+            )  # fmt: skip
         if self.leaks is not None:
             await self.leaks.report_open()
         for rec in list(self.checked_out):

@@ -40,15 +40,11 @@ from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
 from ._tortoise_tx import GuardedTransactionContext, guarded
 
 __all__ = [
-    "CLOSE_TIMEOUT",
     "AsyncpgEngineClient",
     "EngineFacade",
     "MySQLEngineClient",
     "SqliteEngineClient",
 ]
-
-#: seconds Tortoise's own close waits for checked-out connections (as its asyncpg client)
-CLOSE_TIMEOUT = 10.0
 
 
 class EngineFacade:
@@ -85,7 +81,7 @@ class _EngineSwap(OneLoopClient):
         pool: Any = self._pool
         if isinstance(pool, EngineFacade):
             self._pool = None
-            await pool.engine.close(CLOSE_TIMEOUT)
+            await pool.engine.close()
             return
         await super()._close()  # type: ignore[misc]
 
@@ -219,7 +215,7 @@ class SqliteEngineClient(OneLoopClient, SqliteClient):
     async def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            await pool.engine.close(CLOSE_TIMEOUT)
+            await pool.engine.close()
 
     def acquire_connection(self) -> ConnectionWrapper[Any]:
         # same interface (async with -> connection); Tortoise's annotation is narrower

@@ -218,7 +218,7 @@ class Engine(EngineCore):
 
     async def close(self, timeout: float | None = None) -> None:
         """Refuse new acquires, close idle connections, wait up to ``timeout`` seconds
-        (None: without limit) for checked-out ones, then terminate the rest. Idempotent."""
+        (None: ``acquire_timeout``) for checked-out ones, then terminate the rest. Idempotent."""
         if self._close_done is not None:
             await asyncio.shield(self._close_done)
             return
@@ -231,7 +231,7 @@ class Engine(EngineCore):
         self._close_done = loop.create_future()
         self.closed = True
         try:
-            await self._close(timeout)
+            await self._close(self.config.acquire_timeout if timeout is None else timeout)
         finally:
             self._close_done.set_result(None)
 

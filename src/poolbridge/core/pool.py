@@ -63,7 +63,8 @@ class Pool(abc.ABC, Generic[ConnT]):
 
     @abc.abstractmethod
     async def close(self, timeout: float | None = None) -> None:
-        """Drain (wait up to ``timeout`` s for checked-out connections), then terminate.
+        """Drain (wait up to ``timeout`` s for checked-out connections; None: the config's
+        ``acquire_timeout``, so close never hangs), then terminate.
 
         Idempotent. Afterwards every server connection of the pool is gone and
         ``acquire()`` raises PoolClosed.
