@@ -33,7 +33,7 @@ def test_native_table_maps_every_pool_knob() -> None:
     assert native["min_size"] == 2 and native["max_size"] == 7
     assert native["timeout"] == 3.5 and native["max_waiting"] == 4
     assert native["max_lifetime"] == 120.0 and native["max_idle"] == 30.0
-    assert native["check"] == "AsyncConnectionPool.check_connection"
+    assert native["check"] == "check_connection bounded by connect_timeout and the acquire deadline"
     assert native["name"] == "orders" and native["open"] is False
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from time import monotonic
 from typing import Any
@@ -39,7 +40,7 @@ from ..core.leaks import LeakTracker, Lease
 from ..core.loopguard import LoopGuard, get_running_loop
 from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
-from ..core.watchdog import backstop
+from ..core.watchdog import backstop, shutdown_socket
 from ._psycopg_watchdog import watched_connection_class
 
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
@@ -47,6 +48,11 @@ __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "To
 logger = logging.getLogger("poolbridge.adapters.psycopg")
 
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+
+#: monotonic instant the current getconn() gives up (read by the bounded pre-ping check)
+_ACQUIRE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "poolbridge_psycopg_acquire_deadline", default=None
+)
 
 
 class PoolTimeout(errors.PoolTimeout, psycopg_pool.PoolTimeout):
@@ -151,9 +157,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         kwargs["configure"] = self._pb_configure
-        kwargs["check"] = (
-            psycopg_pool.AsyncConnectionPool.check_connection if config.pre_ping else None
-        )
+        kwargs["check"] = self._pb_check if config.pre_ping else None
         kwargs["reset"] = self._pb_full_reset if config.reset == "full" else None
         kwargs.setdefault("name", config.name)
         kwargs["open"] = False
@@ -197,6 +201,35 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             await conn.set_autocommit(autocommit)
         await self.pb_hooks.run_on_connect(self._pb_event(self._pb_conns.get(id(conn))))
         await _settle(conn)
+
+    async def _pb_check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """pre_ping: psycopg_pool's check_connection, bounded by ``connect_timeout`` and the
+        caller's acquire deadline. Unbounded, it waits forever on a stalled link (no byte
+        flows, no error comes), past any acquire timeout. When the bound passes without an
+        answer the socket is shut down (cancelling would make psycopg send a cancel request
+        and wait up to 10 s more): the check fails with a connection error and psycopg_pool
+        discards the connection and goes on within the caller's deadline."""
+        bound = self.pb_config.connect_timeout
+        deadline = _ACQUIRE_DEADLINE.get()
+        if deadline is not None:
+            bound = max(0.0, min(bound, deadline - monotonic()))
+        pgconn = conn.pgconn
+        fired = False
+
+        def cut() -> None:
+            nonlocal fired
+            fired = True
+            with contextlib.suppress(Exception):
+                shutdown_socket(pgconn.socket)
+
+        timer = asyncio.get_running_loop().call_later(bound, cut)
+        try:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+        finally:
+            timer.cancel()
+        if fired:  # the answer raced the cut: the socket is dead all the same
+            pgconn.finish()
+            raise psycopg.OperationalError(f"pre-ping got no answer within {bound:.2f} s")
 
     async def _connect(self, timeout: float | None = None) -> Any:
         while True:
@@ -269,6 +302,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         rec = self.pb_recorder
         t0 = monotonic()
         rec.pending += 1
+        token = _ACQUIRE_DEADLINE.set(t0 + (self.timeout if timeout is None else timeout))
         try:
             conn = await super().getconn(timeout)
         except psycopg_pool.PoolTimeout as exc:
@@ -286,6 +320,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         except psycopg_pool.PoolClosed as exc:
             raise PoolClosed(f"pool {config.name!r} is closed") from exc
         finally:
+            _ACQUIRE_DEADLINE.reset(token)
             rec.pending -= 1
         now = monotonic()
         rec.record_checkout(now - t0)

@@ -26,8 +26,8 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
-from ..core.watchdog import StatementWatchdog, shutdown_socket
-from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout
+from ..core.watchdog import StatementWatchdog
+from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 
 __all__ = ["install", "server_id_of"]
@@ -175,7 +175,7 @@ def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) 
 
     def arm(conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any) -> None:
         driver_conn = conn.connection.driver_connection
-        conn.info[key] = watchdog.arm(lambda: _sever(driver, driver_conn))
+        conn.info[key] = watchdog.arm(lambda: sever(driver, driver_conn))
 
     def disarm(conn: Any, *args: Any) -> None:
         armed = conn.info.pop(key, None)
@@ -190,14 +190,6 @@ def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) 
     event.listen(sync_engine, "before_cursor_execute", arm)
     event.listen(sync_engine, "after_cursor_execute", disarm)
     event.listen(sync_engine, "handle_error", on_error)
-
-
-def _sever(driver: str, conn: Any) -> None:
-    """Cut a connection's socket so a read stuck on it fails now."""
-    if driver == "psycopg":
-        shutdown_socket(conn.pgconn.socket)
-    else:
-        conn._writer.transport.abort()
 
 
 def _acquiring_stack() -> str | None:

@@ -13,7 +13,10 @@ invalidation behave as usual) and replaces only the queue:
 - ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
   also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working);
 - per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
-  (run by :class:`BridgeState`'s maintenance task, see :mod:`._sqlalchemy_state`).
+  (run by :class:`BridgeState`'s maintenance task, see :mod:`._sqlalchemy_state`);
+- pre_ping bounded in time: SQLAlchemy's own pre-ping waits forever on a stalled link (no
+  byte flows, no error comes), so BridgePool switches it off and pings a reused connection
+  itself, for at most ``connect_timeout`` and never past the caller's acquire deadline.
 
 ``_do_get`` runs inside SQLAlchemy's greenlet, so it can wait on asyncio with ``await_``.
 Every path that gives up a slot (failed connect, cancelled waiter, discarded connection)
@@ -39,7 +42,7 @@ from ..core.diagnostics import pool_timeout_message
 from ..core.loopguard import get_running_loop
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
-from ._sqlalchemy_state import CONNECT_DEADLINE
+from ._sqlalchemy_state import CONNECT_DEADLINE, sever
 
 if TYPE_CHECKING:
     from ._sqlalchemy_state import BridgeState
@@ -86,6 +89,8 @@ class BridgePool(Pool):
         self._idle_since: dict[ConnectionPoolEntry, float] = {}
         self._waiters: collections.deque[asyncio.Future[_Grant]] = collections.deque()
         self._disposed = False
+        # pre_ping is ours (bounded, see _ping_ok): SQLAlchemy's own would run unbounded too
+        self._pre_ping = False
         poolbridge.attach(self)
 
     # -- SQLAlchemy Pool API ---------------------------------------------------------------
@@ -97,13 +102,21 @@ class BridgePool(Pool):
         if state.closed or self._disposed:
             raise PoolClosed(f"pool {state.config.name!r} is closed")
         start = monotonic()
-        rec = self._take_idle()
-        if rec is None:
-            if not self._waiters and self._open < self._max:
-                self._open += 1
-                rec = self._create_on_slot(start + self._timeout)
-            else:
-                rec = self._wait(start)
+        deadline = start + self._timeout
+        while True:
+            rec = self._take_idle()
+            if rec is None:
+                if not self._waiters and self._open < self._max:
+                    self._open += 1
+                    rec = self._create_on_slot(deadline)
+                else:
+                    rec = self._wait(start)
+            # a connection never handed out yet is fresh: no ping (as SQLAlchemy does)
+            fresh = getattr(rec, "fresh", False)  # a _ConnectionRecord attribute
+            if not state.config.pre_ping or fresh or self._ping_ok(rec, deadline):
+                break
+            if monotonic() >= deadline:  # the dead connection used up the caller's time
+                raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
         state.note_wait(rec, monotonic() - start)
         return rec
 
@@ -303,6 +316,59 @@ class BridgePool(Pool):
             raise
         finally:
             CONNECT_DEADLINE.reset(token)
+
+    def _ping_ok(self, rec: ConnectionPoolEntry, deadline: float) -> bool:
+        """pre_ping a reused connection: True when alive; a dead one is cut, closed and its
+        slot given up (the caller goes on acquiring within the same deadline).
+
+        The ping (the dialect's, with its handle_error events) is bounded by
+        ``connect_timeout`` and by the caller's acquire ``deadline``: when the bound passes
+        without an answer, the connection is cut (:func:`sever`), which makes the pending
+        ping fail at once. Cutting instead of cancelling: psycopg answers a cancellation by
+        sending a cancel request and waiting for the server again, up to 10 s.
+        """
+        state = self._state
+        driver_conn = rec.driver_connection
+        bound = max(0.0, min(state.config.connect_timeout, deadline - monotonic()))
+        fired = False
+
+        def cut() -> None:
+            nonlocal fired
+            fired = True
+            with contextlib.suppress(Exception):
+                sever(state.driver, driver_conn)
+
+        # SQLite has no network to stall: its ping is not cut (that would drop the data of
+        # an in-memory database)
+        timer = None if state.driver == "aiosqlite" else get_running_loop().call_later(bound, cut)
+        try:
+            dbapi_conn = rec.dbapi_connection
+            alive = dbapi_conn is not None and bool(self._dialect._do_ping_w_event(dbapi_conn))
+        except Exception as exc:
+            alive = False
+            logger.info("pool %r: pre-ping failed: %r", state.config.name, exc)
+        except BaseException:  # cancelled mid-ping: the connection's state is unknown
+            self._drop_dead(rec)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if alive and not fired:
+            return True
+        if fired:
+            logger.warning(
+                "pool %r: pre-ping got no answer within %.2f s: connection cut",
+                state.config.name, bound,
+            )  # fmt: skip
+        self._drop_dead(rec)
+        return False
+
+    def _drop_dead(self, rec: ConnectionPoolEntry) -> None:
+        """Cut (no round trip: the link may be stalled) and close a connection found dead,
+        and give up its slot."""
+        with contextlib.suppress(Exception):
+            sever(self._state.driver, rec.driver_connection)
+        self._discard(rec)
 
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
         """Count the timeout, fire on_timeout and describe the pool (``waiting``: callers

@@ -30,13 +30,14 @@ from ..core.leaks import LeakTracker, Lease
 from ..core.loopguard import LoopGuard
 from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
+from ..core.watchdog import shutdown_socket
 from ..errors import PoolClosed
 from ._sqlalchemy_translate import LIFETIME_JITTER
 
 if TYPE_CHECKING:
     from ._sqlalchemy_pool import BridgePool
 
-__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta"]
+__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
 
 #: monotonic instant by which the connection being opened must exist (the acquirer's
 #: acquire deadline); read by the connect wrapper to bound each attempt
@@ -91,6 +92,23 @@ def driver_says_closed(driver: str, conn: Any) -> bool:
     except Exception:
         return True
     return False
+
+
+def sever(driver: str, conn: Any) -> None:
+    """Cut a driver connection now, without a round trip, so an operation stuck on it (a
+    stalled network: no byte flows, no error comes) fails at once with the driver's
+    connection error. psycopg's socket is shut down, not closed: its fd stays registered
+    with the loop until psycopg discards the connection."""
+    if conn is None:
+        return
+    if driver == "psycopg":
+        shutdown_socket(conn.pgconn.socket)
+    elif driver == "asyncpg":
+        conn.terminate()
+    elif driver == "aiomysql":
+        conn._writer.transport.abort()  # a pending read sees the connection lost
+    elif driver == "asyncmy":
+        conn._transport.abort()
 
 
 class BridgeState:

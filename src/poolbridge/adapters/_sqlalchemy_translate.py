@@ -202,7 +202,6 @@ def translate(config: PoolConfig) -> Translation:
     native["pool_size"] = config.max_size
     native["max_overflow"] = 0  # a hard cap: no overflow above max_size
     native["pool_timeout"] = config.acquire_timeout
-    native["pool_pre_ping"] = config.pre_ping
     native["pool_reset_on_return"] = "rollback"
     if config.max_lifetime is not None:
         native["pool_recycle"] = config.max_lifetime
@@ -242,6 +241,15 @@ def translate(config: PoolConfig) -> Translation:
             f"pool class replaces a connection at max_lifetime minus up to "
             f"{LIFETIME_JITTER:.0%} jitter (pool_recycle stays as a backstop)"
         )
+    if config.pre_ping:
+        emulated["pre_ping"] = (
+            "pool class pings a reused connection at checkout, for at most connect_timeout "
+            "and never past the caller's acquire deadline; a connection that fails or gives "
+            "no answer is cut and replaced (SQLAlchemy's own pre-ping, switched off, would "
+            "wait forever on a stalled network)"
+            if config.backend != "sqlite"
+            else "pool class pings a reused connection at checkout and replaces a dead one"
+        )
     if config.leak_timeout is not None:
         emulated["leak_timeout"] = "checkout/checkin pool events feed poolbridge's LeakTracker"
     if config.password is not None and not isinstance(config.password, str):
@@ -273,6 +281,8 @@ def plain_translation(config: PoolConfig) -> Translation:
             continue
         if knob == "max_lifetime":
             continue  # pool_recycle honours it, without jitter
+        if knob == "pre_ping":
+            continue  # pool_pre_ping honours it (not bounded in time on a stalled network)
         if knob == "connect_timeout":
             if config.backend == "mysql":
                 unsupported[knob] = (
@@ -282,6 +292,7 @@ def plain_translation(config: PoolConfig) -> Translation:
             continue  # asyncpg timeout / libpq connect_timeout bound the whole connect
         unsupported.setdefault(knob, _PLAIN_WHY)
     native = dict(t.native)
+    native["pool_pre_ping"] = config.pre_ping
     if is_memory_sqlite(config):
         native.pop("pool_size", None)
         native.pop("max_overflow", None)

@@ -45,7 +45,9 @@ class PsycopgAdapter(Adapter):
     def translate(self, config: PoolConfig) -> Translation:
         native: dict[str, Any] = {
             **pool_options(config),
-            "check": "AsyncConnectionPool.check_connection" if config.pre_ping else None,
+            "check": "check_connection bounded by connect_timeout and the acquire deadline"
+            if config.pre_ping
+            else None,
             "name": config.name,
             "open": False,
             "kwargs": conninfo_kwargs(config, config.database_url.password),

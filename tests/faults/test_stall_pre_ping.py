@@ -1,0 +1,130 @@
+"""pre_ping on a stalled link (no byte flows, no error comes), on every adapter x driver.
+
+A connection is pooled and used once (so the next checkout pings it), then the proxy
+stalls. The ping must not outlast the caller's acquire deadline: the caller gets
+PoolTimeout within about acquire_timeout (new connections cannot be opened either), or a
+fresh connection if the link heals meanwhile; the stalled connection is discarded, never
+handed out again, and once healed the server holds min_size..max_size of the pool's
+connections, as the pool's stats say.
+
+Engine-backed stacks (the raw drivers, Tortoise on asyncpg/MySQL, peewee-async on
+aiopg/aiomysql) bound the ping in the engine (tests/engine/test_stall_bounds.py covers it
+there in detail); SQLAlchemy's pool class and the psycopg_pool subclass bound their own.
+No statement_timeout here: its client-side backstop would cut the ping too and hide a
+pre-ping that waits forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from poolbridge.errors import PoolTimeout
+from poolbridge.testing.proxy import TcpProxy
+
+from ._harness import (
+    ALL_STACKS,
+    Probe,
+    ServerView,
+    Stack,
+    assert_within_max,
+    recover,
+    server_for,
+    wait_healed,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(40)]
+
+ACQUIRE_TIMEOUT = 2.0
+CONNECT_TIMEOUT = 1.0
+#: scheduling slack on a 2-core machine shared with other test runs
+MARGIN = 1.5
+SERVER_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+
+
+def _options(**extra: object) -> dict[str, object]:
+    opts: dict[str, object] = {
+        "min_size": 1,
+        "max_size": 2,
+        "pre_ping": True,
+        "acquire_timeout": ACQUIRE_TIMEOUT,
+        "connect_timeout": CONNECT_TIMEOUT,
+    }
+    opts.update(extra)
+    return opts
+
+
+async def _pooled_id(probe: Probe) -> int:
+    """Use the pool's one connection (so it is not fresh any more) and return its server id."""
+    sid = int(await probe.query(SERVER_ID[probe.stack.backend]))
+    assert int(await probe.query(SERVER_ID[probe.stack.backend])) == sid
+    return sid
+
+
+async def _gone(view: ServerView, sid: int, stack: Stack, timeout: float = 5.0) -> None:
+    """The server connection ``sid`` ends (its client side was cut, the proxy follows)."""
+    deadline = time.monotonic() + timeout
+    while sid in await view.alive([sid]):
+        assert time.monotonic() < deadline, (
+            f"{stack.id}: stalled connection {sid} still open on the server {timeout:.0f} s "
+            "after heal: it was kept, not discarded"
+        )
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+async def test_pre_ping_on_stalled_link_raises_pool_timeout_in_time(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    url, view = server_for(request, stack)
+    port = 5432 if stack.backend == "postgresql" else 3306
+    async with (
+        TcpProxy("127.0.0.1", port) as proxy,
+        Probe(stack, proxy.url_for(url), _options()) as probe,
+    ):
+        await wait_healed(view, probe)
+        sid = await _pooled_id(probe)
+        proxy.stall()
+        outcome = await probe.call("SELECT 1", ACQUIRE_TIMEOUT + MARGIN)
+        assert not outcome.ok, f"{stack.id}: a query succeeded through a stalled link"
+        assert isinstance(outcome.error, PoolTimeout), (
+            f"{stack.id}: expected PoolTimeout, got {type(outcome.error).__name__}: {outcome.error}"
+        )
+        assert outcome.elapsed < ACQUIRE_TIMEOUT + MARGIN, (
+            f"{stack.id}: acquire took {outcome.elapsed:.2f} s on a stalled link "
+            f"(acquire_timeout={ACQUIRE_TIMEOUT})"
+        )
+        await assert_within_max(view, probe)
+        await proxy.heal()
+        await recover(probe, "SELECT 1", failures_allowed=0)
+        await _gone(view, sid, stack)
+        await wait_healed(view, probe)
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+async def test_pre_ping_stall_heals_while_caller_waits(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    """The link heals while the caller waits: the ping gave up at connect_timeout, the
+    stalled connection was dropped and the caller gets a new one within its deadline."""
+    url, view = server_for(request, stack)
+    port = 5432 if stack.backend == "postgresql" else 3306
+    timeout = 4.0
+    async with (
+        TcpProxy("127.0.0.1", port) as proxy,
+        Probe(stack, proxy.url_for(url), _options(acquire_timeout=timeout)) as probe,
+    ):
+        await wait_healed(view, probe)
+        sid = await _pooled_id(probe)
+        proxy.stall(CONNECT_TIMEOUT * 1.3)  # heals itself after the ping gave up
+        outcome = await probe.call(SERVER_ID[stack.backend], timeout + MARGIN)
+        assert outcome.ok, (
+            f"{stack.id}: no connection after the link healed: "
+            f"{type(outcome.error).__name__}: {outcome.error}"
+        )
+        assert int(outcome.value) != sid, f"{stack.id}: the stalled connection was handed out"
+        assert outcome.elapsed < timeout, f"{stack.id}: acquire took {outcome.elapsed:.2f} s"
+        await _gone(view, sid, stack)
+        await wait_healed(view, probe)
