@@ -52,8 +52,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 #: PostgreSQL SQLSTATEs meaning "this connection is gone or cannot be had right now":
-#: class 08 (connection exception), admin/crash shutdown, cannot connect now (starting up).
-_PG_CONNECTION_STATES = ("57P01", "57P02", "57P03")
+#: class 08 (connection exception), admin/crash shutdown, cannot connect now (starting up),
+#: and the server's idle timeouts, which end the session (idle_session_timeout,
+#: idle_in_transaction_session_timeout)
+_PG_CONNECTION_STATES = ("57P01", "57P02", "57P03", "57P05", "25P03")
 
 #: MySQL/MariaDB client and server error codes meaning the connection was lost or refused.
 MYSQL_CONNECTION_CODES = frozenset(

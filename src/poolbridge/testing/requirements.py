@@ -29,7 +29,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Requirement:
-    """One row: its name, what it proves, the knobs it covers, whether it kills backends."""
+    """One row: its name, what it proves, the knobs it covers, and whether it injects a
+    fault (kills backends, restarts a server, cuts connections, storms the pool): fault rows
+    run only when asked for (``--poolbridge-faults``)."""
 
     name: str
     description: str
@@ -167,6 +169,73 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "the acquiring stack",
         ("leak_timeout",),
     ),
+    # the fault-injection rows (suite/test_fault_cases.py): after each fault every caller
+    # succeeded or got a poolbridge / connection / timeout error within its bound, the server
+    # never held more than max_size of the pool's connections, and it heals to
+    # min_size..max_size in agreement with the pool's stats
+    Requirement(
+        "restart",
+        "after a server restart (PostgreSQL: a server of the row's own, stopped and started; "
+        "MariaDB/MySQL: every pool connection killed at once) callers fail fast, then the "
+        "pool serves again",
+        (),
+        fault=True,
+    ),
+    Requirement(
+        "kill_idle",
+        "idle connections killed server-side are replaced: no caller notices with pre_ping, "
+        "each fails at most one caller without",
+        ("pre_ping",),
+        fault=True,
+    ),
+    Requirement(
+        "kill_mid_query",
+        "connections killed server-side mid-query fail their callers promptly, then the "
+        "pool serves again",
+        (),
+        fault=True,
+    ),
+    Requirement(
+        "wait_timeout",
+        "connections the server closes after its idle timeout (MySQL wait_timeout, "
+        "PostgreSQL idle_session_timeout) are replaced, with and without pre_ping",
+        ("session",),
+        fault=True,
+    ),
+    Requirement(
+        "proxy_drop",
+        "every TCP connection cut by a proxy between pool and server: the pool reconnects",
+        (),
+        fault=True,
+    ),
+    Requirement(
+        "proxy_stall",
+        "a link that carries no byte: statement_timeout and connect_timeout bound the "
+        "callers; once healed the pool serves again",
+        ("statement_timeout", "connect_timeout"),
+        fault=True,
+    ),
+    Requirement(
+        "proxy_refuse",
+        "new connections refused and live ones cut: callers fail within acquire_timeout; "
+        "once healed the pool serves again",
+        ("acquire_timeout",),
+        fault=True,
+    ),
+    Requirement(
+        "cancel_storm",
+        "1,000 callers cancelled at random points of acquire / query / release leak no "
+        "connection and leave none in a transaction",
+        (),
+        fault=True,
+    ),
+    Requirement(
+        "exhaustion_slow",
+        "callers beyond max_size of a slow query get PoolTimeout after acquire_timeout, "
+        "none later; the pool serves again",
+        ("acquire_timeout",),
+        fault=True,
+    ),
 )
 
 _BY_NAME = {r.name: r for r in REQUIREMENTS}
@@ -203,6 +272,17 @@ BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
         "retry": "SQLite opens a file: there is no network connect to refuse",
         "statement_timeout": "SQLite has no server-side statement timeout",
         "statement_cache": "SQLite has no server-side prepared statements",
+        "restart": _NO_SERVER,
+        "kill_idle": _NO_SERVER,
+        "kill_mid_query": _NO_SERVER,
+        "wait_timeout": "SQLite has no server to close idle connections",
+        "proxy_drop": "SQLite opens a file: there is no network connection to cut",
+        "proxy_stall": "SQLite opens a file: there is no network connection to stall",
+        "proxy_refuse": "SQLite opens a file: there is no network connection to refuse",
+        "cancel_storm": "SQLite has no server to count leaked or in-transaction connections "
+        "(the cancellation row checks the pool's own side)",
+        "exhaustion_slow": "SQLite has no sleep function for a slow query (the "
+        "acquire_timeout row checks exhaustion)",
         "session": "SQLite has no session settings (PRAGMAs are per-driver options)",
         "isolation_level": "SQLite has no isolation level setting",
     },
