@@ -33,6 +33,7 @@ import psycopg_pool
 from psycopg.pq import TransactionStatus
 
 from .. import errors
+from ..core.budget import BudgetAtOpen
 from ..core.config import PasswordProvider, PoolConfig
 from ..core.diagnostics import pool_timeout_message
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
@@ -41,6 +42,7 @@ from ..core.loopguard import LoopGuard, get_running_loop
 from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 from ..core.watchdog import backstop, shutdown_socket
+from ..drivers._common import raw_scalar
 from ._psycopg_watchdog import watched_connection_class
 
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
@@ -154,6 +156,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_conns: dict[int, _Conn] = {}
         self._pb_guard = LoopGuard(config.name)
         self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
+        self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         kwargs["configure"] = self._pb_configure
@@ -184,6 +187,10 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     async def _pb_configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
         rec = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn), self._pb_epoch)
         try:
+            if self._pb_budget.pending:
+                # held: open + being opened (psycopg_pool counts both in _nconns)
+                held = max(len(self._pb_conns), self._nconns)
+                await self._pb_budget.check(lambda sql: raw_scalar(conn, sql), held=held)
             await self.pb_hooks.run_on_connect(self._pb_event(rec))
             await _settle(conn)
         except BaseException:

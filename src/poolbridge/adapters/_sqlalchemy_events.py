@@ -26,7 +26,9 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from ..core.budget import BudgetAtOpen
 from ..core.watchdog import StatementWatchdog
+from ..drivers._common import raw_scalar
 from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 
@@ -56,6 +58,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     config = state.config
     recorder = state.recorder
     hooks = state.hooks
+    budget = BudgetAtOpen(config)
 
     def on_connect(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         sid = server_id_of(state.driver, rec.driver_connection)
@@ -64,6 +67,11 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         state.live_ids[rec] = sid
         state.recorded_ids.append(sid)
         try:
+            if budget.pending:  # once per engine, before anyone uses the connection
+                driver_conn = rec.driver_connection
+                # held: slots taken (open + being opened), as the server may count them
+                held = max(len(state.live_ids), state.pool.open_slots if state.pool else 0)
+                await_(budget.check(lambda sql: raw_scalar(driver_conn, sql), held=held))
             if hooks.has("on_connect"):
                 await_(hooks.run_on_connect(state.event(rec)))
         except BaseException:

@@ -19,6 +19,7 @@ from time import monotonic
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import PoolClosed
+from .budget import BudgetAtOpen
 from .config import PasswordProvider, PoolConfig
 from .hooks import ConnectionEvent, HookRunner
 from .leaks import LeakTracker
@@ -147,6 +148,7 @@ class EngineCore:
         self._leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
         self._full_reset = config.reset == "full"
         self._pre_ping = config.pre_ping
+        self._budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._life = config.max_lifetime if config.max_lifetime is not None else _INF
         self._hook_checkout = hooks.has("on_checkout")
         self._hook_checkin = hooks.has("on_checkin")
@@ -239,6 +241,11 @@ class EngineCore:
         self.recorder.record_created(created - t0)
         try:
             server_id = await driver.server_id(native)
+            scalar = getattr(driver, "scalar", None)  # a third-party shim may not have it
+            if self._budget.pending and scalar is not None:
+                # held: open + being opened (this one too): the server may count them already
+                held = len(self._conns) + self._opening
+                await self._budget.check(lambda sql: scalar(native, sql), held=held)
             life = self._life * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
             c = ConnRecord(native, server_id, created, life, epoch)
             if epoch != self._epoch:  # expire_all() ran while it connected: never hand out

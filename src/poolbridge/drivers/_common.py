@@ -29,6 +29,7 @@ __all__ = [
     "mysql_session_sql",
     "next_local_id",
     "pg_server_settings",
+    "raw_scalar",
     "ssl_context",
 ]
 
@@ -161,6 +162,10 @@ class BaseShim:
         """No full reset by default: the engine replaces the connection instead."""
         return False
 
+    async def scalar(self, conn: Any, sql: str) -> Any:
+        """First column of the first row of ``sql`` (see :func:`raw_scalar`)."""
+        return await raw_scalar(conn, sql)
+
     def unsupported(self, config: PoolConfig) -> dict[str, str]:
         """Knobs set in ``config`` that this driver cannot honour: field -> why."""
         return {}
@@ -171,3 +176,32 @@ class BaseShim:
         u = config.database_url
         parts = {"host": u.host, "port": u.port, "user": u.username, "database": u.database}
         return {k: v for k, v in parts.items() if v is not None}
+
+
+async def raw_scalar(conn: Any, sql: str) -> Any:
+    """First column of the first row of ``sql`` on a bare driver connection (asyncpg,
+    psycopg, aiopg, aiomysql, asyncmy), leaving no transaction open behind it.
+
+    For work a pool does on a connection before anyone uses it (the budget check at open):
+    a read left in an open transaction would pin a snapshot for the first user.
+    """
+    kind = type(conn).__module__.split(".", 1)[0]
+    if kind == "asyncpg":
+        return await conn.fetchval(sql)
+    if kind == "psycopg":
+        from psycopg.rows import tuple_row  # the connection's own row factory may be dicts
+
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(sql)
+            row = await cur.fetchone()
+        if not conn.autocommit and conn.pgconn.transaction_status != 0:  # 0: IDLE
+            await conn.rollback()
+        return None if row is None else row[0]
+    async with conn.cursor() as cur:  # aiopg (always autocommit), aiomysql, asyncmy
+        await cur.execute(sql)
+        row = await cur.fetchone()
+    if kind in ("aiomysql", "asyncmy") and not conn.get_autocommit():
+        await conn.rollback()
+    if isinstance(row, dict):  # a dict cursor class set through driver_options
+        return next(iter(row.values()), None)
+    return None if row is None else row[0]
