@@ -43,6 +43,7 @@ from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 from ..core.watchdog import backstop, shutdown_socket
 from ..drivers._common import raw_scalar
+from ._glue import settle_after_hook as _settle
 from ._psycopg_watchdog import watched_connection_class
 
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
@@ -128,13 +129,13 @@ def _server_id(conn: psycopg.AsyncConnection[Any]) -> int | None:
         return None
 
 
-async def _settle(conn: psycopg.AsyncConnection[Any]) -> None:
-    """After on_connect: keep what the hook set up (commit), drop a failed transaction."""
-    status = conn.pgconn.transaction_status
-    if status == TransactionStatus.INTRANS:
-        await conn.commit()
-    elif status == TransactionStatus.INERROR:
-        await conn.rollback()
+async def _settle_quietly(conn: psycopg.AsyncConnection[Any], pool: str) -> None:
+    """:func:`_settle` after on_checkout/on_checkin: a failure is logged, never raised
+    into the caller (the connection's state then tells psycopg_pool to discard it)."""
+    try:
+        await _settle(conn)
+    except Exception as exc:
+        logger.warning("pool %r: committing what a hook did failed: %r", pool, exc)
 
 
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
@@ -338,6 +339,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         entry.lease = self.pb_leaks.checkout(conn, entry.server_id, now - entry.created)
         if self.pb_hooks.has("on_checkout"):
             await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
+            await _settle_quietly(conn, self.pb_config.name)
         return conn
 
     async def putconn(self, conn: Any) -> None:
@@ -352,8 +354,6 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_recorder.record_checkin(held)
         if self._pb_drained is not None and not self._pb_any_out():
             self._pb_drained.set()
-        if self.pb_hooks.has("on_checkin"):
-            await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
         if conn.pgconn.transaction_status in _DIRTY:
             # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
             try:
@@ -361,6 +361,10 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             except Exception:
                 with contextlib.suppress(Exception):
                     await conn.close()
+        if self.pb_hooks.has("on_checkin"):
+            # after the rollback, so what the hook undoes or sets is not rolled back
+            await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
+            await _settle_quietly(conn, self.pb_config.name)
         await super().putconn(conn)
 
     def _pb_any_out(self) -> bool:

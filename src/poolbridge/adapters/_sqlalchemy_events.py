@@ -29,7 +29,8 @@ from sqlalchemy.util.concurrency import in_greenlet
 from ..core.budget import BudgetAtOpen
 from ..core.watchdog import StatementWatchdog
 from ..drivers._common import raw_scalar
-from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, Checkout, sever
+from ._glue import settle_after_hook
+from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, BridgeState, Checkout, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 
 __all__ = ["install", "server_id_of"]
@@ -74,6 +75,8 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
                 await_(budget.check(lambda sql: raw_scalar(driver_conn, sql), held=held))
             if hooks.has("on_connect"):
                 await_(hooks.run_on_connect(state.event(rec)))
+                if state.driver == "psycopg":  # keep what it SET past the first rollback
+                    await_(settle_after_hook(rec.driver_connection))
         except BaseException:
             # SQLAlchemy closes the connection itself, without a close event
             recorder.record_closed()
@@ -101,7 +104,11 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if state.leaks is not None:
             state.leaks.checkin(out.lease)
         if hooks.has("on_checkin") and dbapi_conn is not None:
-            state.fire("on_checkin", state.event(rec, held=held), inline=False)
+            # after SQLAlchemy's reset-on-return; an async hook runs as a task that the pool
+            # class waits for before the connection goes to anyone (BridgePool)
+            task = state.fire("on_checkin", state.event(rec, held=held), inline=False)
+            if task is not None:
+                rec.info[CHECKIN_TASK] = task
         state.checked_in()
 
     def gone(rec: ConnectionPoolEntry) -> None:

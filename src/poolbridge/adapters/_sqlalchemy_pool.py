@@ -42,7 +42,7 @@ from ..core.diagnostics import pool_timeout_message
 from ..core.loopguard import get_running_loop
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
-from ._sqlalchemy_state import CONNECT_DEADLINE, sever
+from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, sever
 
 if TYPE_CHECKING:
     from ._sqlalchemy_state import BridgeState
@@ -89,6 +89,7 @@ class BridgePool(Pool):
         self._idle_since: dict[ConnectionPoolEntry, float] = {}
         self._waiters: collections.deque[asyncio.Future[_Grant]] = collections.deque()
         self._disposed = False
+        self._returning = 0  # given back, held until their async on_checkin ends
         # pre_ping is ours (bounded, see _ping_ok): SQLAlchemy's own would run unbounded too
         self._pre_ping = False
         poolbridge.attach(self)
@@ -106,7 +107,7 @@ class BridgePool(Pool):
         while True:
             rec = self._take_idle()
             if rec is None:
-                if not self._waiters and self._open < self._max:
+                if not self._waiters and self._open < self._max and not self._returning:
                     self._open += 1
                     rec = self._create_on_slot(deadline)
                 else:
@@ -121,6 +122,13 @@ class BridgePool(Pool):
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
+        pending = record.info.pop(CHECKIN_TASK, None)
+        if pending is not None and not pending.done():
+            # an async on_checkin still runs SQL on it: nobody gets it before that ends;
+            # callers meanwhile wait for it rather than open another connection
+            self._returning += 1
+            pending.add_done_callback(lambda _: self._returned(record))
+            return
         state = self._state
         if (
             self._disposed
@@ -132,6 +140,17 @@ class BridgePool(Pool):
             self._discard(record)
             return
         self._hand(record)
+
+    def _returned(self, record: ConnectionPoolEntry) -> None:
+        """The on_checkin task of ``record`` ended: hand it over; once nothing is coming
+        back, open connections on free slots for whoever still waits."""
+        self._returning -= 1
+        self._do_return_conn(record)
+        while not self._returning and self._waiters and self._open < self._max:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                self._open += 1
+                fut.set_result(None)
 
     def recreate(self) -> BridgePool:
         self.logger.info("Pool recreating")

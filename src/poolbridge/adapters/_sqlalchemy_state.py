@@ -32,12 +32,16 @@ from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 from ..core.watchdog import shutdown_socket
 from ..errors import PoolClosed
+from ._glue import settle_after_hook
 from ._sqlalchemy_translate import LIFETIME_JITTER
 
 if TYPE_CHECKING:
     from ._sqlalchemy_pool import BridgePool
 
-__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
+__all__ = ["CHECKIN_TASK", "CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
+
+#: ``record.info`` key of the task running an async on_checkin hook on that connection
+CHECKIN_TASK = "poolbridge_checkin"
 
 #: monotonic instant by which the connection being opened must exist (the acquirer's
 #: acquire deadline); read by the connect wrapper to bound each attempt
@@ -197,7 +201,7 @@ class BridgeState:
         if not self.checked_out and self._drained is not None:
             self._drained.set()
 
-    def spawn(self, aw: Awaitable[Any]) -> None:
+    def spawn(self, aw: Awaitable[Any]) -> asyncio.Task[None] | None:
         """Run ``aw`` on the loop in the background (kept referenced; awaited at close)."""
 
         async def run() -> None:
@@ -208,9 +212,10 @@ class BridgeState:
         except RuntimeError:  # no loop (interpreter shutdown): nothing can run it
             if asyncio.iscoroutine(aw):
                 aw.close()
-            return
+            return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     def close_later(self, rec: ConnectionPoolEntry) -> None:
         self.spawn(greenlet_spawn(rec.close))
@@ -228,23 +233,37 @@ class BridgeState:
             connection=rec.driver_connection,
         )
 
-    def fire(self, name: HookName, event: ConnectionEvent, *, inline: bool) -> None:
+    def fire(
+        self, name: HookName, event: ConnectionEvent, *, inline: bool
+    ) -> asyncio.Task[None] | None:
         """Run a non-connect hook from a sync SQLAlchemy event.
 
         A sync hook runs now. An async hook is awaited in place when ``inline`` and we are in
-        SQLAlchemy's greenlet, otherwise it runs as a background task (checkin/close events
-        also run while a cancellation unwinds: awaiting there could abort the checkin).
+        SQLAlchemy's greenlet, otherwise it runs as a background task, which is returned
+        (checkin/close events also run while a cancellation unwinds: awaiting there could
+        abort the checkin; the pool class hands a connection whose on_checkin task still
+        runs to nobody until it ends). On psycopg, what an async checkout/checkin hook's SQL
+        opened is committed (:func:`settle_after_hook`).
         """
         from sqlalchemy.util import await_
         from sqlalchemy.util.concurrency import in_greenlet
 
         aw = self.hooks.emit_sync(name, event)
         if aw is None:
-            return
+            return None
+        if self.driver == "psycopg" and name in ("on_checkout", "on_checkin"):
+            aw = self._settled(aw, event.connection)
         if inline and in_greenlet():
             await_(aw)
-        else:
-            self.spawn(aw)
+            return None
+        return self.spawn(aw)
+
+    async def _settled(self, aw: Awaitable[None], conn: Any) -> None:
+        await aw
+        try:
+            await settle_after_hook(conn)
+        except Exception as exc:
+            logger.warning("pool %r: committing what a hook did failed: %r", self.config.name, exc)
 
     def fire_timeout(self) -> None:
         if self.hooks.has("on_timeout"):
@@ -372,5 +391,5 @@ class BridgeState:
             except Exception:
                 logger.warning("pool %r: terminating a connection failed", self.config.name)
         await dispose()
-        if self._background:
+        while self._background:  # a finished on_checkin task may close its connection
             await asyncio.gather(*list(self._background), return_exceptions=True)

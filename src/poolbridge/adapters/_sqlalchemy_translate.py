@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..core.config import PoolConfig
-from ..drivers._common import libpq_escape
+from ..drivers._common import libpq_escape, sqlite_cannot_honour
 from .base import Translation
 
 __all__ = [
@@ -179,6 +179,7 @@ def _connect_args(
             f"connection whose statement got no answer {CLIENT_GRACE} s past the limit"
         )
     if driver == "aiosqlite":
+        unsupported.update(sqlite_cannot_honour(config))
         if config.statement_timeout is not None:
             unsupported["statement_timeout"] = "SQLite has no statement timeout"
         if config.ssl is not None and config.ssl != "disable":
@@ -267,6 +268,7 @@ def translate(config: PoolConfig) -> Translation:
         )
     if config.retry.attempts > 1 and config.backend != "sqlite":
         emulated["retry"] = "pool class retries connection establishment with backoff"
+    emulated = {k: v for k, v in emulated.items() if k not in unsupported}
     return Translation(native=native, emulated=emulated, unsupported=unsupported)
 
 

@@ -21,6 +21,7 @@ import ssl as _ssl
 from typing import Any
 
 from ..core.config import PoolConfig
+from ..drivers._common import SQLITE_REFUSED
 from ._engine_backed import engine_under_orm
 from ._psycopg_conninfo import psycopg_pool_under_orm
 from ._tortoise_client import BINDING_KEY, ConfigPassword
@@ -235,6 +236,7 @@ def tortoise_doc_table() -> str:
     no_sqlite = {
         "statement_timeout": "SQLite has no server-side statement timeout",
         "isolation_level": "SQLite transactions are serializable; no level to choose",
+        **SQLITE_REFUSED,
     }  # what the aiosqlite shim reports when these are set
     return doc_table(
         {

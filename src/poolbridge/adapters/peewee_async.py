@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
+from ..drivers._common import SQLITE_REFUSED
 from ..errors import PoolClosed, UnsupportedOptionError
 from ._engine_backed import engine_under_orm
 from ._glue import aiopg_real_error, open_or_close, ping_select_one
@@ -214,7 +215,8 @@ adapter = PeeweeAsyncAdapter()
 _SQLITE_NO = {
     "statement_timeout": "SQLite has no server-side statement timeout",
     "isolation_level": "SQLite transactions are serializable; no level to choose",
-}
+    **SQLITE_REFUSED,
+}  # what the aiosqlite shim reports when these are set
 
 
 def doc_table() -> str:

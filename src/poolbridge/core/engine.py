@@ -150,7 +150,9 @@ class Engine(EngineCore):
 
         The reset policy runs here: "rollback" sends nothing when the driver knows the
         connection is idle, else rolls back; "full" resets all session state and replays
-        on_connect (or replaces the connection when the driver has no full reset).
+        on_connect (or replaces the connection when the driver has no full reset). Then
+        on_checkin runs, before anyone else can get the connection: what the hook sets or
+        undoes is not rolled back with the caller's transaction.
         """
         c = self._conns.get(id(conn))
         if c is None or c.checkout_at is None:
@@ -165,25 +167,22 @@ class Engine(EngineCore):
             self._leaks.checkin(c.lease)
             c.lease = None
         try:
-            if self._hook_checkin:
-                await self.hooks.emit("on_checkin", self._event(c, now, held))
+            keep: bool | None  # None: retire after the hook; False: retired already
             if (discard or c.broken or self.closed or now >= c.expires
                     or self.driver.is_closed(conn)):  # fmt: skip
-                self._retire(c)
+                keep = None
             elif self._full_reset:
-                await self._reset_full(c)
+                keep = await self._reset_full(c)
             elif not _state_unknown and self.driver.in_transaction(conn) is False:
-                self._release(c)
+                keep = True
             else:
-                try:
-                    # bounded: on a stalled link the rollback would never return
-                    async with asyncio.timeout(self.config.connect_timeout):
-                        await self.driver.rollback(conn)
-                except Exception as exc:
-                    logger.warning("pool %r: rollback at checkin failed: %r", self.name, exc)
-                    self._retire(c, terminate=True)
-                else:
-                    self._release(c)
+                keep = await self._rollback(c)
+            if self._hook_checkin:
+                await self.hooks.emit("on_checkin", self._event(c, now, held))
+            if keep:
+                self._release(c)
+            elif keep is None:
+                self._retire(c)
         except BaseException:
             # interrupted (cancelled) mid-reset: the connection's state is unknown
             if id(conn) in self._conns and c.checkout_at is None and c not in self._idle:
@@ -397,7 +396,20 @@ class Engine(EngineCore):
         c.idle_since = monotonic()
         self._idle.append(c)
 
-    async def _reset_full(self, c: ConnRecord) -> None:
+    async def _rollback(self, c: ConnRecord) -> bool:
+        """reset="rollback" of a connection in a transaction; False: it failed (retired)."""
+        try:
+            # bounded: on a stalled link the rollback would never return
+            async with asyncio.timeout(self.config.connect_timeout):
+                await self.driver.rollback(c.native)
+        except Exception as exc:
+            logger.warning("pool %r: rollback at checkin failed: %r", self.name, exc)
+            self._retire(c, terminate=True)
+            return False
+        return True
+
+    async def _reset_full(self, c: ConnRecord) -> bool:
+        """reset="full" and the on_connect replay; False: the connection was retired."""
         try:
             # bounded: on a stalled link the reset would never return
             async with asyncio.timeout(self.config.connect_timeout):
@@ -405,18 +417,18 @@ class Engine(EngineCore):
         except Exception as exc:
             logger.warning("pool %r: full reset failed: %r", self.name, exc)
             self._retire(c, terminate=True)
-            return
+            return False
         if not supported:
             self._retire(c)
-            return
+            return False
         if self.hooks.has("on_connect"):
             try:
                 await self.hooks.run_on_connect(self._event(c, monotonic()))
             except HookError as exc:
                 logger.warning("pool %r: %s", self.name, exc)
                 self._retire(c, terminate=True)
-                return
-        self._release(c)
+                return False
+        return True
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"

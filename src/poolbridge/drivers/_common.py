@@ -22,6 +22,7 @@ from ..core.watchdog import backstop
 __all__ = [
     "MYSQL_ISOLATION",
     "PG_ISOLATION",
+    "SQLITE_REFUSED",
     "BaseShim",
     "client_backstop",
     "libpq_escape",
@@ -30,6 +31,7 @@ __all__ = [
     "next_local_id",
     "pg_server_settings",
     "raw_scalar",
+    "sqlite_cannot_honour",
     "ssl_context",
 ]
 
@@ -205,3 +207,28 @@ async def raw_scalar(conn: Any, sql: str) -> Any:
     if isinstance(row, dict):  # a dict cursor class set through driver_options
         return next(iter(row.values()), None)
     return None if row is None else row[0]
+
+
+_DEFAULT_CONNECT_TIMEOUT: float = PoolConfig.__dataclass_fields__["connect_timeout"].default  # type: ignore[assignment]
+
+#: knobs no SQLite stack can honour once set, with the reason (documentation tables too)
+SQLITE_REFUSED: Mapping[str, str] = {
+    "connect_timeout": "SQLite opens a local file: there is no connect to time out",
+    "password": "SQLite has no server to authenticate to: there is no password",
+    "statement_cache": "SQLite has no server-side prepared statements (and no pgbouncer) to avoid",
+}
+
+
+def sqlite_cannot_honour(config: PoolConfig) -> dict[str, str]:
+    """The :data:`SQLITE_REFUSED` knobs that ``config`` sets, each with the reason.
+
+    Shared by the aiosqlite shim (the raw adapter, Tortoise and peewee-async on the engine)
+    and the SQLAlchemy adapter, so that none of them drops one silently: only knobs the
+    user set are listed (a default would warn on every open for nothing).
+    """
+    set_here = {
+        "connect_timeout": config.connect_timeout != _DEFAULT_CONNECT_TIMEOUT,
+        "password": config.password is not None,
+        "statement_cache": not config.statement_cache,
+    }
+    return {knob: why for knob, why in SQLITE_REFUSED.items() if set_here[knob]}

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ..core.config import PoolConfig
-from ._common import BaseShim, next_local_id
+from ._common import BaseShim, next_local_id, sqlite_cannot_honour
 
 __all__ = ["AiosqliteShim"]
 
@@ -30,7 +30,7 @@ class AiosqliteShim(BaseShim):
         return kw
 
     def unsupported(self, config: PoolConfig) -> dict[str, str]:
-        out: dict[str, str] = {}
+        out = sqlite_cannot_honour(config)
         if config.isolation_level is not None:
             out["isolation_level"] = "SQLite transactions are serializable; no level to choose"
         if config.statement_timeout is not None:

@@ -145,8 +145,9 @@ class Session:
             "min_size": 1,
             "max_size": 2,
             "acquire_timeout": 5.0,
-            "connect_timeout": 5.0,
         }
+        if self.backend != "sqlite":  # SQLite opens a file: a connect_timeout is refused
+            values["connect_timeout"] = 5.0
         values.update(overrides)
         return PoolConfig(**values)
 

@@ -123,6 +123,31 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         (),
     ),
     Requirement(
+        "hook_on_connect_settings",
+        "SET search_path / SET time_zone run by an async on_connect on the native "
+        "connection hold for every later query on every connection, also after a full reset",
+        (),
+    ),
+    Requirement(
+        "hook_checkout_tag",
+        "a session tag set by on_checkout (application_name, a MySQL user variable) is "
+        "what the server shows during the use",
+        (),
+    ),
+    Requirement(
+        "hook_checkin_reset",
+        "on_checkin undoes the tag before the next user of the same connection gets it, "
+        "also when the caller left its transaction open",
+        (),
+    ),
+    Requirement(
+        "stats_faults",
+        "pool.stats() matches the server's count of the pool's connections during load, "
+        "after a cancellation burst and after connections are killed server-side",
+        (),
+        fault=True,
+    ),
+    Requirement(
         "close",
         "close() leaves no server connection of the pool; acquire after close raises "
         "PoolClosed; close() is idempotent",
@@ -262,6 +287,9 @@ NO_REQUIREMENT: Mapping[str, str] = {
 }
 
 _NO_SERVER = "SQLite has no server: nothing to count or kill server-side"
+_NO_SESSION_TAG = (
+    "SQLite has no server session to tag: no application_name, no session variables"
+)
 
 #: backend -> requirement -> reason, for rows that make no sense on that backend
 BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
@@ -285,6 +313,11 @@ BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
         "acquire_timeout row checks exhaustion)",
         "session": "SQLite has no session settings (PRAGMAs are per-driver options)",
         "isolation_level": "SQLite has no isolation level setting",
+        "stats_faults": _NO_SERVER,
+        "hook_on_connect_settings": "SQLite has no server session: no search_path or "
+        "time_zone (its per-connection PRAGMAs are driver options)",
+        "hook_checkout_tag": _NO_SESSION_TAG,
+        "hook_checkin_reset": _NO_SESSION_TAG,
     },
     "mysql": {},
     "postgresql": {},
