@@ -54,7 +54,9 @@ def engine_under_orm(host: str, *, opened: str, notes: Mapping[str, str]) -> dic
         "isolation_level": "set on every new connection by poolbridge's driver shim",
         "session": "set on every new connection by poolbridge's driver shim",
         "statement_cache": "driver option set by poolbridge's driver shim",
+        "ssl": "translated for the driver's connect by poolbridge's driver shim",
         "password": "a provider resolved per new connection",
+        "driver_options": "passed to the driver's connect untouched by poolbridge's driver shim",
         "leak_timeout": f"{host}: leak tracking with the acquiring stack",
         "retry": f"{host}: capped exponential backoff on connect",
     }

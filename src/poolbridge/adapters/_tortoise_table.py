@@ -75,7 +75,10 @@ SQLITE_REASONS: dict[str, str] = {
     "isolation_level": "SQLite has no isolation level setting",
     "session": "Tortoise turns extra SQLite credentials into PRAGMAs; poolbridge adds none",
     "statement_cache": "SQLite has no server-side prepared statements",
+    "ssl": "SQLite is a local file: there is no connection to encrypt",
     "password": "SQLite has no password",
+    "driver_options": f"{_ONE}, opened by Tortoise without driver options (extra "
+    "credentials become PRAGMAs)",
 }
 
 
@@ -117,7 +120,9 @@ def unsupported(config: PoolConfig, driver: str) -> dict[str, str]:
                 continue
             if fname == "password" and value is None:
                 continue
-            if fname in ("session",) and not value:
+            if fname in ("session", "driver_options") and not value:
+                continue
+            if fname == "ssl" and value == "disable":
                 continue
             if fname == "statement_cache" and value:
                 continue
@@ -203,7 +208,7 @@ def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
 DOC_KNOBS = (
     "min_size", "max_size", "acquire_timeout", "connect_timeout", "statement_timeout",
     "max_lifetime", "max_idle", "pre_ping", "max_waiting", "reset", "statement_cache",
-    "isolation_level", "session", "password", "leak_timeout", "retry",
+    "isolation_level", "session", "ssl", "password", "driver_options", "leak_timeout", "retry",
 )  # fmt: skip
 
 
@@ -236,6 +241,7 @@ def tortoise_doc_table() -> str:
     no_sqlite = {
         "statement_timeout": "SQLite has no server-side statement timeout",
         "isolation_level": "SQLite transactions are serializable; no level to choose",
+        "ssl": "SQLite is a local file: there is no connection to encrypt",
         **SQLITE_REFUSED,
     }  # what the aiosqlite shim reports when these are set
     return doc_table(

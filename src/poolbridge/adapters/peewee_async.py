@@ -215,6 +215,7 @@ adapter = PeeweeAsyncAdapter()
 _SQLITE_NO = {
     "statement_timeout": "SQLite has no server-side statement timeout",
     "isolation_level": "SQLite transactions are serializable; no level to choose",
+    "ssl": "SQLite is a local file: there is no connection to encrypt",
     **SQLITE_REFUSED,
 }  # what the aiosqlite shim reports when these are set
 
