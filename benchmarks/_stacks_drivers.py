@@ -167,8 +167,8 @@ async def open_psycopg(variant: str) -> AsyncIterator[Ops]:
     from psycopg_pool import AsyncConnectionPool
 
     import poolbridge
-    from poolbridge.adapters._psycopg_conninfo import pool_options
     from poolbridge.adapters.psycopg import conninfo_kwargs
+    from poolbridge.drivers._psycopg import pool_options
 
     cfg = config("postgresql")
     pool: Any

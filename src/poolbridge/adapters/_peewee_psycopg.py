@@ -1,8 +1,9 @@
 """peewee-async's Psycopg3Database on a hooked psycopg_pool (poolbridge errors, hooks, stats).
 
 psycopg_pool honours every pool knob, so this backend keeps it (DESIGN: "psycopg keeps
-psycopg_pool"); :class:`~._psycopg_pool.PBConnectionPool` adds poolbridge's hooks, stats, leak
-tracking and errors. Unlike peewee-async's own psycopg backend, the password is resolved per
+psycopg_pool"); the shared
+:class:`~poolbridge.drivers._psycopg_pool.PBConnectionPool` adds poolbridge's hooks, stats,
+leak tracking and errors. Unlike peewee-async's own psycopg backend, the password is resolved per
 connection and never formatted into the DSN.
 """
 
@@ -13,9 +14,9 @@ from typing import Any
 import peewee_async
 import psycopg
 
+from ..drivers._psycopg import conninfo_kwargs, pool_options
+from ..drivers._psycopg_pool import PBConnectionPool, PsycopgHolder
 from ._peewee_backend import HolderBackend, binding_from
-from ._psycopg_conninfo import conninfo_kwargs, pool_options
-from ._psycopg_pool import PBConnectionPool, PsycopgHolder
 
 __all__ = ["Psycopg3Database", "PsycopgHookedBackend"]
 

@@ -1,6 +1,6 @@
 """The uniform Pool handle of :mod:`poolbridge.adapters.psycopg` (imports psycopg).
 
-``.native`` is a :class:`~._psycopg_pool.PBConnectionPool`, a real psycopg_pool
+``.native`` is a :class:`~poolbridge.drivers._psycopg_pool.PBConnectionPool`, a real psycopg_pool
 ``AsyncConnectionPool``; the handle shares its hook runner, stats recorder and leak tracker.
 """
 
@@ -17,8 +17,8 @@ import psycopg
 from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
-from ._psycopg_conninfo import conninfo_kwargs, pool_options
-from ._psycopg_pool import PBConnectionPool, PoolClosed, PsycopgHolder
+from ..drivers._psycopg import conninfo_kwargs, pool_options
+from ..drivers._psycopg_pool import PBConnectionPool, PoolClosed, PsycopgHolder
 
 __all__ = ["PsycopgPool", "open_psycopg_pool"]
 

@@ -2,8 +2,9 @@
 
 psycopg_pool honours every pool knob, so this backend keeps it; what Tortoise lacks here
 is poolbridge's surface. Its pool raised ``psycopg_pool.PoolTimeout`` untranslated after a
-hard-coded 30 s; this client's pool (:class:`~._psycopg_pool.PBConnectionPool`) takes
-``acquire_timeout`` as psycopg_pool's ``timeout`` and raises :class:`poolbridge.PoolTimeout`.
+hard-coded 30 s; this client's pool (the shared
+:class:`~poolbridge.drivers._psycopg_pool.PBConnectionPool`) takes ``acquire_timeout`` as
+psycopg_pool's ``timeout`` and raises :class:`poolbridge.PoolTimeout`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import psycopg.conninfo
 from tortoise.backends.base.client import TransactionContext
 from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
 
-from ._psycopg_conninfo import libpq_options
-from ._psycopg_pool import PBConnectionPool, PsycopgHolder
+from ..drivers._psycopg import libpq_options
+from ..drivers._psycopg_pool import PBConnectionPool, PsycopgHolder
 from ._tortoise_client import ConfigPassword, OneLoopClient, TortoiseBinding
 from ._tortoise_tx import guarded
 

@@ -22,8 +22,9 @@ from typing import Any
 
 from ..core.config import PoolConfig
 from ..drivers._common import SQLITE_REFUSED
+from ..drivers._psycopg import psycopg_pool_under_orm
+from ._doctable import doc_table
 from ._engine_backed import engine_under_orm
-from ._psycopg_conninfo import psycopg_pool_under_orm
 from ._tortoise_client import BINDING_KEY, ConfigPassword
 
 __all__ = [
@@ -202,37 +203,6 @@ def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
     opts.update(config.database_url.query)
     opts.update(config.driver_options)
     return opts
-
-
-#: knobs shown in the documentation table, in PoolConfig order
-DOC_KNOBS = (
-    "min_size", "max_size", "acquire_timeout", "connect_timeout", "statement_timeout",
-    "max_lifetime", "max_idle", "pre_ping", "max_waiting", "reset", "statement_cache",
-    "isolation_level", "session", "ssl", "password", "driver_options", "leak_timeout", "retry",
-)  # fmt: skip
-
-
-def doc_table(
-    columns: dict[str, tuple[dict[str, str], dict[str, str]]],
-) -> str:
-    """A Markdown table: one row per knob, one column per driver (emulated how / why not).
-
-    ``columns`` maps a column title to (emulated, unsupported) dicts.
-    """
-    head = "| knob | " + " | ".join(columns) + " |"
-    sep = "|---|" + "---|" * len(columns)
-    rows = [head, sep]
-    for knob in DOC_KNOBS:
-        cells = []
-        for emulated_map, unsupported_map in columns.values():
-            if knob in unsupported_map:
-                cells.append(f"**no**: {unsupported_map[knob]}")
-            elif knob in emulated_map:
-                cells.append(emulated_map[knob])
-            else:
-                cells.append("-")
-        rows.append(f"| `{knob}` | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
 
 
 def tortoise_doc_table() -> str:

@@ -39,10 +39,10 @@ from ..core.config import PasswordProvider, PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
 from ..drivers._common import SQLITE_REFUSED
+from ..drivers._psycopg import psycopg_pool_under_orm
 from ..errors import PoolClosed, UnsupportedOptionError
 from ._engine_backed import engine_under_orm
 from ._glue import aiopg_real_error, open_or_close, ping_select_one
-from ._psycopg_conninfo import psycopg_pool_under_orm
 from ._rows import first_value
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
@@ -222,7 +222,7 @@ _SQLITE_NO = {
 
 def doc_table() -> str:
     """The translation table as it appears in docs/adapters/peewee_async.md."""
-    from ._tortoise_table import doc_table as render
+    from ._doctable import doc_table as render
 
     return render(
         {

@@ -3,7 +3,7 @@
 psycopg_pool has nearly every knob natively (min/max size, timeout, max_waiting,
 max_lifetime with jitter, max_idle, check, configure, reset), so this adapter is mostly a
 table. What it lacks — poolbridge's hooks, stats, leak tracking and error types — lives in
-a small subclass of the pool (built lazily in :mod:`._psycopg_pool`, shared with the
+a small subclass of the pool (:mod:`poolbridge.drivers._psycopg_pool`, shared with the
 Tortoise and peewee-async psycopg backends), so code that uses the
 native ``pool.connection()`` gets them too, not only callers of the poolbridge handle.
 
@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from ..core.config import PoolConfig
 from ..core.hooks import Hooks
 from ..core.pool import Pool
-from ._psycopg_conninfo import conninfo_kwargs, libpq_options, pool_options
+from ..drivers._psycopg import conninfo_kwargs, libpq_options, pool_options
 from .base import Adapter, EntryPoint, ScalarRunner, Translation, enforce, require_modules
 
 if TYPE_CHECKING:
-    from ._psycopg_pool import PBConnectionPool
+    from ..drivers._psycopg_pool import PBConnectionPool
 
 __all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
 

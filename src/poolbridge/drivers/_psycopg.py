@@ -1,6 +1,6 @@
 """PoolConfig -> psycopg connect and psycopg_pool keyword arguments (pure data, no import
 of psycopg): shared by the psycopg adapter, Tortoise's psycopg client and peewee-async's
-Psycopg3Database.
+Psycopg3Database (it lives with the drivers because it belongs to none of those adapters).
 
 Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
 packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.config import PoolConfig
-from ..drivers._common import PG_ISOLATION, libpq_escape
+from ._common import PG_ISOLATION, libpq_escape
 
 __all__ = ["NEVER", "conninfo_kwargs", "libpq_options", "pool_options", "psycopg_pool_under_orm"]
 
