@@ -6,10 +6,9 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from time import monotonic
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -21,6 +20,40 @@ from ..drivers._psycopg import conninfo_kwargs, pool_options
 from ..drivers._psycopg_pool import PBConnectionPool, PoolClosed, PsycopgHolder
 
 __all__ = ["PsycopgPool", "open_psycopg_pool"]
+
+
+class _Acquire(AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]):
+    """``async with pool.acquire() as conn``: getconn, then putconn.
+
+    A plain class rather than ``@asynccontextmanager`` (no async generator per checkout),
+    and no ``asyncio.shield()`` around the release: :meth:`PBConnectionPool.putconn` runs
+    in the caller's task and handles its own interruption (a cancelled release closes the
+    connection and psycopg_pool replaces it), so the hot path creates no task.
+    """
+
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, pool: PsycopgPool) -> None:
+        self._pool = pool
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def __aenter__(self) -> psycopg.AsyncConnection[Any]:
+        pool = self._pool
+        if pool._closing:
+            raise PoolClosed(f"pool {pool.config.name!r} is closed")
+        conn: psycopg.AsyncConnection[Any] = await pool._native.getconn()
+        self._conn = conn
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self._pool._native.putconn(conn)
 
 
 class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
@@ -59,18 +92,7 @@ class PsycopgPool(Pool[psycopg.AsyncConnection[Any]]):
             raise
 
     def acquire(self) -> AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        return self._acquire()
-
-    @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        if self._closing:
-            raise PoolClosed(f"pool {self.config.name!r} is closed")
-        conn = await self._native.getconn()
-        try:
-            yield conn
-        finally:
-            # shielded: a second cancellation must not lose the connection
-            await asyncio.shield(self._native.putconn(conn))
+        return _Acquire(self)
 
     async def ping(self) -> float:
         t0 = monotonic()

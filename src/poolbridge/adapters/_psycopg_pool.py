@@ -31,6 +31,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg.pq import TransactionStatus
+from psycopg_pool.pool_async import ReturnConnection
 
 from .. import errors
 from ..core.budget import BudgetAtOpen
@@ -338,8 +339,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         entry.out_since = now
         entry.lease = self.pb_leaks.checkout(conn, entry.server_id, now - entry.created)
         if self.pb_hooks.has("on_checkout"):
-            await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
-            await _settle_quietly(conn, self.pb_config.name)
+            try:
+                await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
+                await _settle_quietly(conn, self.pb_config.name)
+            except BaseException:  # cancelled inside an async hook: the caller gets nothing
+                self._pb_checkin(entry)
+                self._pb_abandon(conn)
+                raise
         return conn
 
     async def putconn(self, conn: Any) -> None:
@@ -347,6 +353,29 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if entry is None or entry.out_since is None:  # not ours to count (or closed at close)
             await super().putconn(conn)
             return
+        held = self._pb_checkin(entry)
+        # In the caller's task, not a shielded one (a task per release cost more than the
+        # rest of it): an interruption at any await below is handled by _pb_abandon.
+        try:
+            if conn.pgconn.transaction_status in _DIRTY:
+                # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
+                try:
+                    await conn.rollback()
+                except Exception:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            if self.pb_hooks.has("on_checkin"):
+                # after the rollback, so what the hook undoes or sets is not rolled back
+                await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
+                await _settle_quietly(conn, self.pb_config.name)
+            await super().putconn(conn)
+        except BaseException:
+            self._pb_abandon(conn)
+            raise
+
+    def _pb_checkin(self, entry: _Conn) -> float:
+        """Count ``entry`` as given back (stats, leaks, drain); return how long it was held."""
+        assert entry.out_since is not None
         held = monotonic() - entry.out_since
         entry.out_since = None
         self.pb_leaks.checkin(entry.lease)
@@ -354,18 +383,18 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_recorder.record_checkin(held)
         if self._pb_drained is not None and not self._pb_any_out():
             self._pb_drained.set()
-        if conn.pgconn.transaction_status in _DIRTY:
-            # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
-            try:
-                await conn.rollback()
-            except Exception:
-                with contextlib.suppress(Exception):
-                    await conn.close()
-        if self.pb_hooks.has("on_checkin"):
-            # after the rollback, so what the hook undoes or sets is not rolled back
-            await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
-            await _settle_quietly(conn, self.pb_config.name)
-        await super().putconn(conn)
+        return held
+
+    def _pb_abandon(self, conn: Any) -> None:
+        """A release interrupted mid-way (cancelled during the rollback, a hook or
+        psycopg_pool's own return): the connection's protocol state is unknown, so it is
+        closed now, without a round trip, and handed to psycopg_pool's background return,
+        which counts it as bad and opens a replacement. Never leaked, never reused."""
+        if conn in self._pool:  # already back (nothing awaits after that): keep it
+            return
+        with contextlib.suppress(Exception):
+            conn.pgconn.finish()
+        self.run_task(ReturnConnection(self, conn, from_getconn=False))
 
     def _pb_any_out(self) -> bool:
         return any(r.out_since is not None for r in self._pb_conns.values())
