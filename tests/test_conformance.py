@@ -18,6 +18,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,14 @@ class Run:
         return self.output.split(marker, 1)[1] if marker in self.output else "(no matrix)"
 
 
-def _run_column(adapter: str, backend: str, workdir: Path) -> Run:
+def _run_column(
+    adapter: str, backend: str, workdir: Path, url: str | None = None, extra: Sequence[str] = ()
+) -> Run:
+    """One column's suite run; ``url`` replaces the backend's test server, ``extra`` adds
+    pytest arguments (tests/test_conformance_pgbouncer.py: through pgbouncer)."""
     workdir.mkdir(parents=True)
-    url = {"postgresql": PG_URL, "mysql": MYSQL_URL}.get(backend, f"sqlite:///{workdir}/s.db")
+    if url is None:
+        url = {"postgresql": PG_URL, "mysql": MYSQL_URL}.get(backend, f"sqlite:///{workdir}/s.db")
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     proc = subprocess.run(
         [
@@ -91,6 +97,7 @@ def _run_column(adapter: str, backend: str, workdir: Path) -> Run:
             "--poolbridge-dburl",
             url,
             "--poolbridge-faults",
+            *extra,
         ],
         cwd=workdir,
         env=env,
@@ -143,7 +150,11 @@ def test_suite_passes(column: tuple[str, str], runs: dict[tuple[str, str], Run])
         pytest.skip(msg)
     if backend in SERVERS:
         _require(*SERVERS[backend])  # skip locally, fail under CI
-    run = runs[column]
+    _assert_passed(runs[column])
+
+
+def _assert_passed(run: Run) -> None:
+    """The column's run passed: every row pass or closed, none failed or skipped."""
     print(run.matrix)
     failures = [line for line in run.output.splitlines() if line.startswith(("FAILED", "ERROR"))]
     assert run.returncode == 0, "\n".join([run.matrix, *failures, run.output[-3000:]])

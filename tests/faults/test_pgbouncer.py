@@ -37,7 +37,14 @@ def bouncer() -> Iterator[PgBouncer]:
         if IN_CI:
             pytest.fail(msg + " (CI=true)")
         pytest.skip(msg)
-    with PgBouncer(upstream_port=5432, default_pool_size=SERVER_POOL) as b:
+    # round robin: consecutive transactions of one client go to different server
+    # connections even when the machine is too loaded for the tasks to overlap (pgbouncer
+    # reuses the last released server connection by default, which can hide the failure)
+    with PgBouncer(
+        upstream_port=5432,
+        default_pool_size=SERVER_POOL,
+        extra={"server_round_robin": "1"},
+    ) as b:
         yield b
 
 

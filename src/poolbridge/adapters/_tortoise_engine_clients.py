@@ -70,6 +70,21 @@ class EngineFacade:
         return repr(self.engine)
 
 
+class _EngineConnectionWrapper(PoolConnectionWrapper[Any]):
+    """Tortoise's pool wrapper, except that a block that raised (a statement cancelled
+    mid-way, an error) gives the connection back as dirty, as the engine's own acquire()
+    does: Tortoise releases it as idle whatever happened, while the driver may still be
+    mid-exchange with the server (an asyncpg statement cancelled between its Parse and its
+    Sync). The engine rolls it back, which waits for that exchange to end, or replaces it."""
+
+    async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        pool: Any = self.client._pool
+        if exc_val is not None and isinstance(pool, EngineFacade):
+            await pool.release_dirty(self.connection)
+        else:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+
+
 class _EngineSwap(OneLoopClient):
     """``_close`` / ``_expire_connections`` of a Tortoise client whose ``_pool`` is an
     :class:`EngineFacade` (else Tortoise's own); mixed in before Tortoise's client class."""
@@ -84,6 +99,12 @@ class _EngineSwap(OneLoopClient):
             await pool.engine.close()
             return
         await super()._close()  # type: ignore[misc]
+
+    def acquire_connection(self) -> Any:
+        wrapper = super().acquire_connection()  # type: ignore[misc]
+        if type(wrapper) is PoolConnectionWrapper:
+            return _EngineConnectionWrapper(self, wrapper._pool_init_lock)  # type: ignore[arg-type]
+        return wrapper
 
     def _in_transaction(self) -> TransactionContext:
         # Tortoise's pooled context loses the connection when BEGIN is cancelled

@@ -32,12 +32,14 @@ TEST_DEADLINE = 60.0
 
 @dataclass(frozen=True)
 class Target:
-    """One matrix column on one backend: adapter x dburl x driver."""
+    """One matrix column on one backend: adapter x dburl x driver (``via="pgbouncer"``: the
+    dburl is a pgbouncer in transaction pooling mode in front of PostgreSQL)."""
 
     adapter_name: str
     dburl: str = field(repr=False)  # may carry a password: never in reprs or test ids
     backend: str = ""
     driver: str = ""
+    via: str = ""
 
     @property
     def column(self) -> str:
@@ -90,7 +92,7 @@ class Session:
     @contextlib.asynccontextmanager
     async def start(cls, case: Case, limit: int = 10) -> AsyncIterator[Session]:
         __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
-        admin = await open_admin(case.target.dburl)
+        admin = await open_admin(case.target.dburl, via=case.target.via)
         try:
             async with admin.limited_user(limit) as url:
                 session = cls(case=case, admin=admin, url=url)
@@ -148,6 +150,8 @@ class Session:
         }
         if self.backend != "sqlite":  # SQLite opens a file: a connect_timeout is refused
             values["connect_timeout"] = 5.0
+        if self.case.target.via == "pgbouncer":
+            values["statement_cache"] = False  # what makes a stack safe behind pgbouncer
         values.update(overrides)
         return PoolConfig(**values)
 
@@ -160,7 +164,7 @@ class Session:
                     Event(
                         hook,
                         ev.pool,
-                        ev.connection_id,
+                        self.admin.connection_key(ev.connection_id, ev.connection),
                         time.monotonic(),
                         ev.held,
                         ev.acquire_stack,
@@ -235,8 +239,5 @@ class Session:
         return name
 
     async def server_id(self, run: ScalarRunner) -> int | str | None:
-        """The server-side id of the connection behind ``run``."""
-        if self.admin.id_sql is None:
-            return None
-        value = await run(self.admin.id_sql)
-        return int(value) if value is not None else None
+        """The server-side id of the connection behind ``run`` (as the hooks record it)."""
+        return await self.admin.connection_id(run)

@@ -66,10 +66,13 @@ class Matrix:
     def render(self, targets: Iterable[Target]) -> list[str]:
         """The text tables, one per backend."""
         columns: dict[str, list[str]] = {}
+        via: dict[str, str] = {}
         for t in targets:
             cols = columns.setdefault(t.backend, [])
             if t.column not in cols:
                 cols.append(t.column)
+            if t.via:
+                via[t.backend] = t.via
         lines: list[str] = []
         for backend in sorted(columns, key=lambda b: (_BACKEND_ORDER.get(b, 9), b)):
             cols = columns[backend]
@@ -95,7 +98,7 @@ class Matrix:
                 return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
 
             lines.append("")
-            lines.append(f"{backend}:")
+            lines.append(f"{backend} via {via[backend]}:" if backend in via else f"{backend}:")
             lines.append(fmt(header))
             lines.append(fmt(["-" * w for w in widths]))
             lines.extend(fmt(r) for r in rows)

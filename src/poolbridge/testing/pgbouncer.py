@@ -12,9 +12,12 @@ so as root it runs as the ``postgres`` system user (``run_as``).
 Pinned settings: ``pool_mode = transaction`` and, on pgbouncer >= 1.21 (which track
 protocol-level prepared statements and enable that by default), ``max_prepared_statements =
 0`` so that a driver's prepared statements break exactly as they do on 1.18, Debian 12's
-version, which does not know the option. Authentication is ``trust``: every user in
-``users`` is accepted and forwarded as is to the upstream server (which trusts loopback in
-the test setup). The admin console (``pgbouncer`` database) accepts ``admin_user``.
+version, which does not know the option. Authentication (``auth_type = hba``): the users
+in ``users`` are trusted and forwarded as is to the upstream server (which trusts loopback in
+the test setup); any other role (the conformance suite's per-test roles) must give its
+PostgreSQL password, which pgbouncer checks with SCRAM against the secret ``auth_query``
+reads from ``pg_shadow`` as the first of ``users``. The admin console (``pgbouncer``
+database) accepts ``admin_user`` as admin and ``users`` as stats users (SHOW only).
 
 :meth:`PgBouncer.show` speaks the simple query protocol itself (the admin console accepts no
 other), so counting clients and servers needs no driver.
@@ -23,20 +26,26 @@ other), so counting clients and servers needs no driver.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import secrets
 import shutil
 import socket
 import struct
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["PgBouncer", "pgbouncer_binary", "pgbouncer_version"]
+from .proxy import upstream_port
+from .servers import PostgresAdmin
+
+__all__ = ["PgBouncer", "PgBouncerAdmin", "client_port", "pgbouncer_binary", "pgbouncer_version"]
 
 ADMIN_USER = "pgbouncer_admin"
 
@@ -121,9 +130,13 @@ class PgBouncer:
             "listen_addr": self.host,
             "listen_port": str(self.port),
             "unix_socket_dir": "",
-            "auth_type": "trust",
+            "auth_type": "hba",
+            "auth_hba_file": str(self.dir / "hba.conf"),
             "auth_file": str(self.dir / "userlist.txt"),
+            "auth_user": self.users[0],
+            "auth_query": "SELECT usename, passwd FROM pg_shadow WHERE usename=$1",
             "admin_users": ADMIN_USER,
+            "stats_users": ", ".join(u for u in self.users if u != ADMIN_USER),
             "pool_mode": self.pool_mode,
             "default_pool_size": str(self.default_pool_size),
             "max_client_conn": "500",
@@ -145,6 +158,13 @@ class PgBouncer:
         ]
         return "\n".join(lines) + "\n"
 
+    def hba(self) -> str:
+        """The auth_hba_file: ``users`` trusted, every other role checked by SCRAM."""
+        return (
+            f"host all {','.join(self.users)} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+        )
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 15.0) -> PgBouncer:
@@ -158,6 +178,7 @@ class PgBouncer:
         self.dir = Path(tempfile.mkdtemp(prefix="poolbridge-pgbouncer-"))
         self.port = _free_port()
         (self.dir / "userlist.txt").write_text("".join(f'"{u}" ""\n' for u in self.users))
+        (self.dir / "hba.conf").write_text(self.hba())
         ini = self.dir / "pgbouncer.ini"
         ini.write_text(self.ini())
         if self.run_as is not None:
@@ -250,32 +271,7 @@ class PgBouncer:
         return _count(rows, database, user)
 
     async def _simple_query(self, sql: str) -> list[dict[str, str | None]]:
-        reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            params = b"".join(
-                k.encode() + b"\0" + v.encode() + b"\0"
-                for k, v in (("user", ADMIN_USER), ("database", "pgbouncer"))
-            )
-            body = struct.pack("!i", 196608) + params + b"\0"
-            writer.write(struct.pack("!i", len(body) + 4) + body)
-            await _until_ready(reader)
-            query = sql.encode() + b"\0"
-            writer.write(b"Q" + struct.pack("!i", len(query) + 4) + query)
-            rows: list[dict[str, str | None]] = []
-            names: list[str] = []
-            while True:
-                kind, payload = await _message(reader)
-                if kind == b"T":
-                    names = _row_description(payload)
-                elif kind == b"D":
-                    rows.append(dict(zip(names, _data_row(payload), strict=True)))
-                elif kind == b"E":
-                    raise RuntimeError(f"pgbouncer admin error: {_error_text(payload)}")
-                elif kind == b"Z":
-                    return rows
-        finally:
-            writer.write(b"X\0\0\0\4")
-            writer.close()
+        return await _simple_query(self.host, self.port, ADMIN_USER, sql)
 
 
 def _count(rows: list[dict[str, str | None]], database: str | None, user: str | None) -> int:
@@ -332,3 +328,205 @@ def _data_row(payload: bytes) -> list[str | None]:
 def _error_text(payload: bytes) -> str:
     fields = payload.split(b"\0")
     return "; ".join(f[1:].decode(errors="replace") for f in fields if f[:1] in (b"C", b"M"))
+
+
+# -- the conformance suite's view of a pgbouncer target ---------------------------------------
+
+#: why a single pool connection cannot be killed through pgbouncer (fault rows are closed)
+NO_KILL = (
+    "pgbouncer has no command that closes one client connection (KILL closes every client "
+    "of a database), and terminating the server connection behind it is invisible to a "
+    "client in transaction pooling, which holds no server connection between transactions"
+)
+
+
+def client_port(native: Any) -> int | None:
+    """The local TCP port of a driver connection (asyncpg, psycopg 3, aiopg/psycopg2), or
+    None when it is not a TCP connection or its socket cannot be found.
+
+    Through pgbouncer that port is what names the connection: pgbouncer lists it in SHOW
+    CLIENTS, while the backend pid the driver reports is a random cancel key of its own.
+    """
+    name: Any = None
+    transport = getattr(native, "_transport", None)  # asyncpg.Connection
+    if transport is not None and hasattr(transport, "get_extra_info"):
+        name = transport.get_extra_info("sockname")
+    else:
+        for holder in (native, getattr(native, "raw", None)):  # psycopg 3; aiopg's psycopg2
+            fileno = getattr(holder, "fileno", None)
+            if callable(fileno):
+                try:
+                    fd = os.dup(fileno())
+                except Exception:  # closed connection
+                    return None
+                with socket.socket(fileno=fd) as sock:
+                    name = sock.getsockname()
+                break
+    if isinstance(name, tuple) and len(name) >= 2:
+        return int(name[1])
+    return None
+
+
+class PgBouncerAdmin(PostgresAdmin):
+    """The suite's server view of a PostgreSQL server behind pgbouncer in transaction pooling.
+
+    The dburl is pgbouncer's address. The pool's connections are pgbouncer *clients*, so
+    they are counted with ``SHOW CLIENTS`` (by the test role) and pgbouncer's own
+    connections to PostgreSQL with ``SHOW SERVERS``, on the admin console (database
+    ``pgbouncer``, same host, port and credentials: the URL's user must be one of
+    pgbouncer's ``stats_users`` or ``admin_users``).
+
+    A pool connection is named by its client TCP port: the backend pid a driver reports is
+    a random cancel key pgbouncer made up, and ``SELECT pg_backend_pid()`` names whichever
+    server connection runs that statement. Hook events are mapped to the port of the
+    driver connection's socket (:func:`client_port`); inside a connection
+    (:meth:`connection_id`) the connection tags itself with a unique application_name, which
+    pgbouncer tracks per client and shows in SHOW CLIENTS, and restores it.
+
+    SQL (roles, tables, counts) goes through pgbouncer too, without prepared statements.
+    """
+
+    via = "pgbouncer"
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self._console: Any = None
+        self._ports: dict[int | str, int] = {}
+
+    async def connect(self) -> None:
+        __tracebackhide__ = True  # its locals hold credentials: keep them out of reports
+        await super().connect()
+        dbu = self.config.database_url
+        if self._kind == "psycopg":
+            import psycopg
+
+            kw: dict[str, Any] = {
+                "host": dbu.host or dbu.query.get("host"),
+                "port": dbu.port or 5432,
+                "user": dbu.username,
+                "password": dbu.password,
+            }
+            # the console speaks the simple query protocol only: psycopg uses it for a
+            # statement without parameters, unless it prepares it (after 5 runs by default)
+            self._console = await psycopg.AsyncConnection.connect(
+                dbname="pgbouncer",
+                autocommit=True,
+                prepare_threshold=None,
+                connect_timeout=5,
+                **{k: v for k, v in kw.items() if v},
+            )
+
+    def driver_options(self) -> dict[str, Any]:
+        """No named prepared statements: the admin's SQL goes through transaction pooling."""
+        if self._kind == "psycopg":
+            return {"prepare_threshold": None}
+        return {"statement_cache_size": 0}
+
+    async def close(self) -> None:
+        if self._console is not None:
+            with contextlib.suppress(Exception):
+                await self._console.close()
+        await super().close()
+
+    async def show(self, what: str) -> list[dict[str, str | None]]:
+        """Rows of ``SHOW <what>`` from pgbouncer's admin console, values as text."""
+        if not re.fullmatch(r"[A-Za-z_]+", what):
+            raise ValueError(f"not a SHOW command: {what!r}")
+        if self._console is None:  # no psycopg: the protocol client (trust only)
+            dbu = self.config.database_url
+            host, port = dbu.host or "127.0.0.1", dbu.port or 5432
+            return await asyncio.wait_for(
+                _simple_query(host, port, dbu.username or "postgres", f"SHOW {what}"), 5.0
+            )
+        cur = await self._console.execute(f"SHOW {what}")
+        names = [d.name for d in cur.description or ()]
+        return [
+            {n: (None if v is None else str(v)) for n, v in zip(names, row, strict=True)}
+            for row in await cur.fetchall()
+        ]
+
+    async def _clients(self) -> list[dict[str, str | None]]:
+        return [r for r in await self.show("CLIENTS") if r.get("database") != "pgbouncer"]
+
+    def connection_key(self, connection_id: int | str | None, native: Any) -> int | str | None:
+        if connection_id is None:
+            return None
+        port = self._ports.get(connection_id)
+        if port is None:
+            port = client_port(native)
+            if port is not None:  # through a TcpProxy of the test: the port pgbouncer sees
+                port = upstream_port(port) or port
+            if port is None:
+                raise RuntimeError(
+                    f"cannot find the client TCP port of {type(native).__name__!r}: a "
+                    "pgbouncer target needs a TCP URL and an asyncpg/psycopg/aiopg connection"
+                )
+            self._ports[connection_id] = port
+        return port
+
+    async def connection_id(self, run: Callable[[str], Awaitable[Any]]) -> int | str | None:
+        tag = f"pbid_{secrets.token_hex(6)}"
+        before = str(await run("SELECT current_setting('application_name')"))
+        await run(f"SELECT set_config('application_name', '{tag}', false)")
+        try:
+            rows = await self._clients()
+        finally:
+            quoted = before.replace("'", "''")
+            await run(f"SELECT set_config('application_name', '{quoted}', false)")
+        ports = [int(str(r["port"])) for r in rows if r.get("application_name") == tag]
+        if len(ports) != 1:
+            raise AssertionError(f"pgbouncer shows {len(ports)} clients tagged {tag!r}")
+        return ports[0]
+
+    async def alive(self, ids: Iterable[int | str | None]) -> set[int]:
+        ports = {int(str(r["port"])) for r in await self._clients()}
+        return {int(i) for i in ids if i is not None and int(i) in ports}
+
+    async def kill(self, connection_id: int | str) -> None:
+        raise NotImplementedError(NO_KILL)
+
+    async def in_transaction(self, connection_id: int | str) -> bool:
+        """Whether that client holds a server connection: in transaction pooling a client is
+        linked to one only while a transaction (or a statement) runs."""
+        for r in await self._clients():
+            if int(str(r["port"])) == int(connection_id):
+                return bool(r.get("link"))
+        return False
+
+    async def count_role_connections(self, role: str) -> int:
+        """The pool's connections: pgbouncer clients logged in as ``role``."""
+        return sum(1 for r in await self._clients() if r.get("user") == role)
+
+    async def count_role_servers(self, role: str) -> int:
+        """pgbouncer's server connections to PostgreSQL for ``role``."""
+        return sum(1 for r in await self.show("SERVERS") if r.get("user") == role)
+
+
+async def _simple_query(host: str, port: int, user: str, sql: str) -> list[dict[str, str | None]]:
+    """Run ``sql`` on pgbouncer's admin console by the simple query protocol (trust auth)."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        params = b"".join(
+            k.encode() + b"\0" + v.encode() + b"\0"
+            for k, v in (("user", user), ("database", "pgbouncer"))
+        )
+        body = struct.pack("!i", 196608) + params + b"\0"
+        writer.write(struct.pack("!i", len(body) + 4) + body)
+        await _until_ready(reader)
+        query = sql.encode() + b"\0"
+        writer.write(b"Q" + struct.pack("!i", len(query) + 4) + query)
+        rows: list[dict[str, str | None]] = []
+        names: list[str] = []
+        while True:
+            kind, payload = await _message(reader)
+            if kind == b"T":
+                names = _row_description(payload)
+            elif kind == b"D":
+                rows.append(dict(zip(names, _data_row(payload), strict=True)))
+            elif kind == b"E":
+                raise RuntimeError(f"pgbouncer admin error: {_error_text(payload)}")
+            elif kind == b"Z":
+                return rows
+    finally:
+        writer.write(b"X\0\0\0\4")
+        writer.close()

@@ -38,10 +38,13 @@ _CELL_PROPERTY = "poolbridge_cell"
 class PluginState:
     """What the plugin knows for one pytest session."""
 
-    def __init__(self, adapters: list[str], dburls: list[str], faults: bool) -> None:
+    def __init__(
+        self, adapters: list[str], dburls: list[str], faults: bool, pgbouncer: bool = False
+    ) -> None:
         self.adapter_names = adapters
         self.dburls = dburls
         self.faults = faults
+        self.via = "pgbouncer" if pgbouncer else ""
         self.matrix = Matrix()
         self.targets: list[Target] = []
         self.unavailable: dict[str, str] = {}
@@ -75,6 +78,10 @@ class PluginState:
                     cfg = PoolConfig(url=url)
                 except ConfigError as exc:
                     raise pytest.UsageError(f"--poolbridge-dburl: {exc}") from exc
+                if self.via and cfg.backend != "postgresql":
+                    raise pytest.UsageError(
+                        f"--poolbridge-pgbouncer: a {cfg.backend} URL cannot be a pgbouncer"
+                    )
                 drivers = adapter.drivers.get(cfg.backend, ())
                 wanted = cfg.database_url.driver
                 found = [d for d in drivers if wanted is None or wanted == d]
@@ -84,7 +91,7 @@ class PluginState:
                         f"{wanted or 'at all'} for {cfg.backend}: no column"
                     )
                 for driver in found:
-                    self.targets.append(Target(name, url, cfg.backend, driver))
+                    self.targets.append(Target(name, url, cfg.backend, driver, self.via))
 
     def reachable(self, url: str) -> str | None:
         if url not in self._reachable:
@@ -135,9 +142,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="also run the fault rows, which kill server connections",
     )
+    group.addoption(
+        "--poolbridge-pgbouncer",
+        action="store_true",
+        default=None,
+        help="the dburls are pgbouncers in transaction pool mode in front of PostgreSQL: "
+        "pools run with statement_cache=False, connections are counted with SHOW "
+        "CLIENTS/SERVERS (the URL's user must be a pgbouncer stats_users/admin_users)",
+    )
     parser.addini("poolbridge_adapter", "adapters for the conformance suite", type="linelist")
     parser.addini("poolbridge_dburl", "database URLs for the conformance suite", type="linelist")
     parser.addini("poolbridge_faults", "run the fault rows (kill backends)", type="bool")
+    parser.addini(
+        "poolbridge_pgbouncer", "the dburls are pgbouncers (transaction pooling)", type="bool"
+    )
 
 
 def _option(config: pytest.Config, name: str) -> list[str]:
@@ -160,7 +178,10 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--poolbridge-adapter needs at least one --poolbridge-dburl")
     faults_cli = config.getoption("--poolbridge-faults")
     faults = bool(faults_cli or config.getini("poolbridge_faults"))
-    state = PluginState(adapters or ["all"], dburls, faults)
+    pgbouncer = bool(
+        config.getoption("--poolbridge-pgbouncer") or config.getini("poolbridge_pgbouncer")
+    )
+    state = PluginState(adapters or ["all"], dburls, faults, pgbouncer)
     config.stash[_STATE] = state
     config.pluginmanager.register(_CellRecorder(state), "poolbridge.testing.cells")
     # bring our own tests: instead of the testpaths / current directory, or next to the
@@ -228,7 +249,7 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
     if mark is None:
         raise pytest.UsageError(f"{request.node.nodeid} has no poolbridge_requirement mark")
     req = requirement(str(mark.args[0]))
-    reason = closed_reason(adapter, target.backend, target.driver, req.name)
+    reason = closed_reason(adapter, target.backend, target.driver, req.name, via=target.via)
     if reason is not None:
         pytest.skip(f"closed: {reason}")
     if req.fault and not state.faults:

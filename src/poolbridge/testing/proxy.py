@@ -22,10 +22,24 @@ from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["TcpProxy"]
+__all__ = ["TcpProxy", "upstream_port"]
 
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _CHUNK = 65536
+
+#: client-side port -> the proxy's own local port towards its target, for every live proxied
+#: connection of every proxy in this process
+_ROUTES: dict[int, int] = {}
+
+
+def upstream_port(client_port: int) -> int | None:
+    """The local port a proxy of this process uses towards its target for the connection
+    whose client has local port ``client_port`` (None: not a proxied connection).
+
+    The target sees that port, not the client's: the suite's pgbouncer view names a
+    connection by the client port pgbouncer lists in SHOW CLIENTS.
+    """
+    return _ROUTES.get(client_port)
 
 
 class _Link:
@@ -199,6 +213,7 @@ class TcpProxy:
         link = _Link(writer)
         self._links.add(link)
         self.total_connections += 1
+        route: int | None = None
         try:
             try:
                 up_reader, up_writer = await asyncio.open_connection(
@@ -208,6 +223,10 @@ class TcpProxy:
                 writer.transport.abort()
                 return
             link.server = up_writer
+            peer, own = writer.get_extra_info("peername"), up_writer.get_extra_info("sockname")
+            if isinstance(peer, tuple) and isinstance(own, tuple):
+                route = int(peer[1])
+                _ROUTES[route] = int(own[1])
             if link not in self._links:  # dropped while connecting
                 link.abort()
                 return
@@ -221,6 +240,8 @@ class TcpProxy:
         finally:
             link.abort()
             self._links.discard(link)
+            if route is not None:
+                _ROUTES.pop(route, None)
 
     async def _pump(
         self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: _Link

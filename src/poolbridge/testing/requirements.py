@@ -21,6 +21,7 @@ __all__ = [
     "KNOB_REQUIREMENTS",
     "NO_REQUIREMENT",
     "REQUIREMENTS",
+    "TARGET_CLOSED",
     "Requirement",
     "closed_reason",
     "requirement",
@@ -324,8 +325,64 @@ BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
 }
 
 
-def closed_reason(adapter: Adapter, backend: str, driver: str, name: str) -> str | None:
-    """Why ``name`` is closed for this adapter/backend/driver, or None when it is open."""
+_PGBOUNCER_NO_KILL = (
+    "through pgbouncer the row cannot kill one of the pool's connections: pgbouncer has no "
+    "command that closes one client connection (KILL closes every client of a database), "
+    "and terminating a server connection is invisible to a client in transaction pooling, "
+    "which holds none between transactions"
+)
+_PGBOUNCER_SESSION = (
+    "through pgbouncer in transaction pooling a session setting does not stay with the "
+    "client: pgbouncer refuses it as a startup parameter (from one server connection to the "
+    "next it carries only client_encoding, DateStyle, TimeZone, standard_conforming_strings "
+    "and application_name), and a SET lands on whichever server connection serves that "
+    "transaction; set it per role or database in PostgreSQL (ALTER ROLE ... SET) instead"
+)
+_PGBOUNCER_PID = (
+    "the row reads pg_stat_activity by the connection's backend pid; through pgbouncer a "
+    "client has no backend of its own (the pid its driver reports is a cancel key pgbouncer "
+    "made up)"
+)
+
+#: what stands between pool and server ("pgbouncer") -> requirement -> reason, for rows
+#: that cannot apply through it (``--poolbridge-pgbouncer``)
+TARGET_CLOSED: Mapping[str, Mapping[str, str]] = {
+    "pgbouncer": {
+        "refill": _PGBOUNCER_NO_KILL,
+        "pre_ping": _PGBOUNCER_NO_KILL,
+        "kill_idle": _PGBOUNCER_NO_KILL,
+        "kill_mid_query": _PGBOUNCER_NO_KILL,
+        "stats_faults": _PGBOUNCER_NO_KILL,
+        "restart": "the row restarts a PostgreSQL of its own, which the target's pgbouncer "
+        "does not front (restarting the pgbouncer the URL names is not the suite's to do)",
+        "wait_timeout": "PostgreSQL's idle_session_timeout closes pgbouncer's server "
+        "connections, which pgbouncer replaces unseen by its clients; the idle timeout a "
+        "pool meets through pgbouncer is pgbouncer's client_idle_timeout, its own "
+        "configuration, not the suite's",
+        "session": _PGBOUNCER_SESSION,
+        "statement_timeout": _PGBOUNCER_SESSION,
+        "isolation_level": _PGBOUNCER_SESSION,
+        "proxy_stall": "the row bounds callers by statement_timeout; " + _PGBOUNCER_SESSION,
+        "hook_on_connect_settings": "the row's on_connect sets search_path; "
+        + _PGBOUNCER_SESSION,
+        "reset_full": "through pgbouncer session state lives on its server connections, "
+        "not on the client: a SET stays on the server connection its transaction ran on (and "
+        "reaches whichever client gets that one next), out of reach of the client's full "
+        "reset, which runs on another server connection or reconnects to pgbouncer",
+        "hook_checkout_tag": _PGBOUNCER_PID,
+        "hook_checkin_reset": _PGBOUNCER_PID,
+    },
+}
+
+
+def closed_reason(
+    adapter: Adapter, backend: str, driver: str, name: str, via: str = ""
+) -> str | None:
+    """Why ``name`` is closed for this adapter/backend/driver (reached ``via`` pgbouncer,
+    or directly when empty), or None when it is open."""
+    reason = TARGET_CLOSED.get(via, {}).get(name) if via else None
+    if reason is not None:
+        return reason
     reason = BACKEND_CLOSED.get(backend, {}).get(name)
     if reason is not None:
         return reason

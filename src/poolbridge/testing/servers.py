@@ -17,7 +17,7 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -72,6 +72,8 @@ class Admin:
     """One privileged connection to the server behind a dburl (see the module docstring)."""
 
     backend: str = ""
+    #: what stands between the pools and the server ("" or "pgbouncer")
+    via: str = ""
     #: SQL returning the server-side id of the connection running it (None: no server)
     id_sql: str | None = None
     #: SQL that sleeps about ``{s}`` seconds (format with s=...)
@@ -89,6 +91,18 @@ class Admin:
 
     async def execute(self, sql: str) -> None:
         await self.fetch(sql)
+
+    def connection_key(self, connection_id: int | str | None, native: Any) -> int | str | None:
+        """The id the suite records for a hook event's connection (the server-side id the
+        driver reports; :class:`~poolbridge.testing.pgbouncer.PgBouncerAdmin` differs)."""
+        return connection_id
+
+    async def connection_id(self, run: Callable[[str], Awaitable[Any]]) -> int | str | None:
+        """The id of the connection behind ``run`` (a scalar runner), as the hooks record it."""
+        if self.id_sql is None:
+            return None
+        value = await run(self.id_sql)
+        return int(value) if value is not None else None
 
     async def alive(self, ids: Iterable[int | str | None]) -> set[int]:
         """Which of ``ids`` are live server connections right now."""
@@ -163,14 +177,23 @@ class PostgresAdmin(Admin):
 
             self._kind = "psycopg"
             self._conn = await psycopg.AsyncConnection.connect(
-                autocommit=True, connect_timeout=5, **{k: v for k, v in kw.items() if v}
+                autocommit=True,
+                connect_timeout=5,
+                **{k: v for k, v in kw.items() if v},
+                **self.driver_options(),
             )
         else:
             import asyncpg
 
             self._kind = "asyncpg"
             kw["database"] = kw.pop("dbname")
-            self._conn = await asyncpg.connect(timeout=5, **{k: v for k, v in kw.items() if v})
+            self._conn = await asyncpg.connect(
+                timeout=5, **{k: v for k, v in kw.items() if v}, **self.driver_options()
+            )
+
+    def driver_options(self) -> dict[str, Any]:
+        """Extra keyword arguments for the admin connection's driver."""
+        return {}
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -383,12 +406,19 @@ class SQLiteAdmin(Admin):
         await self.execute(f"CREATE TABLE {name} (id integer)")
 
 
-async def open_admin(url: str) -> Admin:
-    """A connected admin for ``url``'s backend."""
+async def open_admin(url: str, via: str = "") -> Admin:
+    """A connected admin for ``url``'s backend (``via="pgbouncer"``: ``url`` is a pgbouncer
+    in front of PostgreSQL, see :class:`~poolbridge.testing.pgbouncer.PgBouncerAdmin`)."""
     __tracebackhide__ = True  # ``url`` may hold a password: keep it out of reports
     backend = PoolConfig(url=url).backend
     admin: PostgresAdmin | MySQLAdmin | SQLiteAdmin
-    if backend == "postgresql":
+    if via == "pgbouncer" and backend == "postgresql":
+        from .pgbouncer import PgBouncerAdmin
+
+        admin = PgBouncerAdmin(url)
+    elif via:
+        raise ValueError(f"cannot reach a {backend} server via {via!r}")
+    elif backend == "postgresql":
         admin = PostgresAdmin(url)
     elif backend == "mysql":
         admin = MySQLAdmin(url)
