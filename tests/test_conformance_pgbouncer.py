@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +174,22 @@ def test_pgbouncer_left_no_connection(
     clients, servers = asyncio.run(settled())
     assert not clients, f"pool connections left at pgbouncer: {clients}"
     assert not servers, f"server connections of dropped roles left: {servers}"
+
+
+def test_check_runs_postgresql_columns_through_pgbouncer(tmp_path: Path) -> None:
+    """``poolbridge check --pgbouncer``: PostgreSQL columns get the plugin's pgbouncer flag,
+    the others run as usual (the end-to-end run is the suite runs above: same plugin)."""
+    from poolbridge._cli_check import _pytest_args, plan_columns
+
+    urls = ["postgresql://u@127.0.0.1:6432/db", f"sqlite:///{tmp_path}/x.db"]
+    columns = plan_columns(["asyncpg", "aiosqlite"], urls, pgbouncer=True)
+    via = {(c.name, c.backend): c.via for c in columns}
+    assert via == {
+        ("asyncpg[asyncpg]", "postgresql"): "pgbouncer",
+        ("aiosqlite[aiosqlite]", "sqlite"): "",
+    }
+    for c in columns:
+        args = _pytest_args(c, faults=True, junit=tmp_path / "j.xml")
+        assert ("--poolbridge-pgbouncer" in args) is (c.backend == "postgresql")
+        assert c.target.via == c.via
+    assert all(not c.via for c in plan_columns(["asyncpg"], urls[:1]))

@@ -46,6 +46,8 @@ class Column:
     url: str = field(repr=False)
     #: AdapterNotAvailable message when the extra (or the driver) is not installed
     missing: str | None = None
+    #: "pgbouncer": the URL is a pgbouncer in transaction pooling in front of the server
+    via: str = ""
 
     @property
     def name(self) -> str:
@@ -53,7 +55,7 @@ class Column:
 
     @property
     def target(self) -> Target:
-        return Target(self.adapter, self.url, self.backend, self.driver)
+        return Target(self.adapter, self.url, self.backend, self.driver, self.via)
 
     @property
     def install_hint(self) -> str:

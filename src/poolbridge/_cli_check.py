@@ -3,6 +3,8 @@
     poolbridge check                                   # embedded PostgreSQL (+ SQLite), faults on
     poolbridge check postgresql://root@127.0.0.1/test mysql://root@127.0.0.1/test
     poolbridge check --adapter sqlalchemy --adapter psycopg --json out.json --junit out.xml
+    poolbridge check --pgbouncer postgresql://root@127.0.0.1:6432/test  # through pgbouncer
+    poolbridge check --pgbouncer                       # embedded PostgreSQL behind our pgbouncer
 
 Each matrix column (adapter x driver x server) runs the installed suite
 (``pytest -p poolbridge.testing``) in a pytest subprocess of its own, in an empty temporary
@@ -11,6 +13,12 @@ gives every test its own role, tables and pool names, and kills backends only by
 its own pools recorded). With no URL, an embedded PostgreSQL (``poolbridge[embedded]``) is
 started in a temporary directory — poolbridge owns it, so the fault rows run by default —
 together with one SQLite file per column, and everything is removed at the end.
+
+With ``--pgbouncer`` the PostgreSQL URLs are pgbouncers in transaction pool mode: the suite
+runs its pools through them with ``statement_cache=False`` and counts their connections with
+pgbouncer's SHOW CLIENTS/SERVERS (:class:`poolbridge.testing.pgbouncer.PgBouncerAdmin`); rows
+that cannot apply through pgbouncer are closed with the reason. With no URL, a pgbouncer of
+poolbridge's own (transaction pooling) is started in front of the embedded PostgreSQL.
 
 Exit code: 0 only if every open requirement passed (closed rows, a missing extra, and fault
 rows not asked for do not count; a server that could not be reached does).
@@ -40,6 +48,12 @@ __all__ = ["check", "plan_columns"]
 DEFAULT_JOBS_EXTERNAL = 4
 #: server settings of the embedded PostgreSQL: every column at once needs ~15 connections each
 EMBEDDED_SETTINGS = {"max_connections": "400"}
+#: settings of the pgbouncer started for ``--pgbouncer`` without URL: a pool size of at least
+#: the suite's largest max_size (a stack that keeps a transaction open while checked out
+#: holds a server connection as long); round robin, so that consecutive transactions of one
+#: client meet different server connections
+OWN_PGBOUNCER_POOL_SIZE = 5
+OWN_PGBOUNCER_SETTINGS = {"server_round_robin": "1"}
 
 
 def _split(values: list[str] | None) -> list[str]:
@@ -72,8 +86,9 @@ def _with_driver(url: str, driver: str) -> str:
     return f"{scheme.split('+', 1)[0]}+{driver}://{rest}"
 
 
-def plan_columns(adapters: list[str], urls: list[str]) -> list[Column]:
-    """One column per adapter x URL x driver; missing extras become 'not installed' columns."""
+def plan_columns(adapters: list[str], urls: list[str], *, pgbouncer: bool = False) -> list[Column]:
+    """One column per adapter x URL x driver; missing extras become 'not installed' columns.
+    With ``pgbouncer`` the PostgreSQL URLs are pgbouncers (their columns run through them)."""
     from ._check_report import Column
     from .core.config import PoolConfig
     from .core.registry import adapter_names, get_adapter
@@ -99,7 +114,8 @@ def plan_columns(adapters: list[str], urls: list[str]) -> list[Column]:
                     adapter.check_available(PoolConfig(url=target_url))
                 except AdapterNotAvailable as exc:
                     missing = str(exc)
-                columns.append(Column(name, driver, backend, target_url, missing))
+                via = "pgbouncer" if pgbouncer and backend == "postgresql" else ""
+                columns.append(Column(name, driver, backend, target_url, missing, via))
     return columns
 
 
@@ -114,6 +130,8 @@ def _pytest_args(column: Column, faults: bool, junit: Path) -> list[str]:
     ]  # fmt: skip
     if faults:
         args.append("--poolbridge-faults")
+    if column.via == "pgbouncer":
+        args.append("--poolbridge-pgbouncer")
     return args
 
 
@@ -172,8 +190,11 @@ async def _run_all(
 
 
 @contextlib.contextmanager
-def _servers(urls: list[str], workdir: Path) -> Iterator[tuple[list[str], bool]]:
-    """The URLs to test, starting an embedded PostgreSQL (+ a SQLite file) when none given."""
+def _servers(
+    urls: list[str], workdir: Path, pgbouncer: bool = False
+) -> Iterator[tuple[list[str], bool]]:
+    """The URLs to test, starting an embedded PostgreSQL (+ a SQLite file) when none given;
+    with ``pgbouncer``, the embedded PostgreSQL behind a pgbouncer of our own instead."""
     if urls:
         yield urls, False
         return
@@ -183,7 +204,20 @@ def _servers(urls: list[str], workdir: Path) -> Iterator[tuple[list[str], bool]]
     started = time.monotonic()
     with EmbeddedPostgres(settings=EMBEDDED_SETTINGS) as pg:
         print(f"embedded PostgreSQL ready at {pg.url} ({time.monotonic() - started:.1f} s)")
-        yield [pg.url, f"sqlite:///{workdir / 'check.sqlite3'}"], True
+        if not pgbouncer:
+            yield [pg.url, f"sqlite:///{workdir / 'check.sqlite3'}"], True
+            return
+        from .testing.pgbouncer import PgBouncer
+
+        bouncer = PgBouncer(
+            upstream_port=pg.port,
+            users=(pg.user,),
+            default_pool_size=OWN_PGBOUNCER_POOL_SIZE,
+            extra=OWN_PGBOUNCER_SETTINGS,
+        )
+        with bouncer:
+            print(f"pgbouncer (transaction pooling) in front of it at {bouncer.url_for(pg.url)}")
+            yield [bouncer.url_for(pg.url)], True
 
 
 def _sqlite_per_column(columns: list[Column]) -> None:
@@ -221,6 +255,14 @@ def _sqlite_per_column(columns: list[Column]) -> None:
             "embedded server only)",
         ),
         arg(
+            "--pgbouncer",
+            action="store_true",
+            help="the PostgreSQL URLs are pgbouncers in transaction pool mode: run the suite "
+            "through them with statement_cache=False (their user must be in pgbouncer's "
+            "stats_users, and the suite's per-test roles must be let in, e.g. by auth_query); "
+            "without URL: the embedded PostgreSQL behind a pgbouncer of poolbridge's own",
+        ),
+        arg(
             "--jobs",
             type=int,
             help="pytest processes at once (default: all for the embedded server, "
@@ -239,9 +281,9 @@ def check(ns: argparse.Namespace) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="poolbridge-check-") as tmp:
         workdir = Path(tmp)
-        with _servers(urls, workdir) as (targets, embedded):
+        with _servers(urls, workdir, ns.pgbouncer) as (targets, embedded):
             faults = ns.faults if ns.faults is not None else embedded
-            columns = plan_columns(adapters, targets)
+            columns = plan_columns(adapters, targets, pgbouncer=ns.pgbouncer)
             _sqlite_per_column(columns)
             if not columns:
                 print("poolbridge check: no adapter serves these URLs", file=sys.stderr)
