@@ -151,7 +151,8 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     event.listen(pool, "checkin", on_checkin)
     event.listen(pool, "close", on_close)
     event.listen(pool, "detach", on_detach)
-    event.listen(pool, "reset", on_reset)
+    if config.reset == "full":  # a reset listener costs every checkin an event + PoolResetState
+        event.listen(pool, "reset", on_reset)
 
     if config.statement_timeout is not None and state.driver in ("psycopg", "aiomysql"):
         _install_statement_watchdog(engine, state.driver, config.statement_timeout + CLIENT_GRACE)

@@ -9,7 +9,10 @@ invalidation behave as usual) and replaces only the queue:
 - a hard cap of ``max_size`` slots; a slot is taken before a connection is opened (outside
   any lock: there is none, the pool lives on one event loop);
 - FIFO hand-off: a returned connection goes straight to the first waiter's future; while
-  anyone waits, nobody takes an idle connection or opens a new one ahead of them;
+  anyone waits, nobody takes an idle connection or opens a new one ahead of them. A waiter
+  awaits its bare future (no ``asyncio.wait``/``wait_for`` wrapper); one timer per pool,
+  armed for the earliest deadline, enforces ``acquire_timeout`` for all of them, so a
+  wait costs a future and a dict entry (at 100 tasks on 10 connections every checkout waits);
 - ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
   also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working);
 - per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
@@ -55,6 +58,13 @@ logger = logging.getLogger("poolbridge.sqlalchemy")
 _Grant = ConnectionPoolEntry | None
 
 
+class _Expired:
+    """Set on a waiter's future by the pool's deadline timer: acquire_timeout passed."""
+
+
+_EXPIRED = _Expired()
+
+
 class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
     """PoolTimeout raised inside a SQLAlchemy engine; also a sqlalchemy.exc.TimeoutError."""
 
@@ -87,7 +97,12 @@ class BridgePool(Pool):
         self._open = 0  # slots taken: open connections + connections being opened
         self._idle: collections.deque[ConnectionPoolEntry] = collections.deque()
         self._idle_since: dict[ConnectionPoolEntry, float] = {}
-        self._waiters: collections.deque[asyncio.Future[_Grant]] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[_Grant | _Expired]] = collections.deque()
+        # one timer for all waiters, armed for the earliest deadline (see _expire): a
+        # call_later + cancel per wait would cost more than the rest of the wait together
+        self._deadlines: dict[asyncio.Future[_Grant | _Expired], float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._disposed = False
         self._returning = 0  # given back, held until their async on_checkin ends
         # pre_ping is ours (bounded, see _ping_ok): SQLAlchemy's own would run unbounded too
@@ -235,27 +250,58 @@ class BridgePool(Pool):
                 f"pool {state.config.name!r}: {len(self._waiters)} callers already wait "
                 f"(max_waiting={state.config.max_waiting})"
             )
-        fut: asyncio.Future[_Grant] = asyncio.get_running_loop().create_future()
+        loop = get_running_loop()
+        fut: asyncio.Future[_Grant | _Expired] = loop.create_future()
+        deadline = start + self._timeout
         self._waiters.append(fut)
+        self._deadlines[fut] = deadline
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(loop, deadline)
         state.recorder.pending += 1
         try:
-            remaining = max(0.0, self._timeout - (monotonic() - start))
-            await_(asyncio.wait((fut,), timeout=remaining))
+            # the future itself: no asyncio.wait()/wait_for() wrapper (an extra future,
+            # callbacks and a loop turn per wait); the timer above bounds it
+            grant = await_(fut)
         except BaseException:
             self._abandon(fut)
             raise
         finally:
             state.recorder.pending -= 1
-        if not fut.done():
+            del self._deadlines[fut]
+            if not self._deadlines and self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+        if isinstance(grant, _Expired):
             waiting = len(self._waiters)
             self._abandon(fut)
             raise self._timeout_error(monotonic() - start, waiting)
-        grant = fut.result()
         if grant is None:  # a slot was passed to us: open a connection on it
-            return self._create_on_slot(start + self._timeout)
+            return self._create_on_slot(deadline)
         return grant
 
-    def _abandon(self, fut: asyncio.Future[_Grant]) -> None:
+    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = loop.call_later(max(0.0, deadline - monotonic()), self._expire)
+
+    def _expire(self) -> None:
+        """The deadline timer fired: wake every waiter whose acquire_timeout has passed
+        (it raises PoolTimeout) and re-arm for the earliest remaining deadline."""
+        self._timer = None
+        now = monotonic()
+        earliest: float | None = None
+        for fut, deadline in self._deadlines.items():
+            if fut.done():
+                continue
+            if deadline <= now:
+                fut.set_result(_EXPIRED)
+            elif earliest is None or deadline < earliest:
+                earliest = deadline
+        if earliest is not None:
+            self._arm(get_running_loop(), earliest)
+
+    def _abandon(self, fut: asyncio.Future[_Grant | _Expired]) -> None:
         """A waiter leaves (timeout, cancellation): pass on whatever it was already given."""
         if fut.done() and not fut.cancelled():
             if fut.exception() is not None:  # refused by close(): nothing to pass on
@@ -263,6 +309,9 @@ class BridgePool(Pool):
             grant = fut.result()
             if grant is None:
                 self._release_slot()
+            elif isinstance(grant, _Expired):  # woken by the timer: still queued
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(fut)
             else:
                 self._hand(grant)
             return
