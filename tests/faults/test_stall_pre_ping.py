@@ -1,4 +1,5 @@
-"""pre_ping on a stalled link (no byte flows, no error comes), on every adapter x driver.
+"""pre_ping and the rollback at checkin on a stalled link (no byte flows, no error comes),
+on every adapter x driver.
 
 A connection is pooled and used once (so the next checkout pings it), then the proxy
 stalls. The ping must not outlast the caller's acquire deadline: the caller gets
@@ -29,6 +30,7 @@ from ._harness import (
     Probe,
     ServerView,
     Stack,
+    acceptable_error,
     assert_within_max,
     recover,
     server_for,
@@ -127,4 +129,43 @@ async def test_pre_ping_stall_heals_while_caller_waits(
         assert int(outcome.value) != sid, f"{stack.id}: the stalled connection was handed out"
         assert outcome.elapsed < timeout, f"{stack.id}: acquire took {outcome.elapsed:.2f} s"
         await _gone(view, sid, stack)
+        await wait_healed(view, probe)
+
+
+@pytest.mark.parametrize("stack", ALL_STACKS)
+async def test_checkin_rollback_on_stalled_link_is_bounded(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    """Giving back a connection with a transaction open while the link is stalled: the
+    rollback at checkin must end (by connect_timeout, as the engine bounds it), not wait for
+    an answer that cannot come; once healed the pool serves again."""
+    url, view = server_for(request, stack)
+    port = 5432 if stack.backend == "postgresql" else 3306
+    async with (
+        TcpProxy("127.0.0.1", port) as proxy,
+        Probe(stack, proxy.url_for(url), _options(pre_ping=False)) as probe,
+    ):
+        await wait_healed(view, probe)
+        t0 = 0.0
+
+        async def block() -> None:
+            nonlocal t0
+            async with probe.pool.acquire() as conn:
+                await probe.impl.fetch_scalar(conn, "BEGIN")
+                assert await probe.impl.fetch_scalar(conn, "SELECT 1") == 1
+                proxy.stall()
+                t0 = time.monotonic()
+
+        task = asyncio.ensure_future(block())
+        try:
+            done, _ = await asyncio.wait([task], timeout=CONNECT_TIMEOUT + 2 * MARGIN)
+            elapsed = time.monotonic() - t0
+            assert done, f"{stack.id}: checkin still running {elapsed:.1f} s after the stall"
+            assert elapsed < CONNECT_TIMEOUT + MARGIN, f"{stack.id}: checkin took {elapsed:.2f} s"
+            error = task.exception()  # a cut connection may fail the block's exit: acceptably
+            assert error is None or acceptable_error(error), f"{stack.id}: {error!r}"
+        finally:
+            await proxy.heal()  # a hung rollback gets its answer now: the teardown stays quick
+            await asyncio.wait([task], timeout=10)
+        await recover(probe, "SELECT 1", failures_allowed=probe.cfg.max_size)
         await wait_healed(view, probe)

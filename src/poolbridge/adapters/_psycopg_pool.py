@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
@@ -139,6 +140,36 @@ async def _settle_quietly(conn: psycopg.AsyncConnection[Any], pool: str) -> None
         logger.warning("pool %r: committing what a hook did failed: %r", pool, exc)
 
 
+async def _within(
+    conn: psycopg.AsyncConnection[Any],
+    seconds: float,
+    what: str,
+    op: Callable[[], Awaitable[Any]],
+) -> None:
+    """Run ``op`` (a round trip on ``conn``) for at most ``seconds``. Unbounded it waits
+    forever on a stalled link (no byte flows, no error comes). When the time passes without
+    an answer the socket is shut down (cancelling would make psycopg send a cancel request
+    and wait up to 10 s more): ``op`` fails with a connection error, the connection is
+    broken and psycopg_pool discards it."""
+    pgconn = conn.pgconn
+    fired = False
+
+    def cut() -> None:
+        nonlocal fired
+        fired = True
+        with contextlib.suppress(Exception):
+            shutdown_socket(pgconn.socket)
+
+    timer = asyncio.get_running_loop().call_later(seconds, cut)
+    try:
+        await op()
+    finally:
+        timer.cancel()
+    if fired:  # the answer raced the cut: the socket is dead all the same
+        pgconn.finish()
+        raise psycopg.OperationalError(f"{what} got no answer within {seconds:.2f} s")
+
+
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     """An AsyncConnectionPool reporting to a :class:`PsycopgHolder` (hooks, stats, leaks).
 
@@ -217,28 +248,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         flows, no error comes), past any acquire timeout. When the bound passes without an
         answer the socket is shut down (cancelling would make psycopg send a cancel request
         and wait up to 10 s more): the check fails with a connection error and psycopg_pool
-        discards the connection and goes on within the caller's deadline."""
+        discards the connection and goes on within the caller's deadline (see _within)."""
         bound = self.pb_config.connect_timeout
         deadline = _ACQUIRE_DEADLINE.get()
         if deadline is not None:
             bound = max(0.0, min(bound, deadline - monotonic()))
-        pgconn = conn.pgconn
-        fired = False
-
-        def cut() -> None:
-            nonlocal fired
-            fired = True
-            with contextlib.suppress(Exception):
-                shutdown_socket(pgconn.socket)
-
-        timer = asyncio.get_running_loop().call_later(bound, cut)
-        try:
-            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
-        finally:
-            timer.cancel()
-        if fired:  # the answer raced the cut: the socket is dead all the same
-            pgconn.finish()
-            raise psycopg.OperationalError(f"pre-ping got no answer within {bound:.2f} s")
+        check = psycopg_pool.AsyncConnectionPool.check_connection
+        await _within(conn, bound, "pre-ping", lambda: check(conn))
 
     async def _connect(self, timeout: float | None = None) -> Any:
         while True:
@@ -360,7 +376,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             if conn.pgconn.transaction_status in _DIRTY:
                 # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
                 try:
-                    await conn.rollback()
+                    # bounded: on a stalled link the rollback would never return
+                    await _within(conn, self.pb_config.connect_timeout, "rollback", conn.rollback)
                 except Exception:
                     with contextlib.suppress(Exception):
                         await conn.close()

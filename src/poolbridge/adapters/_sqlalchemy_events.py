@@ -158,6 +158,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         _install_statement_watchdog(engine, state.driver, config.statement_timeout + CLIENT_GRACE)
 
     if state.driver != "aiosqlite":
+        _bound_rollback(engine, state.driver, config.connect_timeout)
+
+    if state.driver != "aiosqlite":
         native_connect = _driver_connect(state.driver)
 
         def on_do_connect(
@@ -174,6 +177,48 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
 
         event.listen(engine.sync_engine, "do_connect", on_do_connect)
+
+
+def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
+    """Bound every rollback of this engine (the Connection's at close, the pool's reset on
+    return) by ``limit`` seconds (connect_timeout, as the engine bounds its own).
+
+    On a stalled link (no byte flows, no error comes) a rollback waits forever, and with it
+    the caller leaving ``async with engine.connect()``. Both paths call the dialect's
+    ``do_rollback``; this engine's dialect gets a wrapper that cuts the connection
+    (:func:`sever`) when no answer came in time: the rollback fails with the driver's
+    connection error and SQLAlchemy invalidates (replaces) the connection.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+    no_answer = getattr(dialect.loaded_dbapi, "OperationalError", ConnectionError)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # garbage-collection cleanup, outside the loop
+            rollback(dbapi_connection)
+            return
+        driver_conn = getattr(dbapi_connection, "driver_connection", None)
+        fired = False
+
+        def cut() -> None:
+            nonlocal fired
+            fired = True
+            try:
+                sever(driver, driver_conn)
+            except Exception:
+                logger.debug("cutting a connection failed", exc_info=True)
+
+        timer = loop.call_later(limit, cut)
+        try:
+            rollback(dbapi_connection)
+        finally:
+            timer.cancel()
+        if fired:  # the answer raced the cut: the connection is dead all the same
+            raise no_answer(f"rollback got no answer within {limit:g} s: connection cut")
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) -> None:
