@@ -116,3 +116,31 @@ async def test_event_and_hooks_are_frozen_keyword_types() -> None:
     with pytest.raises(TypeError):
         Hooks(print)  # type: ignore[misc]
     assert ConnectionEvent("p", "a", None).connection is None
+
+
+async def test_emitter_is_emit_sync_bound_to_one_pool(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[ConnectionEvent] = []
+
+    async def later(e: ConnectionEvent) -> None:
+        seen.append(e)
+
+    def failing(e: ConnectionEvent) -> None:
+        raise RuntimeError("sync failure")
+
+    runner = HookRunner(Hooks(on_checkin=seen.append, on_checkout=later, on_close=failing))
+    assert runner.emitter("on_leak", pool="p", adapter="asyncpg") is None
+    checkin = runner.emitter("on_checkin", pool="p", adapter="asyncpg")
+    checkout = runner.emitter("on_checkout", pool="p", adapter="asyncpg")
+    close = runner.emitter("on_close", pool="p", adapter="asyncpg")
+    assert checkin is not None and checkout is not None and close is not None
+    # a sync hook: run now, nothing to await; the event equals one built the public way
+    assert checkin(4242, 1.5, 0.25, "c") is None
+    assert seen == [ConnectionEvent("p", "asyncpg", 4242, 1.5, 0.25, "c")]
+    assert type(seen[0]) is ConnectionEvent and seen[0].held == 0.25
+    pending = checkout(4242, 1.5, None, "c")
+    assert pending is not None and len(seen) == 1
+    await pending
+    assert seen[1] == EVENT
+    with caplog.at_level(logging.ERROR, logger="poolbridge.hooks"):
+        assert close(4242, 1.5, None, "c") is None
+    assert runner.failures == {"on_close": 1} and "sync failure" in caplog.text

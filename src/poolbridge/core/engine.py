@@ -138,10 +138,21 @@ class Engine(EngineCore):
                 if not await self._ping_ok(c, deadline):
                     continue
             self._checkout(c, now, 0.0)
-            if self._hook_checkout:
-                await self._emit_checkout(c, now)
-            return c.native
-        return await self._wait(timeout, deadline)
+            break
+        else:
+            c = await self._wait(timeout, deadline)  # checked out by _wait
+            now = c.checkout_at  # type: ignore[assignment]  # set by the checkout
+        emit = self._emit_checkout
+        if emit is not None:
+            # a sync hook runs here and now, without a coroutine; only an async one awaits
+            try:
+                pending = emit(c.server_id, now - c.created, None, c.native)
+                if pending is not None:
+                    await pending
+            except BaseException:  # e.g. cancelled in an async hook: nobody got it
+                self._undo_checkout(c)
+                raise
+        return c.native
 
     async def putconn(
         self, conn: Any, *, discard: bool = False, _state_unknown: bool = False
@@ -177,8 +188,12 @@ class Engine(EngineCore):
                 keep = True
             else:
                 keep = await self._rollback(c)
-            if self._hook_checkin:
-                await self.hooks.emit("on_checkin", self._event(c, now, held))
+            emit = self._emit_checkin
+            if emit is not None:
+                # a sync hook runs here and now; only an async one costs an await
+                pending = emit(c.server_id, now - c.created, held, c.native)
+                if pending is not None:
+                    await pending
             if keep:
                 self._release(c)
             elif keep is None:
@@ -242,13 +257,6 @@ class Engine(EngineCore):
         if self._leaks is not None:
             c.lease = self._leaks.checkout(c.native, c.server_id, now - c.created)
 
-    async def _emit_checkout(self, c: ConnRecord, now: float) -> None:
-        try:
-            await self.hooks.emit("on_checkout", self._event(c, now))
-        except BaseException:
-            self._undo_checkout(c)
-            raise
-
     def _undo_checkout(self, c: ConnRecord) -> None:
         """Take back a connection whose checkout was interrupted before the caller got it."""
         c.checkout_at = None
@@ -278,8 +286,9 @@ class Engine(EngineCore):
             raise
         return True
 
-    async def _wait(self, timeout: float | None, deadline: float | None = None) -> Any:
-        """Queue for a connection until ``deadline`` (default: now + ``timeout``)."""
+    async def _wait(self, timeout: float | None, deadline: float | None = None) -> ConnRecord:
+        """Queue for a connection until ``deadline`` (default: now + ``timeout``); returns
+        it checked out."""
         waiters = self._waiters
         maxw = self.config.max_waiting
         if maxw and len(waiters) >= maxw:
@@ -331,9 +340,7 @@ class Engine(EngineCore):
             if self._pre_ping and not c.fresh and not await self._ping_ok(c, deadline):
                 continue
             self._checkout(c, now, now - start)
-            if self._hook_checkout:
-                await self._emit_checkout(c, now)
-            return c.native
+            return c
 
     def _arm_timer(self, deadline: float) -> None:
         loop = self._loop

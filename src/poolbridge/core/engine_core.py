@@ -150,8 +150,9 @@ class EngineCore:
         self._pre_ping = config.pre_ping
         self._budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._life = config.max_lifetime if config.max_lifetime is not None else _INF
-        self._hook_checkout = hooks.has("on_checkout")
-        self._hook_checkin = hooks.has("on_checkin")
+        # None when the hook is not registered: then no event is built at all
+        self._emit_checkout = hooks.emitter("on_checkout", pool=self.name, adapter=adapter)
+        self._emit_checkin = hooks.emitter("on_checkin", pool=self.name, adapter=adapter)
 
     @property
     def size(self) -> int:
