@@ -83,7 +83,11 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             state.live_ids.pop(rec, None)
             raise
 
+    emit_checkout = state.emit_checkout
+    emit_checkin = state.emit_checkin
+
     def on_checkout(dbapi_conn: Any, rec: ConnectionPoolEntry, proxy: Any) -> None:
+        now = monotonic()
         recorder.record_checkout(state.pop_wait(rec))
         lease = None
         if state.leaks is not None:
@@ -91,22 +95,23 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             lease = state.leaks.checkout(
                 ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
             )
-        state.checked_out[rec] = Checkout(monotonic(), lease)
-        if hooks.has("on_checkout"):
-            state.fire("on_checkout", state.event(rec), inline=True)
+        state.checked_out[rec] = Checkout(now, lease)
+        if emit_checkout is not None:
+            state.fire_hot(emit_checkout, rec, now, None, inline=True)
 
     def on_checkin(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         out = state.checked_out.pop(rec, None)
         if out is None:
             return
-        held = monotonic() - out.since
+        now = monotonic()
+        held = now - out.since
         recorder.record_checkin(held)
         if state.leaks is not None:
             state.leaks.checkin(out.lease)
-        if hooks.has("on_checkin") and dbapi_conn is not None:
+        if emit_checkin is not None and dbapi_conn is not None:
             # after SQLAlchemy's reset-on-return; an async hook runs as a task that the pool
             # class waits for before the connection goes to anyone (BridgePool)
-            task = state.fire("on_checkin", state.event(rec, held=held), inline=False)
+            task = state.fire_hot(emit_checkin, rec, now, held, inline=False)
             if task is not None:
                 rec.info[CHECKIN_TASK] = task
         state.checked_in()

@@ -25,7 +25,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from ..core.config import PasswordProvider, PoolConfig
-from ..core.hooks import ConnectionEvent, HookName, HookRunner
+from ..core.hooks import ConnectionEvent, Emitter, HookName, HookRunner
 from ..core.leaks import LeakTracker, Lease
 from ..core.loopguard import LoopGuard
 from ..core.rotation import settle, with_password
@@ -134,6 +134,9 @@ class BridgeState:
         self.hooks = hooks
         self.recorder = recorder
         self.leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
+        # the checkout/checkin hooks bound once (None when not registered): fire_hot()
+        self.emit_checkout = hooks.emitter("on_checkout", pool=config.name, adapter=adapter)
+        self.emit_checkin = hooks.emitter("on_checkin", pool=config.name, adapter=adapter)
         self.closed = False
         # an in-memory SQLite database dies with its connection: never expire or reap it
         self.min_keep = max(config.min_size, 1) if memory else config.min_size
@@ -245,14 +248,44 @@ class BridgeState:
         runs to nobody until it ends). On psycopg, what an async checkout/checkin hook's SQL
         opened is committed (:func:`settle_after_hook`).
         """
-        from sqlalchemy.util import await_
-        from sqlalchemy.util.concurrency import in_greenlet
-
         aw = self.hooks.emit_sync(name, event)
         if aw is None:
             return None
-        if self.driver == "psycopg" and name in ("on_checkout", "on_checkin"):
-            aw = self._settled(aw, event.connection)
+        settle = name in ("on_checkout", "on_checkin")
+        return self._pending(aw, event.connection, settle=settle, inline=inline)
+
+    def fire_hot(
+        self,
+        emit: Emitter,
+        rec: ConnectionPoolEntry,
+        now: float,
+        held: float | None,
+        *,
+        inline: bool,
+    ) -> asyncio.Task[None] | None:
+        """:meth:`fire` for on_checkout/on_checkin, through the hook's emitter (built once,
+        see HookRunner.emitter): a sync hook costs one event and two calls; ``now`` is the
+        listener's own clock reading (no second one)."""
+        meta = rec.info.get("poolbridge")
+        if isinstance(meta, ConnMeta):
+            sid, age = meta.server_id, now - meta.opened
+        else:
+            sid, age = self.live_ids.get(rec), 0.0
+        conn = rec.driver_connection
+        aw = emit(sid, age, held, conn)
+        if aw is None:
+            return None
+        return self._pending(aw, conn, settle=True, inline=inline)
+
+    def _pending(
+        self, aw: Awaitable[None], conn: Any, *, settle: bool, inline: bool
+    ) -> asyncio.Task[None] | None:
+        """Await an async hook's work in place (``inline``, in the greenlet) or spawn it."""
+        from sqlalchemy.util import await_
+        from sqlalchemy.util.concurrency import in_greenlet
+
+        if settle and self.driver == "psycopg":
+            aw = self._settled(aw, conn)
         if inline and in_greenlet():
             await_(aw)
             return None
