@@ -163,7 +163,11 @@ async def _psycopg_row(conn: Any) -> Any:
 
 # -- the stacks -------------------------------------------------------------------------
 @asynccontextmanager
-async def open_psycopg(variant: str) -> AsyncIterator[Ops]:
+async def open_psycopg(variant: str, native: bool = False) -> AsyncIterator[Ops]:
+    """psycopg_pool. ``native``: the poolbridge variant is used through psycopg_pool's own
+    ``pool.native.connection()`` (commit on exit, like hand and raw) instead of the uniform
+    ``pool.acquire()`` (poolbridge's reset: a ROLLBACK at release when a transaction is
+    open, and psycopg drops its prepared statements on every rollback)."""
     from psycopg_pool import AsyncConnectionPool
 
     import poolbridge
@@ -174,7 +178,7 @@ async def open_psycopg(variant: str) -> AsyncIterator[Ops]:
     pool: Any
     if variant == "poolbridge":
         pool = await poolbridge.open_pool(cfg, adapter="psycopg")
-        acquire = pool.acquire
+        acquire = pool.native.connection if native else pool.acquire
     else:
         kw = pool_options(cfg) if variant == "hand" else {}
         pool = AsyncConnectionPool("", kwargs=conninfo_kwargs(cfg, None), open=False, **kw)

@@ -1,11 +1,12 @@
 """poolbridge-configured stacks vs the same stack configured by hand vs the raw driver pool.
 
 Stacks (PostgreSQL and MariaDB where they apply): SQLAlchemy asyncio on asyncpg, psycopg,
-aiomysql and asyncmy; psycopg (psycopg_pool); asyncpg, aiopg, aiomysql and asyncmy (on
-poolbridge's engine); Tortoise ORM (asyncpg, MySQL) and peewee-async (aiopg, aiomysql) on
-the engine. Each runs in three variants side by side: **poolbridge** (the adapter),
-**hand** (the same stack with the equivalent native arguments) and **raw** (the driver or
-ORM pool with its defaults).
+aiomysql and asyncmy; psycopg (psycopg_pool, used through the uniform ``pool.acquire()``
+and, as ``psycopg[native]``, through psycopg_pool's own ``connection()``); asyncpg, aiopg,
+aiomysql and asyncmy (on poolbridge's engine); Tortoise ORM (asyncpg, MySQL) and
+peewee-async (aiopg, aiomysql) on the engine. Each runs in three variants side by side:
+**poolbridge** (the adapter), **hand** (the same stack with the equivalent native
+arguments) and **raw** (the driver or ORM pool with its defaults).
 
 Cells, all on pools of max_size 10: ``select1`` (acquire -> SELECT 1 -> release) and
 ``orm`` (acquire -> one row by primary key through the ORM's query API, or a parametrised
@@ -49,6 +50,7 @@ STACKS: dict[tuple[str, str], Opener] = {
     ("sqlalchemy[aiomysql]", "mysql"): P(open_sqlalchemy, "aiomysql"),
     ("sqlalchemy[asyncmy]", "mysql"): P(open_sqlalchemy, "asyncmy"),
     ("psycopg", "postgresql"): open_psycopg,
+    ("psycopg[native]", "postgresql"): P(open_psycopg, native=True),
     ("asyncpg", "postgresql"): open_asyncpg,
     ("aiopg", "postgresql"): P(open_dbapi, "aiopg"),
     ("aiomysql", "mysql"): P(open_dbapi, "aiomysql"),
@@ -203,7 +205,7 @@ def targets(recs: list[dict[str, Any]]) -> list[tuple[str, str, bool]]:
         where = f"{name} ({r['backend']}) {q}@{c}"
         if q == "acquire":
             continue
-        if name.startswith("sqlalchemy") or name == "psycopg":
+        if name.startswith(("sqlalchemy", "psycopg")):
             need = 0.95 if name.startswith("sqlalchemy") else 0.98
             out.append(
                 (

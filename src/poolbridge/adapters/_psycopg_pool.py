@@ -353,7 +353,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if entry is None:  # not opened through _pb_configure: adopt it
             entry = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn))
         entry.out_since = now
-        entry.lease = self.pb_leaks.checkout(conn, entry.server_id, now - entry.created)
+        leaks = self.pb_leaks
+        if leaks.timeout is not None:  # leak tracking off: not even a call
+            entry.lease = leaks.checkout(conn, entry.server_id, now - entry.created)
         if self.pb_hooks.has("on_checkout"):
             try:
                 await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
@@ -395,8 +397,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         assert entry.out_since is not None
         held = monotonic() - entry.out_since
         entry.out_since = None
-        self.pb_leaks.checkin(entry.lease)
-        entry.lease = None
+        if entry.lease is not None:
+            self.pb_leaks.checkin(entry.lease)
+            entry.lease = None
         self.pb_recorder.record_checkin(held)
         if self._pb_drained is not None and not self._pb_any_out():
             self._pb_drained.set()
