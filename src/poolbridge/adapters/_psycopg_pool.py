@@ -37,6 +37,7 @@ from psycopg_pool.pool_async import ReturnConnection
 from .. import errors
 from ..core.budget import BudgetAtOpen
 from ..core.config import PasswordProvider, PoolConfig
+from ..core.deadlines import Deadline, Deadlines
 from ..core.diagnostics import pool_timeout_message
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
 from ..core.leaks import LeakTracker, Lease
@@ -145,12 +146,14 @@ async def _within(
     seconds: float,
     what: str,
     op: Callable[[], Awaitable[Any]],
+    deadlines: Deadlines | None = None,
 ) -> None:
     """Run ``op`` (a round trip on ``conn``) for at most ``seconds``. Unbounded it waits
     forever on a stalled link (no byte flows, no error comes). When the time passes without
     an answer the socket is shut down (cancelling would make psycopg send a cancel request
     and wait up to 10 s more): ``op`` fails with a connection error, the connection is
-    broken and psycopg_pool discards it."""
+    broken and psycopg_pool discards it. ``deadlines``: the pool's shared timer (the
+    release path bounds every rollback: a loop timer each would cost ~3 % of a query)."""
     pgconn = conn.pgconn
     fired = False
 
@@ -160,7 +163,11 @@ async def _within(
         with contextlib.suppress(Exception):
             shutdown_socket(pgconn.socket)
 
-    timer = asyncio.get_running_loop().call_later(seconds, cut)
+    timer: Deadline | asyncio.TimerHandle = (
+        asyncio.get_running_loop().call_later(seconds, cut)
+        if deadlines is None
+        else deadlines.arm(seconds, cut)
+    )
     try:
         await op()
     finally:
@@ -189,6 +196,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_conns: dict[int, _Conn] = {}
         self._pb_guard = LoopGuard(config.name)
         self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
+        self._pb_timers: Deadlines | None = None  # see _pb_deadlines
         self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
@@ -379,7 +387,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
                 try:
                     # bounded: on a stalled link the rollback would never return
-                    await _within(conn, self.pb_config.connect_timeout, "rollback", conn.rollback)
+                    await _within(conn, self.pb_config.connect_timeout, "rollback",
+                                  conn.rollback, self._pb_deadlines())  # fmt: skip
                 except Exception:
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -391,6 +400,14 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         except BaseException:
             self._pb_abandon(conn)
             raise
+
+    def _pb_deadlines(self) -> Deadlines:
+        """The pool's shared deadline timer on the running loop (made on first use)."""
+        loop = get_running_loop()
+        timers = self._pb_timers
+        if timers is None or timers.loop is not loop:
+            timers = self._pb_timers = Deadlines(loop)
+        return timers
 
     def _pb_checkin(self, entry: _Conn) -> float:
         """Count ``entry`` as given back (stats, leaks, drain); return how long it was held."""

@@ -27,6 +27,7 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from ..core.budget import BudgetAtOpen
+from ..core.deadlines import Deadlines
 from ..core.watchdog import StatementWatchdog
 from ..drivers._common import raw_scalar
 from ._glue import settle_after_hook
@@ -197,13 +198,17 @@ def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
     dialect = engine.sync_engine.dialect
     rollback = dialect.do_rollback
     no_answer = getattr(dialect.loaded_dbapi, "OperationalError", ConnectionError)
+    deadlines: Deadlines | None = None  # one timer for all rollbacks (not one per rollback)
 
     def do_rollback(dbapi_connection: Any) -> None:
+        nonlocal deadlines
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # garbage-collection cleanup, outside the loop
             rollback(dbapi_connection)
             return
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = Deadlines(loop)
         driver_conn = getattr(dbapi_connection, "driver_connection", None)
         fired = False
 
@@ -215,11 +220,11 @@ def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
             except Exception:
                 logger.debug("cutting a connection failed", exc_info=True)
 
-        timer = loop.call_later(limit, cut)
+        armed = deadlines.arm(limit, cut)
         try:
             rollback(dbapi_connection)
         finally:
-            timer.cancel()
+            armed.cancel()
         if fired:  # the answer raced the cut: the connection is dead all the same
             raise no_answer(f"rollback got no answer within {limit:g} s: connection cut")
 

@@ -59,6 +59,10 @@ class Deadlines:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
     def __len__(self) -> int:
         """Deadlines kept (armed and not yet dropped); for tests and diagnostics."""
         return len(self._pending)
