@@ -1,40 +1,55 @@
 """What do hooks + stats cost? SELECT 1 throughput with them on vs. off, on PostgreSQL.
 
-Two pools run side by side on the same server, interleaved round by round (the order
-alternating) so that drift on a shared machine hits both equally:
+Two pools of the same stack run side by side:
 
-- ``bare``: no hooks, and the stats histograms switched off (the counters stay: the pool
-  engine needs ``used`` to drain at close, so they are not optional);
-- ``full``: all six hooks registered (trivial sync callables) and the complete stats.
+- ``bare``: no hooks, and the stats histograms switched off (the counters stay: the pools
+  need ``used`` to drain at close, so they are not optional);
+- ``full``: all six hooks registered, each doing trivial sync work (counting its calls, as
+  a metrics or tagging hook would), and the complete stats (three histograms).
 
-Each round runs ``--seconds`` of ``SELECT 1`` per variant with N concurrent tasks (10 and
-100 by default) and records the rate and the client's CPU time per statement. The cost per
-round is ``1 - full/bare`` (throughput) and ``full/bare - 1`` (CPU per statement); the
-script prints the medians and their spread (min..max over rounds). On a busy shared machine
-the throughput spread is wide; the CPU figure and the isolated per-operation cost printed
-last are the stable ones. Target: <= 3 %.
+Each round opens both pools fresh (neither keeps a luckier set of backends) and runs N
+concurrent tasks of ``acquire -> SELECT 1 -> release`` in four windows of ``--seconds``,
+A B B A (B A A B on odd rounds), so that load drifting on a shared machine hits both alike.
+The round's cost is ``1 - rate(full) / rate(bare)``; the script prints the median over the
+rounds with the quartiles and the min..max, and the same for the client's CPU time per
+statement (``time.process_time``). ``--aa`` measures bare against bare: the noise floor.
 
-    .venv/bin/python benchmarks/hooks_overhead.py --url postgresql://root@127.0.0.1:5432/test
+Two measures that do not depend on the machine's load come last: the CPU the engine's
+acquire + release costs with and without hooks + stats on a driver that does no I/O
+(engine stacks), and with ``--instructions`` the client-side instructions per SELECT 1
+counted by valgrind (callgrind) on the real stack, bare vs full. Target: <= 3 %.
+
+    .venv/bin/python benchmarks/hooks_overhead.py                       # asyncpg, ~3 min
+    .venv/bin/python benchmarks/hooks_overhead.py --adapter psycopg --rounds 9
+    .venv/bin/python benchmarks/hooks_overhead.py --instructions --rounds 0
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
-from _common import median_spread
-
 from poolbridge import ConnectionEvent, Hooks, Pool, PoolConfig, open_pool
-from poolbridge.core.hooks import HookRunner
+from poolbridge.core.engine import Engine
+from poolbridge.core.hooks import HOOK_NAMES, HookRunner
 from poolbridge.core.registry import get_adapter
 from poolbridge.core.stats import StatsRecorder
 
+VARIANTS = ("bare", "full", "bare2")
+
 
 class BareRecorder(StatsRecorder):
-    """The counters the engine relies on, without histograms or listeners."""
+    """The counters the pools rely on, without histograms or listeners."""
 
     __slots__ = ()
 
@@ -49,169 +64,281 @@ class BareRecorder(StatsRecorder):
         self.used -= 1
 
 
-def noop(event: ConnectionEvent) -> None:
-    """A trivial sync hook."""
+def counting_hooks(calls: Counter[str]) -> Hooks:
+    """All six hooks, each counting its calls (trivial sync work, like a metrics hook)."""
+
+    def hook_for(name: str) -> Any:
+        def hook(event: ConnectionEvent) -> None:
+            calls[name] += 1
+
+        return hook
+
+    return Hooks(**{name: hook_for(name) for name in HOOK_NAMES})
 
 
-ALL_HOOKS = Hooks(
-    on_connect=noop,
-    on_checkout=noop,
-    on_checkin=noop,
-    on_close=noop,
-    on_timeout=noop,
-    on_leak=noop,
-)
+def make_bare(recorder: StatsRecorder) -> None:
+    recorder.__class__ = BareRecorder  # same slots: switches the histograms off in place
 
 
-async def rate(pool: Pool[Any], adapter: str, tasks: int, seconds: float) -> tuple[float, float]:
-    """(SELECT 1 per second, client CPU microseconds per SELECT 1) with ``tasks`` callers.
+async def open_variant(args: argparse.Namespace, variant: str, tag: str) -> Pool[Any]:
+    config = PoolConfig(
+        url=args.url, name=f"hooks-bench-{variant}-{tag}", min_size=args.max_size,
+        max_size=args.max_size,
+    )  # fmt: skip
+    calls: Counter[str] = Counter()
+    hooks = counting_hooks(calls) if variant == "full" else None
+    pool = await open_pool(config, adapter=args.adapter, hooks=hooks)
+    pool.calls = calls  # type: ignore[attr-defined]
+    if variant != "full":
+        make_bare(pool.recorder)
+    return pool
 
-    The CPU figure (``time.process_time``) is what hooks and stats add to; unlike the rate
-    it hardly moves when other processes load the shared machine.
-    """
+
+async def window(
+    pool: Pool[Any], adapter: str, tasks: int, seconds: float
+) -> tuple[int, float, float]:
+    """(statements, seconds, client CPU seconds) of ``tasks`` loops over one window."""
     fetch = get_adapter(adapter).fetch_scalar
     done = 0
-    stop_at = time.perf_counter() + seconds
+    stop = False
 
     async def worker() -> None:
         nonlocal done
-        while time.perf_counter() < stop_at:
+        while not stop:
             async with pool.acquire() as conn:
                 await fetch(conn, "SELECT 1")
             done += 1
 
-    start, cpu = time.perf_counter(), time.process_time()
-    await asyncio.gather(*(worker() for _ in range(tasks)))
-    return done / (time.perf_counter() - start), (time.process_time() - cpu) / done * 1e6
-
-
-async def added_cpu_per_op(n: int = 50_000) -> float:
-    """Microseconds of extra CPU per acquire+release that hooks + stats add, in isolation.
-
-    Replays what the engine adds per checkout/checkin when they are on: two events built,
-    two hooks emitted, two histogram observations. Free of server and scheduling noise.
-    """
-    runner = HookRunner(ALL_HOOKS)
-    full = StatsRecorder(min_size=1, max_size=5)
-    bare = BareRecorder(min_size=1, max_size=5)
-
-    async def with_all() -> None:
-        for _ in range(n):
-            full.record_checkout(0.0001)
-            await runner.emit("on_checkout", ConnectionEvent("p", "a", 1, age=1.0))
-            full.record_checkin(0.0002)
-            await runner.emit("on_checkin", ConnectionEvent("p", "a", 1, age=1.0, held=0.0002))
-
-    async def without() -> None:
-        for _ in range(n):
-            bare.record_checkout(0.0001)
-            bare.record_checkin(0.0002)
-
-    best: dict[str, float] = {}
-    for _ in range(5):
-        for label, fn in (("with", with_all), ("without", without)):
-            t0 = time.perf_counter()
-            await fn()
-            best[label] = min(best.get(label, float("inf")), time.perf_counter() - t0)
-    return (best["with"] - best["without"]) / n * 1e6
-
-
-async def open_variant(args: argparse.Namespace, variant: str, tag: str) -> Pool[Any]:
-    """A warmed-up pool: ``full`` has every hook and the stats, ``bare`` neither;
-    ``hooks`` / ``stats`` have one of them (``--split``)."""
-    config = PoolConfig(
-        url=args.url, name=f"bench-{variant}-{tag}", min_size=args.max_size,
-        max_size=args.max_size,
-    )  # fmt: skip
-    with_hooks = variant in ("full", "hooks")
-    pool = await open_pool(config, adapter=args.adapter, hooks=ALL_HOOKS if with_hooks else None)
-    if variant not in ("full", "stats"):
-        pool.recorder.__class__ = BareRecorder  # same slots: switches histograms off in place
-    return pool
-
-
-def summary(label: str, xs: list[float]) -> str:
-    med, lo, hi = median_spread(xs)
-    return f"{label} median {med:+.1%} (rounds {lo:+.1%} .. {hi:+.1%})"
+    t0, c0 = time.perf_counter(), time.process_time()
+    workers = [asyncio.create_task(worker()) for _ in range(tasks)]
+    await asyncio.sleep(seconds)
+    stop = True
+    await asyncio.gather(*workers)
+    return done, time.perf_counter() - t0, time.process_time() - c0
 
 
 async def compare(args: argparse.Namespace, tasks: int, a: str, b: str) -> dict[str, Any]:
-    """Rounds of variant ``b`` against ``a`` on fresh pools each round (so that no variant
-    keeps a luckier set of backend processes), the order alternating."""
-    rates: dict[str, list[float]] = {a: [], b: []}
-    cpus: dict[str, list[float]] = {a: [], b: []}
-    costs: list[float] = []
-    cpu_costs: list[float] = []
+    """Rounds of ``b`` against ``a``: fresh pools, windows A B B A / B A A B."""
+    out: dict[str, Any] = {
+        "rate": {a: [], b: []},
+        "cpu": {a: [], b: []},
+        "cost": [],
+        "cpu_cost": [],
+    }
     for r in range(args.rounds):
-        order = (a, b) if r % 2 == 0 else (b, a)
-        pools = {v: await open_variant(args, v, f"{r}{i}") for i, v in enumerate(order)}
+        first, second = (a, b) if r % 2 == 0 else (b, a)
+        pools = {v: await open_variant(args, v, f"{tasks}-{r}") for v in (first, second)}
+        acc = {v: [0, 0.0, 0.0] for v in pools}
         try:
-            for v in order:
-                await rate(pools[v], args.adapter, tasks, 0.2)  # warm-up
-            got = {v: await rate(pools[v], args.adapter, tasks, args.seconds) for v in order}
-            if "full" in pools:  # the full pool really ran its hooks and kept its histograms
-                assert pools["full"].stats()["connection.use_time"]["count"] > 0
+            for v in pools:
+                await window(pools[v], args.adapter, tasks, 0.2)  # warm-up
+            for v in (first, second, second, first):
+                n, secs, cpu = await window(pools[v], args.adapter, tasks, args.seconds)
+                acc[v][0] += n
+                acc[v][1] += secs
+                acc[v][2] += cpu
+            if "full" in pools:  # the hooks really ran, once per checkout and checkin
+                calls = pools["full"].calls  # type: ignore[attr-defined]
+                used = pools["full"].stats()["connection.use_time"]["count"]
+                assert calls["on_checkout"] == calls["on_checkin"] == used > 0, (calls, used)
         finally:
             for pool in pools.values():
                 await pool.close()
-        for v, (x, c) in got.items():
-            rates[v].append(x)
-            cpus[v].append(c)
-        costs.append(1.0 - got[b][0] / got[a][0])
-        cpu_costs.append(got[b][1] / got[a][1] - 1.0)
-    return {"rates": rates, "cpus": cpus, "costs": costs, "cpu_costs": cpu_costs}
+        rate = {v: n / secs for v, (n, secs, _) in acc.items()}
+        cpu = {v: c / n * 1e6 for v, (n, _, c) in acc.items()}
+        for v in pools:
+            out["rate"][v].append(rate[v])
+            out["cpu"][v].append(cpu[v])
+        out["cost"].append(1.0 - rate[b] / rate[a])
+        out["cpu_cost"].append(cpu[b] / cpu[a] - 1.0)
+    return out
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def spread(xs: list[float]) -> str:
+    """Median, quartiles and min..max of per-round costs."""
+    if len(xs) < 2:
+        return f"{xs[0]:+.1%} (1 round)" if xs else "n/a"
+    q1, med, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    return (
+        f"median {med:+.1%} (quartiles {q1:+.1%} .. {q3:+.1%}; "
+        f"rounds {min(xs):+.1%} .. {max(xs):+.1%}, n={len(xs)})"
+    )
+
+
+# -- load-independent measures ----------------------------------------------------------
+
+
+class NullDriver:
+    """A DriverShim that does no I/O: what is left is the engine's own work."""
+
+    name = "null"
+    backend = "postgresql"
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    async def connect(self, config: Any, timeout: float) -> Any:
+        self.n += 1
+        return object()
+
+    async def close(self, conn: Any) -> None:
+        pass
+
+    def terminate(self, conn: Any) -> None:
+        pass
+
+    async def ping(self, conn: Any) -> None:
+        pass
+
+    def in_transaction(self, conn: Any) -> bool | None:
+        return False
+
+    def is_closed(self, conn: Any) -> bool:
+        return False
+
+    async def rollback(self, conn: Any) -> None:
+        pass
+
+    async def full_reset(self, conn: Any) -> bool:
+        return True
+
+    async def server_id(self, conn: Any) -> int | str:
+        return self.n
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        return False
+
+
+async def engine_us(variant: str, n: int) -> float:
+    """Client CPU microseconds per acquire + release of the engine on the null driver."""
+    config = PoolConfig(url="postgresql://bench@127.0.0.1:1/bench", name=f"null-{variant}",
+                     min_size=1, max_size=1)  # fmt: skip
+    calls: Counter[str] = Counter()
+    recorder = StatsRecorder(min_size=1, max_size=1)
+    if variant != "full":
+        make_bare(recorder)
+    runner = HookRunner(counting_hooks(calls) if variant == "full" else Hooks())
+    engine = Engine(config, NullDriver(), adapter="null", hooks=runner, recorder=recorder)  # type: ignore[arg-type]
+    await engine.open()
+    try:
+        c0 = time.process_time()
+        for _ in range(n):
+            async with engine.acquire():
+                pass
+        return (time.process_time() - c0) / n * 1e6
+    finally:
+        await engine.close()
+
+
+async def isolated(n: int = 50_000, repeats: int = 7) -> tuple[float, float]:
+    """(bare, full) best-of-``repeats`` µs per engine acquire + release, interleaved."""
+    best = {"bare": float("inf"), "full": float("inf")}
+    for r in range(repeats):
+        for v in ("bare", "full") if r % 2 == 0 else ("full", "bare"):
+            best[v] = min(best[v], await engine_us(v, n))
+    return best["bare"], best["full"]
+
+
+def child(args: argparse.Namespace, variant: str, n: int) -> None:
+    """``--child``: exactly ``n`` SELECT 1 by ``args.tasks[0]`` tasks on a fresh pool."""
+
+    async def main() -> None:
+        pool = await open_variant(args, variant, "cg")
+        fetch = get_adapter(args.adapter).fetch_scalar
+        left = n
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                async with pool.acquire() as conn:
+                    await fetch(conn, "SELECT 1")
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(args.tasks[0])))
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+def instructions(
+    args: argparse.Namespace, tasks: int, n1: int = 1000, n2: int = 6000
+) -> dict[str, float]:
+    """Client instructions per SELECT 1 under callgrind: (count(n2) - count(n1)) / (n2 - n1),
+    so that imports, opening and closing cancel out."""
+    out: dict[str, float] = {}
+    for variant in ("bare", "full"):
+        counts = []
+        for n in (n1, n2):
+            with tempfile.TemporaryDirectory() as tmp:
+                dump = Path(tmp) / "callgrind.out"
+                cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={dump}",
+                       sys.executable, __file__, "--child", variant, str(n), "--url", args.url,
+                       "--adapter", args.adapter, "--tasks", str(tasks),
+                       "--max-size", str(args.max_size)]  # fmt: skip
+                subprocess.run(cmd, check=True, capture_output=True, timeout=900)
+                m = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(errors="replace"), re.M)
+                assert m, "no instruction total in the callgrind output"
+                counts.append(int(m.group(1)))
+        out[variant] = (counts[1] - counts[0]) / (n2 - n1)
+    return out
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--url", default="postgresql://root@127.0.0.1:5432/test")
-    parser.add_argument("--adapter", default="asyncpg")
+    parser.add_argument(
+        "--adapter", default="asyncpg", help="any stack: asyncpg, psycopg, sqlalchemy, ..."
+    )
     parser.add_argument("--tasks", type=int, nargs="+", default=[10, 100])
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--seconds", type=float, default=0.5, help="per window (4 per round)")
     parser.add_argument("--max-size", type=int, default=5)
+    parser.add_argument("--aa", action="store_true", help="also bare vs bare: the noise floor")
     parser.add_argument(
-        "--aa", action="store_true", help="also compare bare with bare: the noise floor"
+        "--instructions", action="store_true", help="also count client instructions (valgrind)"
     )
-    parser.add_argument(
-        "--split", action="store_true", help="also measure hooks alone and stats alone"
-    )
-    args = parser.parse_args()
-    print(
-        f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} "
-        f"x {args.seconds:g}s per variant, fresh pools per round"
-    )
-    cpu_per_op: dict[int, float] = {}
-    for tasks in args.tasks:
+    parser.add_argument("--child", nargs=2, metavar=("VARIANT", "N"), help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(f"adapter={args.adapter} max_size={args.max_size} rounds={args.rounds} x 4 windows "
+          f"of {args.seconds:g} s, fresh pools per round")  # fmt: skip
+    cpu_bare: dict[int, float] = {}
+    for tasks in args.tasks if args.rounds else ():
         res = await compare(args, tasks, "bare", "full")
-        med = {v: statistics.median(xs) for v, xs in res["rates"].items()}
-        cpu = {v: statistics.median(xs) for v, xs in res["cpus"].items()}
-        cpu_per_op[tasks] = cpu["bare"]
-        print(
-            f"tasks={tasks:>4}  throughput bare {med['bare']:.0f}/s, full {med['full']:.0f}/s "
-            f"(ratio {med['full'] / med['bare']:.3f}); {summary('paired cost', res['costs'])}"
-        )
-        print(
-            f"{'':11}client CPU per SELECT 1 bare {cpu['bare']:.1f} us, full {cpu['full']:.1f} us;"
-            f" {summary('paired cost', res['cpu_costs'])}"
-        )
-        for part in ("stats", "hooks") if args.split else ():
-            res = await compare(args, tasks, "bare", part)
-            print(
-                f"{'':11}{part} alone: {summary('throughput cost', res['costs'])}; "
-                f"{summary('CPU cost', res['cpu_costs'])}"
-            )
+        rate = {v: statistics.median(xs) for v, xs in res["rate"].items()}
+        cpu = {v: statistics.median(xs) for v, xs in res["cpu"].items()}
+        cpu_bare[tasks] = cpu["bare"]
+        print(f"tasks={tasks:>4}  SELECT 1/s bare {rate['bare']:,.0f}, full {rate['full']:,.0f}; "
+              f"throughput cost {spread(res['cost'])}")  # fmt: skip
+        print(f"{'':12}client CPU per SELECT 1 bare {cpu['bare']:.1f} us, "
+              f"full {cpu['full']:.1f} us; CPU cost {spread(res['cpu_cost'])}")  # fmt: skip
         if args.aa:
             aa = await compare(args, tasks, "bare", "bare2")
-            print(
-                f"{'':11}noise floor (bare vs bare): {summary('throughput', aa['costs'])}; "
-                f"{summary('CPU', aa['cpu_costs'])}"
-            )
-    extra = await added_cpu_per_op()
-    print(f"hooks + stats add {extra:.2f} us of CPU per acquire+release (in isolation)")
-    for tasks, us in cpu_per_op.items():
-        print(f"  = {extra / us:.1%} of the client CPU per SELECT 1 at tasks={tasks}")
+            print(f"{'':12}noise floor (bare vs bare): throughput {spread(aa['cost'])}; "
+                  f"CPU {spread(aa['cpu_cost'])}")  # fmt: skip
+    bare_us, full_us = await isolated()
+    print(f"engine acquire+release on a no-I/O driver: bare {bare_us:.2f} us, "
+          f"full {full_us:.2f} us (+{full_us - bare_us:.2f} us of CPU)")  # fmt: skip
+    for tasks, us in cpu_bare.items():
+        print(f"  = {(full_us - bare_us) / us:.1%} of the client CPU per SELECT 1 at tasks={tasks}")
+    if args.instructions:
+        if shutil.which("valgrind") is None:
+            print("--instructions: valgrind is not installed")
+            return
+        for tasks in args.tasks:
+            ins = instructions(args, tasks)
+            print(f"client instructions per SELECT 1 at tasks={tasks} (callgrind): "
+                  f"bare {ins['bare']:,.0f}, full {ins['full']:,.0f} "
+                  f"({ins['full'] / ins['bare'] - 1:+.1%})")  # fmt: skip
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    ARGS = parse()
+    if ARGS.child:
+        child(ARGS, ARGS.child[0], int(ARGS.child[1]))
+    else:
+        asyncio.run(main(ARGS))

@@ -190,6 +190,14 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_config = config
         self.pb_adapter = poolbridge.adapter
         self.pb_hooks = poolbridge.hook_runner
+        # checkout/checkin hooks bound once (None when not registered; see HookRunner.emitter)
+        hooks = poolbridge.hook_runner
+        self._pb_emit_checkout = hooks.emitter(
+            "on_checkout", pool=config.name, adapter=self.pb_adapter
+        )
+        self._pb_emit_checkin = hooks.emitter(
+            "on_checkin", pool=config.name, adapter=self.pb_adapter
+        )
         self.pb_recorder = poolbridge.recorder
         self.pb_leaks = poolbridge.leaks
         self.pb_last_error: BaseException | None = None
@@ -364,10 +372,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         leaks = self.pb_leaks
         if leaks.timeout is not None:  # leak tracking off: not even a call
             entry.lease = leaks.checkout(conn, entry.server_id, now - entry.created)
-        if self.pb_hooks.has("on_checkout"):
+        emit = self._pb_emit_checkout
+        if emit is not None:
             try:
-                await self.pb_hooks.emit("on_checkout", self._pb_event(entry))
-                await _settle_quietly(conn, self.pb_config.name)
+                pending = emit(entry.server_id, now - entry.created, None, conn)
+                if pending is not None:  # an async hook (a sync one cannot send SQL)
+                    await pending
+                    await _settle_quietly(conn, self.pb_config.name)
             except BaseException:  # cancelled inside an async hook: the caller gets nothing
                 self._pb_checkin(entry)
                 self._pb_abandon(conn)
@@ -379,6 +390,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if entry is None or entry.out_since is None:  # not ours to count (or closed at close)
             await super().putconn(conn)
             return
+        since = entry.out_since
         held = self._pb_checkin(entry)
         # In the caller's task, not a shielded one (a task per release cost more than the
         # rest of it): an interruption at any await below is handled by _pb_abandon.
@@ -392,10 +404,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 except Exception:
                     with contextlib.suppress(Exception):
                         await conn.close()
-            if self.pb_hooks.has("on_checkin"):
+            emit = self._pb_emit_checkin
+            if emit is not None:
                 # after the rollback, so what the hook undoes or sets is not rolled back
-                await self.pb_hooks.emit("on_checkin", self._pb_event(entry, held))
-                await _settle_quietly(conn, self.pb_config.name)
+                pending = emit(entry.server_id, since + held - entry.created, held, conn)
+                if pending is not None:  # an async hook (a sync one cannot send SQL)
+                    await pending
+                    await _settle_quietly(conn, self.pb_config.name)
             await super().putconn(conn)
         except BaseException:
             self._pb_abandon(conn)
