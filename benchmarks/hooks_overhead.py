@@ -45,7 +45,8 @@ from poolbridge.core.hooks import HOOK_NAMES, HookRunner
 from poolbridge.core.registry import get_adapter
 from poolbridge.core.stats import StatsRecorder
 
-VARIANTS = ("bare", "full", "bare2")
+#: stacks on poolbridge's own engine (what the no-I/O measurement applies to)
+ENGINE_STACKS = ("asyncpg", "aiopg", "aiomysql", "asyncmy", "aiosqlite")
 
 
 class BareRecorder(StatsRecorder):
@@ -320,6 +321,8 @@ async def main(args: argparse.Namespace) -> None:
             aa = await compare(args, tasks, "bare", "bare2")
             print(f"{'':12}noise floor (bare vs bare): throughput {spread(aa['cost'])}; "
                   f"CPU {spread(aa['cpu_cost'])}")  # fmt: skip
+    if args.adapter not in ENGINE_STACKS:  # psycopg_pool / SQLAlchemy pools: not the engine
+        cpu_bare = {}
     bare_us, full_us = await isolated()
     print(f"engine acquire+release on a no-I/O driver: bare {bare_us:.2f} us, "
           f"full {full_us:.2f} us (+{full_us - bare_us:.2f} us of CPU)")  # fmt: skip
