@@ -338,12 +338,17 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if guard.loop is not get_running_loop() and (guard.loop is not None or guard.forked):
             raise guard.error()
         config = self.pb_config
-        if self.closed:
+        if self._closed:  # psycopg_pool's own flag (its ``closed`` property costs a call)
             raise PoolClosed(f"pool {config.name!r} is closed")
         rec = self.pb_recorder
         t0 = monotonic()
         rec.pending += 1
-        token = _ACQUIRE_DEADLINE.set(t0 + (self.timeout if timeout is None else timeout))
+        # the acquire deadline is read only by the bounded pre-ping (_pb_check)
+        token = (
+            None
+            if self._check is None
+            else _ACQUIRE_DEADLINE.set(t0 + (self.timeout if timeout is None else timeout))
+        )
         try:
             conn = await super().getconn(timeout)
         except psycopg_pool.PoolTimeout as exc:
@@ -361,7 +366,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         except psycopg_pool.PoolClosed as exc:
             raise PoolClosed(f"pool {config.name!r} is closed") from exc
         finally:
-            _ACQUIRE_DEADLINE.reset(token)
+            if token is not None:
+                _ACQUIRE_DEADLINE.reset(token)
             rec.pending -= 1
         now = monotonic()
         rec.record_checkout(now - t0)
