@@ -110,7 +110,10 @@ def test_matrix_exit_and_outputs(tmp_path: Path) -> None:
     url = "postgresql://u@127.0.0.1/db"
     good = _result(
         Column("psycopg", "psycopg", "postgresql", url),
-        refill=("skipped", "fault row: enable with --poolbridge-faults"),
+        refill=(
+            "skipped",
+            "fault row: enable with --faults (poolbridge check) or --poolbridge-faults (pytest)",
+        ),
         retry=("skipped", "closed: the driver cannot"),
     )
     bad = _result(

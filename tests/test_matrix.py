@@ -44,7 +44,14 @@ def test_tables_per_backend_with_numbered_reasons() -> None:
     m = Matrix()
     m.add(PG, "connect", Cell("pass"))
     m.add(SA, "connect", Cell("pass"))
-    m.add(SA, "refill", Cell("skip", "fault row: enable with --poolbridge-faults"))
+    m.add(
+        SA,
+        "refill",
+        Cell(
+            "skip",
+            "fault row: enable with --faults (poolbridge check) or --poolbridge-faults (pytest)",
+        ),
+    )
     m.add(LITE, "pre_ping", Cell("closed", "SQLite has no server"))
     m.add(LITE, "connect", Cell("FAIL", "via handle"))
     text = "\n".join(m.render([LITE, PG, SA]))
@@ -56,7 +63,10 @@ def test_tables_per_backend_with_numbered_reasons() -> None:
     assert rows["connect"] == ["pass", "pass"]
     assert rows["refill"] == ["-", "skip", "[1]"]
     assert rows["max_size"] == ["-", "-"]
-    assert "[1] skip: fault row: enable with --poolbridge-faults" in pg_table
+    assert (
+        "[1] skip: fault row: enable with --faults (poolbridge check) or "
+        "--poolbridge-faults (pytest)" in pg_table
+    )
     lite = text.split("sqlite:")[1]
     assert "pre_ping" in lite and "closed [1]" in lite
     assert "[1] closed: SQLite has no server" in lite

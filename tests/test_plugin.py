@@ -113,7 +113,10 @@ def test_fault_rows_skip_unless_enabled(pytester: pytest.Pytester, pg_url: str) 
     )  # fmt: skip
     result.assert_outcomes(skipped=3)
     matrix = _matrix(result.stdout.str())
-    assert "skip: fault row: enable with --poolbridge-faults" in matrix
+    assert (
+        "skip: fault row: enable with --faults (poolbridge check) or --poolbridge-faults (pytest)"
+        in matrix
+    )
 
 
 @pytest.mark.parametrize("autoload", [True, False])

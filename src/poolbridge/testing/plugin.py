@@ -253,7 +253,9 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
     if reason is not None:
         pytest.skip(f"closed: {reason}")
     if req.fault and not state.faults:
-        pytest.skip("fault row: enable with --poolbridge-faults")
+        pytest.skip(
+            "fault row: enable with --faults (poolbridge check) or --poolbridge-faults (pytest)"
+        )
     why = state.reachable(target.dburl)
     if why is not None:
         if in_ci():
