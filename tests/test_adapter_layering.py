@@ -57,8 +57,28 @@ def test_no_adapter_imports_another_adapters_modules() -> None:
 
 
 def test_owner_classification() -> None:
-    assert _owner("_psycopg_pool") == "psycopg"
+    assert _owner("_psycopg_handle") == "psycopg"
     assert _owner("peewee_async") == "peewee"
     assert _owner("_peewee_backend") == "peewee"
     assert _owner("_tortoise_table") == "tortoise"
     assert _owner("_doctable") is None and _owner("_engine_backed") is None
+
+
+def test_drivers_never_import_adapters() -> None:
+    """The layer under the adapters (``poolbridge.drivers``) stands on core alone: a shared
+    driver module that imported an adapter would tie every adapter to that one."""
+    drivers_dir = ADAPTERS_DIR.parent / "drivers"
+    problems = []
+    for path in sorted(drivers_dir.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                up = node.level == 2 and (mod == "adapters" or mod.startswith("adapters."))
+                up = up or (
+                    node.level == 2 and not mod and any(a.name == "adapters" for a in node.names)
+                )
+                absolute = node.level == 0 and mod.startswith("poolbridge.adapters")
+                if up or absolute:
+                    problems.append(f"{path.name} imports {'.' * node.level}{mod}")
+    assert not problems, "\n".join(problems)
+    assert (drivers_dir / "_psycopg_pool.py").exists()

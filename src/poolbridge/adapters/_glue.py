@@ -10,6 +10,7 @@ from time import monotonic
 from typing import Any, Protocol, TypeVar
 
 from ..core.pool import Pool
+from ..drivers._psycopg import settle_after_hook
 from .base import Adapter
 
 __all__ = ["aiopg_real_error", "open_or_close", "ping_select_one", "settle_after_hook"]
@@ -55,26 +56,3 @@ async def aiopg_real_error(awaitable: Awaitable[Any]) -> Any:
         if task is not None and not task.cancelling() and isinstance(cause, Exception):
             raise cause from None
         raise
-
-
-async def settle_after_hook(conn: Any) -> None:
-    """Keep what a hook did on a psycopg connection that is not in autocommit mode.
-
-    The hook's first statement (``SET search_path``, ``SET application_name``...) opened a
-    transaction; left open, the caller's rollback (or the pool's at checkin) would undo the
-    setting with it. Commit it, as psycopg users do after a SET; roll back a transaction the
-    hook left failed. Called where the connection was idle before the hook ran, so only the
-    hook's own work is committed; no round trip when the hook sent nothing. Other drivers
-    need nothing: asyncpg and aiopg run in autocommit, and MySQL session and user variables
-    are not transactional.
-    """
-    pgconn = getattr(conn, "pgconn", None)  # psycopg 3 (and its subclasses) only
-    if pgconn is None:
-        return
-    from psycopg.pq import TransactionStatus
-
-    status = pgconn.transaction_status
-    if status == TransactionStatus.INTRANS:
-        await conn.commit()
-    elif status == TransactionStatus.INERROR:
-        await conn.rollback()

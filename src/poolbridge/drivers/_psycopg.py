@@ -16,7 +16,14 @@ from typing import Any
 from ..core.config import PoolConfig
 from ._common import PG_ISOLATION, libpq_escape
 
-__all__ = ["NEVER", "conninfo_kwargs", "libpq_options", "pool_options", "psycopg_pool_under_orm"]
+__all__ = [
+    "NEVER",
+    "conninfo_kwargs",
+    "libpq_options",
+    "pool_options",
+    "psycopg_pool_under_orm",
+    "settle_after_hook",
+]
 
 #: psycopg_pool wants a number; "never" is a century
 NEVER = 100 * 365 * 24 * 3600.0
@@ -110,3 +117,26 @@ def psycopg_pool_under_orm(host: str, *, notes: Mapping[str, str]) -> dict[str, 
     for knob, note in notes.items():
         table[knob] += note
     return table
+
+
+async def settle_after_hook(conn: Any) -> None:
+    """Keep what a hook did on a psycopg connection that is not in autocommit mode.
+
+    The hook's first statement (``SET search_path``, ``SET application_name``...) opened a
+    transaction; left open, the caller's rollback (or the pool's at checkin) would undo the
+    setting with it. Commit it, as psycopg users do after a SET; roll back a transaction the
+    hook left failed. Called where the connection was idle before the hook ran, so only the
+    hook's own work is committed; no round trip when the hook sent nothing. Other drivers
+    need nothing: asyncpg and aiopg run in autocommit, and MySQL session and user variables
+    are not transactional.
+    """
+    pgconn = getattr(conn, "pgconn", None)  # psycopg 3 (and its subclasses) only
+    if pgconn is None:
+        return
+    from psycopg.pq import TransactionStatus
+
+    status = pgconn.transaction_status
+    if status == TransactionStatus.INTRANS:
+        await conn.commit()
+    elif status == TransactionStatus.INERROR:
+        await conn.rollback()
