@@ -216,7 +216,13 @@ async def open_dbapi(driver: str, variant: str) -> AsyncIterator[Ops]:
 
     backend = "postgresql" if driver == "aiopg" else "mysql"
     if variant == "poolbridge":
-        pool: Any = await poolbridge.open_pool(config(backend), adapter=driver)
+        # MySQL: autocommit as the native variants below have it (the native pools close a
+        # connection returned inside a transaction, so they need it; without it, poolbridge
+        # sends a ROLLBACK at each release after a SELECT: one more round trip per query)
+        extra: dict[str, Any] = {}
+        if backend == "mysql":
+            extra["driver_options"] = {"autocommit": True}
+        pool: Any = await poolbridge.open_pool(config(backend, **extra), adapter=driver)
         try:
             yield _ops(pool.acquire, _cursor_1, _cursor_row)
         finally:
