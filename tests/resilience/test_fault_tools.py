@@ -85,6 +85,52 @@ async def test_proxy_controls(pg_url: str) -> None:
 
 @pytest.mark.asyncio
 @pytest.mark.server
+async def test_proxy_counts_round_trips(pg_url: str, mysql_url: str) -> None:
+    """One request/response exchange is one round trip, however many protocol messages it
+    carries (asyncpg sends Parse/Bind/Execute/Sync in one write); a second statement, or a
+    transaction's BEGIN and ROLLBACK, are more."""
+    from urllib.parse import urlsplit
+
+    import aiomysql
+    import asyncpg
+
+    pg, my = urlsplit(pg_url), urlsplit(mysql_url)
+    async with TcpProxy("127.0.0.1", pg.port or 5432) as proxy:
+        conn = await asyncpg.connect(proxy.url_for(pg_url), statement_cache_size=0)
+        try:
+            await conn.execute("SELECT 1")  # simple query protocol: one exchange
+            before = proxy.round_trips
+            for _ in range(5):
+                await conn.execute("SELECT 1")
+            assert proxy.round_trips - before == 5
+            before = proxy.round_trips
+            async with conn.transaction():  # BEGIN, the query, COMMIT
+                await conn.execute("SELECT 1")
+            assert proxy.round_trips - before == 3
+        finally:
+            await conn.close()
+    async with TcpProxy("127.0.0.1", my.port or 3306) as proxy:
+        mconn = await aiomysql.connect(
+            host="127.0.0.1",
+            port=proxy.port,
+            user=my.username or "root",
+            password=my.password or "",
+            db=my.path.lstrip("/") or "test",
+        )
+        try:
+            async with mconn.cursor() as cur:
+                before = proxy.round_trips
+                for _ in range(4):
+                    await cur.execute("SELECT 1")
+                    await cur.fetchone()
+                await mconn.rollback()
+            assert proxy.round_trips - before == 5
+        finally:
+            mconn.close()
+
+
+@pytest.mark.asyncio
+@pytest.mark.server
 async def test_pgbouncer_runs_and_counts(pg_url: str) -> None:
     import asyncpg
 
@@ -99,8 +145,7 @@ async def test_pgbouncer_runs_and_counts(pg_url: str) -> None:
         else:
             assert "max_prepared_statements" not in bouncer.ini()
         conns = [
-            await asyncpg.connect(bouncer.url_for(pg_url), statement_cache_size=0)
-            for _ in range(3)
+            await asyncpg.connect(bouncer.url_for(pg_url), statement_cache_size=0) for _ in range(3)
         ]
         await asyncio.gather(*(c.fetchval("SELECT pg_sleep(0.2)") for c in conns))
         assert await bouncer.client_count(database="test") == 3

@@ -12,6 +12,12 @@ in-process so a test can flip it at an exact point of its own control flow.
         await proxy.refuse(1.0)  # close the listening socket: new connections are refused
         await proxy.heal()       # forward again, listen again
         proxy.live_connections   # proxied connections currently open
+        proxy.round_trips        # requests so far: client bytes after a server answer
+
+``round_trips`` counts, over every connection, each time the client sends after the server
+last spoke (or first sends): one request/response exchange, however many packets or
+protocol messages it takes, so a pipelined batch counts once. The benchmarks use it to see
+the round trips per operation that instruction counts cannot (benchmarks/roundtrips.py).
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ class _Link:
         self.client = client
         self.server: asyncio.StreamWriter | None = None
         self.tasks: list[asyncio.Task[None]] = []
+        self.answered = True  # the server spoke last (or nobody yet): next request is new
 
     def abort(self) -> None:
         for writer in (self.client, self.server):
@@ -87,6 +94,7 @@ class TcpProxy:
         self._refusing = False
         self.total_connections = 0
         self.dropped_connections = 0
+        self.round_trips = 0
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -231,8 +239,8 @@ class TcpProxy:
                 link.abort()
                 return
             link.tasks = [
-                asyncio.ensure_future(self._pump(reader, up_writer, link)),
-                asyncio.ensure_future(self._pump(up_reader, writer, link)),
+                asyncio.ensure_future(self._pump(reader, up_writer, link, upstream=True)),
+                asyncio.ensure_future(self._pump(up_reader, writer, link, upstream=False)),
             ]
             await asyncio.gather(*link.tasks, return_exceptions=True)
         except asyncio.CancelledError:
@@ -244,7 +252,7 @@ class TcpProxy:
                 _ROUTES.pop(route, None)
 
     async def _pump(
-        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: _Link
+        self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, link: _Link, *, upstream: bool
     ) -> None:
         try:
             while True:
@@ -252,6 +260,12 @@ class TcpProxy:
                 data = await src.read(_CHUNK)
                 if not data:
                     break
+                if upstream:
+                    if link.answered:
+                        link.answered = False
+                        self.round_trips += 1
+                else:
+                    link.answered = True
                 await self._flowing.wait()
                 dst.write(data)
                 await dst.drain()
