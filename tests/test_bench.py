@@ -115,3 +115,21 @@ def test_unknown_stack_is_an_error(tmp_path: Path, pg_url: str, mysql_url: str) 
 
 
 pytestmark = pytest.mark.timeout(150)
+
+
+@pytest.mark.server
+def test_roundtrips_per_operation(pg_url: str, mysql_url: str) -> None:
+    """benchmarks/roundtrips.py counts exchanges through its proxy: asyncpg's own Pool sends
+    its reset query at every release (one round trip more than the query), poolbridge's
+    engine does not when no transaction is open; aiomysql with autocommit needs one."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "roundtrips.py"
+    env = {**os.environ, "POOLBRIDGE_TEST_PG_URL": pg_url, "POOLBRIDGE_TEST_MYSQL_URL": mysql_url}
+    r = subprocess.run(
+        [sys.executable, str(script), "--stack", "asyncpg", "--stack", "aiomysql",
+         "--query", "select1", "--n", "5", "25"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()[1:]}
+    assert rows["asyncpg:select1:1"] == ["1.00", "2.00", "2.00"], r.stdout
+    assert rows["aiomysql:select1:1"] == ["1.00", "1.00", "1.00"], r.stdout
