@@ -77,10 +77,21 @@ class _EngineConnectionWrapper(PoolConnectionWrapper[Any]):
     mid-exchange with the server (an asyncpg statement cancelled between its Parse and its
     Sync). The engine rolls it back, which waits for that exchange to end, or replaces it."""
 
+    __slots__ = ()
+
+    async def __aenter__(self) -> Any:
+        pool: Any = self.client._pool
+        if not isinstance(pool, EngineFacade):  # not connected yet: Tortoise's path opens it
+            return await super().__aenter__()
+        self.connection = conn = await pool.engine.getconn()
+        return conn
+
     async def __aexit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
         pool: Any = self.client._pool
-        if exc_val is not None and isinstance(pool, EngineFacade):
-            await pool.release_dirty(self.connection)
+        if isinstance(pool, EngineFacade):
+            # straight to the engine: one call per side instead of Tortoise's wrapper,
+            # the facade and the engine (this runs for every query Tortoise sends)
+            await pool.engine.putconn(self.connection, _state_unknown=exc_val is not None)
         else:
             await super().__aexit__(exc_type, exc_val, exc_tb)
 
@@ -101,6 +112,8 @@ class _EngineSwap(OneLoopClient):
         await super()._close()  # type: ignore[misc]
 
     def acquire_connection(self) -> Any:
+        if isinstance(self._pool, EngineFacade):  # connected: skip building Tortoise's own
+            return _EngineConnectionWrapper(self, self._pool_init_lock)  # type: ignore[arg-type,attr-defined]
         wrapper = super().acquire_connection()  # type: ignore[misc]
         if type(wrapper) is PoolConnectionWrapper:
             return _EngineConnectionWrapper(self, wrapper._pool_init_lock)  # type: ignore[arg-type]
