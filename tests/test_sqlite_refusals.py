@@ -66,3 +66,23 @@ async def test_defaults_are_quiet(adapter: str, sqlite_url: str) -> None:
         and any(f"{k}=" in str(w.message) for k in SET)
     ]
     assert about == []
+
+
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_rotate_with_a_password_is_refused(adapter: str, sqlite_url: str) -> None:
+    """rotate(password=) on SQLite refuses as open() does, and the pool keeps serving with
+    the connections it had (nothing was replaced for a knob that cannot apply)."""
+    _available(adapter)
+    cfg = PoolConfig(url=sqlite_url, min_size=1, max_size=2)
+    pool: Any = await open_pool(cfg, adapter=adapter)
+    try:
+        before = pool.stats()["connection.created"]
+        with pytest.raises(UnsupportedOptionError) as info:
+            await pool.rotate(password=SECRET)
+        assert "password" in str(info.value) and SECRET not in str(info.value)
+        async with pool.acquire() as conn:
+            assert await get_adapter(adapter).fetch_scalar(conn, "SELECT 1") == 1
+        assert pool.stats()["connection.created"] == before
+        await pool.rotate()  # without a password: replaces the connections, allowed
+    finally:
+        await pool.close()

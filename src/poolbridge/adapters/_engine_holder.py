@@ -74,7 +74,7 @@ class EngineHolder:
         opens later, and replace every connection of the current engine."""
         if self.final:
             raise PoolClosed(f"pool {self.config.name!r} is closed")
-        self.config = with_password(self.config, password)
+        self.config = with_password(self.config, password, self.adapter)
         engine = self.engine
         if engine is not None and not engine.closed:
             await engine.rotate(password)

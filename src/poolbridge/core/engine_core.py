@@ -356,7 +356,7 @@ class EngineCore:
             raise self._guard.error()
         if self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
-        self.config = with_password(self.config, password)
+        self.config = with_password(self.config, password, self.adapter)
         self._last_error = None
         self.expire_all()
         await settle(self._rotated, config=self.config, last_error=lambda: self._last_error)

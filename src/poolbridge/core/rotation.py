@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable
 from time import monotonic
 
-from ..errors import PoolTimeout
+from ..errors import PoolTimeout, UnsupportedOptionError
 from .config import PasswordProvider, PoolConfig
 
 __all__ = ["settle", "with_password"]
@@ -27,14 +27,24 @@ __all__ = ["settle", "with_password"]
 _POLL = 0.01
 
 
-def with_password(config: PoolConfig, password: str | PasswordProvider | None) -> PoolConfig:
+def with_password(
+    config: PoolConfig, password: str | PasswordProvider | None, adapter: str | None = None
+) -> PoolConfig:
     """``config`` with ``password`` (None: ``config`` itself, the password is kept).
+
+    On SQLite a password raises UnsupportedOptionError (naming ``adapter``), as it does
+    when set in the config at open: nothing is replaced for a knob that cannot apply.
 
     The new password lives only in the new config's ``password`` field, which repr, str,
     ``to_dict(redact=True)`` and every poolbridge message hide.
     """
     if password is None:
         return config
+    if config.backend == "sqlite":  # as at open: SQLite refuses a password it cannot use
+        raise UnsupportedOptionError(
+            adapter or "sqlite",
+            {"password": "SQLite has no server to authenticate to: there is no password"},
+        )
     if not isinstance(password, str) and not callable(password):
         raise TypeError(
             "rotate(password=...) takes a str or a sync/async callable returning one "
