@@ -13,6 +13,9 @@ peewee-async's backend included):
   a dirty transaction at checkin (psycopg_pool would do it too, with a warning log), and
   psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed raised as poolbridge's — types
   that subclass both, so existing ``except psycopg_pool.PoolTimeout`` clauses keep working.
+  Both inline psycopg_pool's own getconn/putconn and the small coroutines they await (a
+  coroutine frame each per checkout, issue 9); tests/psycopg/test_psycopg_inlined.py
+  fails when a psycopg_pool release changes the code copied.
 
 An ``on_connect`` failure makes psycopg_pool discard that connection and retry in the
 background (its policy for any connection failure), so a caller sees PoolTimeout naming the
@@ -25,7 +28,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from time import monotonic
 from typing import Any
 
@@ -52,8 +55,10 @@ from ._psycopg_watchdog import watched_connection_class
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
 
 logger = logging.getLogger("poolbridge.adapters.psycopg")
+_pool_logger = logging.getLogger("psycopg.pool")  # psycopg_pool's, for what getconn/putconn log
 
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+_UNKNOWN = TransactionStatus.UNKNOWN
 
 #: monotonic instant the current getconn() gives up (read by the bounded pre-ping check)
 _ACQUIRE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -303,12 +308,17 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         finally:
             await self._pb_forget(conn)
 
-    async def _return_connection(self, conn: Any, from_getconn: bool) -> None:
-        if conn.pgconn.transaction_status == TransactionStatus.UNKNOWN:
-            # found broken: psycopg_pool drops it without close(); count it here
-            with contextlib.suppress(Exception):
-                await conn.close()
-            await self._pb_forget(conn)
+    def _return_connection(self, conn: Any, from_getconn: bool) -> Coroutine[Any, Any, None]:
+        # not a coroutine itself: every checkin goes through here, a frame of its own each
+        if conn.pgconn.transaction_status == _UNKNOWN:
+            return self._pb_return_broken(conn, from_getconn)
+        return super()._return_connection(conn, from_getconn)
+
+    async def _pb_return_broken(self, conn: Any, from_getconn: bool) -> None:
+        # found broken: psycopg_pool drops it without close(); count it here
+        with contextlib.suppress(Exception):
+            await conn.close()
+        await self._pb_forget(conn)
         await super()._return_connection(conn, from_getconn)
 
     def pb_server_ids(self) -> list[Any]:
@@ -333,46 +343,58 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         )
 
     async def getconn(self, timeout: float | None = None) -> Any:
+        # psycopg_pool's getconn() inlined (its body up to _getconn_with_check_loop): one
+        # coroutine frame per checkout instead of two, and its deadline clock read is ours
         guard = self._pb_guard
         # other loop, or a forked child (never opened: psycopg_pool says so itself)
         if guard.loop is not get_running_loop() and (guard.loop is not None or guard.forked):
             raise guard.error()
-        config = self.pb_config
         if self._closed:  # psycopg_pool's own flag (its ``closed`` property costs a call)
-            raise PoolClosed(f"pool {config.name!r} is closed")
+            raise PoolClosed(f"pool {self.pb_config.name!r} is closed")
+        if timeout is None:
+            timeout = self.timeout
         rec = self.pb_recorder
         t0 = monotonic()
+        _pool_logger.info("connection requested from %r", self.name)
+        self._stats[self._REQUESTS_NUM] += 1
         rec.pending += 1
-        # the acquire deadline is read only by the bounded pre-ping (_pb_check)
-        token = (
-            None
-            if self._check is None
-            else _ACQUIRE_DEADLINE.set(t0 + (self.timeout if timeout is None else timeout))
-        )
         try:
-            conn = await super().getconn(timeout)
+            if self._check is None:
+                # psycopg_pool's _getconn_with_check_loop() without a check: one attempt,
+                # its remaining time still ``timeout`` (t0 was read just above)
+                conn = await self._getconn_unchecked(timeout)
+                _pool_logger.info("connection given by %r", self.name)
+            else:
+                # the acquire deadline is read only by the bounded pre-ping (_pb_check)
+                token = _ACQUIRE_DEADLINE.set(t0 + timeout)
+                try:
+                    conn = await self._getconn_with_check_loop(t0 + timeout)
+                finally:
+                    _ACQUIRE_DEADLINE.reset(token)
         except psycopg_pool.PoolTimeout as exc:
             rec.record_timeout()
             await self.pb_hooks.emit("on_timeout", self._pb_event(None))
             waited = monotonic() - t0
-            limit = self.timeout if timeout is None else timeout
-            raise PoolTimeout(self.pb_diagnostics(waited, limit)) from exc
+            # the cause psycopg_pool's getconn() would raise (the global timeout)
+            cause = psycopg_pool.PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
+            cause.__cause__ = exc
+            raise PoolTimeout(self.pb_diagnostics(waited, timeout)) from cause
         except psycopg_pool.TooManyRequests as exc:
             rec.record_refused()
+            config = self.pb_config
             raise TooManyRequests(
                 f"pool {config.name!r}: {config.max_waiting} callers already "
                 f"wait (max_waiting={config.max_waiting})"
             ) from exc
         except psycopg_pool.PoolClosed as exc:
-            raise PoolClosed(f"pool {config.name!r} is closed") from exc
+            raise PoolClosed(f"pool {self.pb_config.name!r} is closed") from exc
         finally:
-            if token is not None:
-                _ACQUIRE_DEADLINE.reset(token)
             rec.pending -= 1
         now = monotonic()
         rec.record_checkout(now - t0)
-        entry = self._pb_conns.get(id(conn))
-        if entry is None:  # not opened through _pb_configure: adopt it
+        try:
+            entry = self._pb_conns[id(conn)]
+        except KeyError:  # not opened through _pb_configure: adopt it
             entry = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn))
         entry.out_since = now
         leaks = self.pb_leaks
@@ -386,18 +408,29 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                     await pending
                     await _settle_quietly(conn, self.pb_config.name)
             except BaseException:  # cancelled inside an async hook: the caller gets nothing
-                self._pb_checkin(entry)
+                self._pb_checkin(entry, now)
                 self._pb_abandon(conn)
                 raise
         return conn
 
     async def putconn(self, conn: Any) -> None:
-        entry = self._pb_conns.get(id(conn))
-        if entry is None or entry.out_since is None:  # not ours to count (or closed at close)
+        try:
+            entry = self._pb_conns[id(conn)]
+        except KeyError:
+            entry = None
+        since = None if entry is None else entry.out_since
+        if entry is None or since is None:  # not ours to count (or closed at close)
             await super().putconn(conn)
             return
-        since = entry.out_since
-        held = self._pb_checkin(entry)
+        # _pb_checkin() inlined (a call per checkin)
+        held = monotonic() - since
+        entry.out_since = None
+        if entry.lease is not None:
+            self.pb_leaks.checkin(entry.lease)
+            entry.lease = None
+        self.pb_recorder.record_checkin(held)
+        if self._pb_drained is not None and not self._pb_any_out():
+            self._pb_drained.set()
         # In the caller's task, not a shielded one (a task per release cost more than the
         # rest of it): an interruption at any await below is handled by _pb_abandon.
         try:
@@ -417,7 +450,18 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 if pending is not None:  # an async hook (a sync one cannot send SQL)
                     await pending
                     await _settle_quietly(conn, self.pb_config.name)
-            await super().putconn(conn)
+            # psycopg_pool's putconn() inlined, with its _maybe_close_connection() and
+            # _putconn(): one coroutine frame per checkin where psycopg_pool has three
+            self._check_pool_putconn(conn)
+            _pool_logger.info("returning connection to %r", self.name)
+            if self._closed:
+                await self._close_connection(conn)
+            elif self._reset:  # psycopg_pool resets in a background task
+                self.run_task(ReturnConnection(self, conn, from_getconn=False))
+            elif conn.pgconn.transaction_status == _UNKNOWN:
+                await self._pb_return_broken(conn, False)
+            else:  # what our _return_connection() does, without its call
+                await super()._return_connection(conn, False)
         except BaseException:
             self._pb_abandon(conn)
             raise
@@ -430,10 +474,10 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             timers = self._pb_timers = Deadlines(loop)
         return timers
 
-    def _pb_checkin(self, entry: _Conn) -> float:
-        """Count ``entry`` as given back (stats, leaks, drain); return how long it was held."""
-        assert entry.out_since is not None
-        held = monotonic() - entry.out_since
+    def _pb_checkin(self, entry: _Conn, since: float) -> float:
+        """Count ``entry``, out since ``since``, as given back (stats, leaks, drain); return
+        how long it was held."""
+        held = monotonic() - since
         entry.out_since = None
         if entry.lease is not None:
             self.pb_leaks.checkin(entry.lease)
