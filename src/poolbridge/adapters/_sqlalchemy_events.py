@@ -3,8 +3,10 @@
 Listeners are registered on ``engine.sync_engine.pool`` after the engine exists, so they
 run after the dialect's own connect listeners (type codecs, dialect initialisation) and are
 carried over to the pool that ``engine.dispose()`` recreates (SQLAlchemy copies the pool's
-dispatch). Counts come from these events and the pool class, never from
-``pool.checkedin()``.
+dispatch). The checkout and checkin work (stats, leaks, on_checkout/on_checkin) is no event
+listener: it runs on every query, so :class:`BridgePool` calls it directly
+(:attr:`BridgeState.on_checkout` / ``on_checkin``, set here). Counts come from these
+callbacks and the pool class, never from ``pool.checkedin()``.
 
 Every listener runs synchronously inside SQLAlchemy; where a driver coroutine or an async
 hook has to run, it is awaited with ``await_`` in SQLAlchemy's greenlet (on_connect,
@@ -27,11 +29,11 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from ..core.budget import BudgetAtOpen
-from ..core.deadlines import Deadlines
+from ..core.loopguard import get_running_loop
 from ..core.watchdog import StatementWatchdog
 from ..drivers._common import raw_scalar
 from ._glue import settle_after_hook
-from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, BridgeState, Checkout, sever
+from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, BridgeState, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 
 __all__ = ["install", "server_id_of"]
@@ -39,6 +41,9 @@ __all__ = ["install", "server_id_of"]
 logger = logging.getLogger("poolbridge.sqlalchemy")
 
 _sqlite_ids = itertools.count(1)
+
+#: a rollback's entry in :class:`_RollbackBound` once the timer cut its connection
+_CUT = float("-inf")
 
 
 def server_id_of(driver: str, conn: Any) -> int | str | None:
@@ -86,42 +91,49 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
 
     emit_checkout = state.emit_checkout
     emit_checkin = state.emit_checkin
+    # the checkout/checkin listeners run on every query: bound once, no helper calls
+    checked_out = state.checked_out
+    waits = state.waits
+    record_checkout = recorder.record_checkout
+    record_checkin = recorder.record_checkin
+    leaks = state.leaks
 
-    def on_checkout(dbapi_conn: Any, rec: ConnectionPoolEntry, proxy: Any) -> None:
+    def on_checkout(rec: ConnectionPoolEntry) -> None:
         now = monotonic()
-        recorder.record_checkout(state.pop_wait(rec))
+        record_checkout(waits.pop(rec, 0.0))
         lease = None
-        if state.leaks is not None:
+        if leaks is not None:
             ev = state.event(rec)
-            lease = state.leaks.checkout(
+            lease = leaks.checkout(
                 ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
             )
-        state.checked_out[rec] = Checkout(now, lease)
+        checked_out[rec] = (now, lease)
         if emit_checkout is not None:
             state.fire_hot(emit_checkout, rec, now, None, inline=True)
 
-    def on_checkin(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
-        out = state.checked_out.pop(rec, None)
+    def on_checkin(rec: ConnectionPoolEntry) -> None:
+        out = checked_out.pop(rec, None)
         if out is None:
             return
         now = monotonic()
-        held = now - out.since
-        recorder.record_checkin(held)
-        if state.leaks is not None:
-            state.leaks.checkin(out.lease)
-        if emit_checkin is not None and dbapi_conn is not None:
+        held = now - out[0]
+        record_checkin(held)
+        if leaks is not None:
+            leaks.checkin(out[1])
+        if emit_checkin is not None and rec.dbapi_connection is not None:
             # after SQLAlchemy's reset-on-return; an async hook runs as a task that the pool
             # class waits for before the connection goes to anyone (BridgePool)
             task = state.fire_hot(emit_checkin, rec, now, held, inline=False)
             if task is not None:
                 rec.info[CHECKIN_TASK] = task
-        state.checked_in()
+        if state.draining is not None:
+            state.checked_in()
 
     def gone(rec: ConnectionPoolEntry) -> None:
-        out = state.checked_out.pop(rec, None)
+        out = checked_out.pop(rec, None)
         recorder.record_closed(was_used=out is not None)
-        if out is not None and state.leaks is not None:
-            state.leaks.checkin(out.lease)
+        if out is not None and leaks is not None:
+            leaks.checkin(out[1])
         if hooks.has("on_close"):
             state.fire("on_close", state.event(rec), inline=False)
         state.live_ids.pop(rec, None)
@@ -153,8 +165,11 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         rec.info["poolbridge_replace"] = True
 
     event.listen(pool, "connect", on_connect)
-    event.listen(pool, "checkout", on_checkout)
-    event.listen(pool, "checkin", on_checkin)
+    # not pool event listeners: BridgePool.connect() and _return_conn() call these two
+    # directly (an event listener costs SQLAlchemy's dispatch on every query, and a checkout
+    # listener its slow checkout path); see BridgePool.connect
+    state.on_checkout = on_checkout
+    state.on_checkin = on_checkin
     event.listen(pool, "close", on_close)
     event.listen(pool, "detach", on_detach)
     if config.reset == "full":  # a reset listener costs every checkin an event + PoolResetState
@@ -196,39 +211,84 @@ def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
     connection error and SQLAlchemy invalidates (replaces) the connection.
     """
     dialect = engine.sync_engine.dialect
-    rollback = dialect.do_rollback
     no_answer = getattr(dialect.loaded_dbapi, "OperationalError", ConnectionError)
-    deadlines: Deadlines | None = None  # one timer for all rollbacks (not one per rollback)
+    bound = _RollbackBound(dialect.do_rollback, driver, limit, no_answer)
+    dialect.do_rollback = bound.do_rollback  # type: ignore[method-assign]
 
-    def do_rollback(dbapi_connection: Any) -> None:
-        nonlocal deadlines
+
+class _RollbackBound:
+    """The ``do_rollback`` wrapper of one engine (see :func:`_bound_rollback`).
+
+    A rollback runs on every checkin, so its bound costs no Python call: the connection
+    goes into a dict of rollbacks in flight (insertion order = deadline order, the bound
+    is constant) with its deadline, and one loop timer, armed when none is, cuts those
+    still in flight when it fires and re-arms for the earliest left (it fires about once
+    per ``limit`` while rollbacks run, like :class:`~poolbridge.core.deadlines.Deadlines`).
+    A cut rollback's entry is set to ``_CUT``; the rollback then raises ``no_answer``.
+    """
+
+    __slots__ = ("_driver", "_inflight", "_limit", "_loop", "_no_answer", "_rollback", "_timer")
+
+    def __init__(
+        self, rollback: Any, driver: str, limit: float, no_answer: type[Exception]
+    ) -> None:
+        self._rollback = rollback
+        self._driver = driver
+        self._limit = limit
+        self._no_answer = no_answer
+        self._inflight: dict[Any, float] = {}  # connection -> deadline (monotonic) or _CUT
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
         try:
-            loop = asyncio.get_running_loop()
+            loop = get_running_loop()
         except RuntimeError:  # garbage-collection cleanup, outside the loop
-            rollback(dbapi_connection)
+            self._rollback(dbapi_connection)
             return
-        if deadlines is None or deadlines.loop is not loop:
-            deadlines = Deadlines(loop)
-        driver_conn = getattr(dbapi_connection, "driver_connection", None)
-        fired = False
+        inflight = self._inflight
+        if loop is not self._loop:  # first use, or the engine moved to another loop
+            self._reset(loop)
+        inflight[dbapi_connection] = monotonic() + self._limit
+        if self._timer is None:
+            self._timer = loop.call_later(self._limit, self._fire)
+        try:
+            self._rollback(dbapi_connection)
+        finally:
+            when = inflight.pop(dbapi_connection, 0.0)
+        if when == _CUT:  # the answer raced the cut: the connection is dead all the same
+            raise self._no_answer(
+                f"rollback got no answer within {self._limit:g} s: connection cut"
+            )
 
-        def cut() -> None:
-            nonlocal fired
-            fired = True
+    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._inflight.clear()
+        self._loop = loop
+
+    def _fire(self) -> None:
+        """The timer: cut every rollback past its deadline, re-arm for the earliest left."""
+        self._timer = None
+        now = monotonic()
+        earliest: float | None = None
+        due: list[Any] = []
+        for conn, when in self._inflight.items():
+            if when == _CUT:
+                continue
+            if when <= now:
+                due.append(conn)
+            elif earliest is None or when < earliest:
+                earliest = when
+        for conn in due:
+            self._inflight[conn] = _CUT
             try:
-                sever(driver, driver_conn)
+                sever(self._driver, getattr(conn, "driver_connection", None))
             except Exception:
                 logger.debug("cutting a connection failed", exc_info=True)
-
-        armed = deadlines.arm(limit, cut)
-        try:
-            rollback(dbapi_connection)
-        finally:
-            armed.cancel()
-        if fired:  # the answer raced the cut: the connection is dead all the same
-            raise no_answer(f"rollback got no answer within {limit:g} s: connection cut")
-
-    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        if earliest is not None and self._loop is not None:
+            self._timer = self._loop.call_later(max(0.0, earliest - monotonic()), self._fire)
 
 
 def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) -> None:

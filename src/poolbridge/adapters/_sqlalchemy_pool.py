@@ -36,8 +36,14 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import util
 from sqlalchemy.pool import Pool
-from sqlalchemy.pool.base import ConnectionPoolEntry, _AsyncConnDialect
+from sqlalchemy.pool.base import (
+    ConnectionPoolEntry,
+    PoolProxiedConnection,
+    _AsyncConnDialect,
+    _ConnectionFairy,
+)
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
@@ -45,7 +51,7 @@ from ..core.diagnostics import pool_timeout_message
 from ..core.loopguard import get_running_loop
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
-from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, sever
+from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, ConnMeta, sever
 
 if TYPE_CHECKING:
     from ._sqlalchemy_state import BridgeState
@@ -110,6 +116,39 @@ class BridgePool(Pool):
         poolbridge.attach(self)
 
     # -- SQLAlchemy Pool API ---------------------------------------------------------------
+    def connect(self) -> PoolProxiedConnection:
+        """Check a connection out (SQLAlchemy's ``Pool.connect``), then count it, track it
+        for leaks and run on_checkout (:attr:`BridgeState.on_checkout`).
+
+        Not a ``checkout`` event listener: with one, SQLAlchemy dispatches the event and
+        takes its slow checkout path (the pre-ping/reconnect loop) on every query. A
+        failure or cancellation in here invalidates and returns the connection, as
+        SQLAlchemy does when a checkout listener raises. Listeners the application adds
+        still run, inside ``_checkout`` (before this).
+        """
+        fairy = _ConnectionFairy._checkout(self)
+        rec = fairy._connection_record
+        assert rec is not None
+        # not fresh any more: the next checkout pre-pings it (SQLAlchemy clears this flag
+        # only on its slow path)
+        rec.fresh = False
+        try:
+            self._state.on_checkout(rec)
+        except BaseException as err:
+            with util.safe_reraise():
+                rec._checkin_failed(err, _fairy_was_created=True)
+        return fairy
+
+    def _return_conn(self, record: ConnectionPoolEntry) -> None:
+        """A connection comes back (after the reset-on-return and the application's
+        ``checkin`` listeners): stats, leaks, on_checkin (:attr:`BridgeState.on_checkin`),
+        then the queue."""
+        self._state.on_checkin(record)
+        self._do_return_conn(record)
+
+    # _do_get and _do_return_conn run once per query: their common path (an idle connection
+    # taken, a returned one handed on (as _hand) or made idle, the expiry check of
+    # BridgeState.expired) is inlined, no helper calls
     def _do_get(self) -> ConnectionPoolEntry:
         state = self._state
         guard = state.guard
@@ -119,8 +158,27 @@ class BridgePool(Pool):
             raise PoolClosed(f"pool {state.config.name!r} is closed")
         start = monotonic()
         deadline = start + self._timeout
+        idle = self._idle
         while True:
-            rec = self._take_idle()
+            # the most recently returned idle connection (LIFO keeps the rest idle, so
+            # max_idle can shrink the pool), unless someone already waits: then we queue
+            rec = None
+            while idle and not self._waiters:
+                rec = idle.pop()
+                self._idle_since.pop(rec, None)
+                meta = rec.info.get("poolbridge")
+                if rec.dbapi_connection is None or (
+                    isinstance(meta, ConnMeta)  # state.expired(rec), inlined
+                    and (
+                        meta.epoch != state.epoch
+                        or (meta.deadline is not None and monotonic() >= meta.deadline)
+                    )
+                ):
+                    self._close_record(rec)
+                    self._release_slot()
+                    rec = None
+                    continue
+                break
             if rec is None:
                 if not self._waiters and self._open < self._max and not self._returning:
                     self._open += 1
@@ -128,16 +186,18 @@ class BridgePool(Pool):
                 else:
                     rec = self._wait(start)
             # a connection never handed out yet is fresh: no ping (as SQLAlchemy does)
-            fresh = getattr(rec, "fresh", False)  # a _ConnectionRecord attribute
-            if not state.config.pre_ping or fresh or self._ping_ok(rec, deadline):
+            if not state.config.pre_ping or getattr(rec, "fresh", False):
+                break
+            if self._ping_ok(rec, deadline):
                 break
             if monotonic() >= deadline:  # the dead connection used up the caller's time
                 raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
-        state.note_wait(rec, monotonic() - start)
+        state.waits[rec] = monotonic() - start  # taken by the checkout listener
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        pending = record.info.pop(CHECKIN_TASK, None)
+        info = record.info
+        pending = info.pop(CHECKIN_TASK, None)
         if pending is not None and not pending.done():
             # an async on_checkin still runs SQL on it: nobody gets it before that ends;
             # callers meanwhile wait for it rather than open another connection
@@ -145,16 +205,30 @@ class BridgePool(Pool):
             pending.add_done_callback(lambda _: self._returned(record))
             return
         state = self._state
+        meta = info.get("poolbridge")
         if (
             self._disposed
             or state.closed
             or record.dbapi_connection is None
-            or record.info.pop("poolbridge_replace", False)
-            or state.expired(record)
+            or info.pop("poolbridge_replace", False)
+            or (
+                isinstance(meta, ConnMeta)  # state.expired(record), inlined
+                and (
+                    meta.epoch != state.epoch
+                    or (meta.deadline is not None and monotonic() >= meta.deadline)
+                )
+            )
         ):
             self._discard(record)
             return
-        self._hand(record)
+        waiters = self._waiters
+        while waiters:  # _hand, inlined
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(record)
+                return
+        self._idle.append(record)
+        self._idle_since[record] = monotonic()
 
     def _returned(self, record: ConnectionPoolEntry) -> None:
         """The on_checkin task of ``record`` ended: hand it over; once nothing is coming
@@ -228,20 +302,6 @@ class BridgePool(Pool):
         return len(self._waiters)
 
     # -- the queue -----------------------------------------------------------------------
-    def _take_idle(self) -> ConnectionPoolEntry | None:
-        """Most recently returned idle connection (LIFO keeps the rest idle, so max_idle can
-        shrink the pool) unless someone is already waiting: then the caller queues."""
-        state = self._state
-        while self._idle and not self._waiters:
-            rec = self._idle.pop()
-            self._idle_since.pop(rec, None)
-            if rec.dbapi_connection is None or state.expired(rec):
-                self._close_record(rec)
-                self._release_slot()
-                continue
-            return rec
-        return None
-
     def _wait(self, start: float) -> ConnectionPoolEntry:
         state = self._state
         if state.config.max_waiting and len(self._waiters) >= state.config.max_waiting:

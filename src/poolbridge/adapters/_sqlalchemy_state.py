@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -62,10 +62,9 @@ class ConnMeta:
     epoch: int = 0  # the state's rotation epoch when the connect started
 
 
-@dataclass(slots=True)
-class Checkout:
-    since: float
-    lease: Lease | None
+#: what :attr:`BridgeState.checked_out` keeps per checked-out connection: (monotonic
+#: instant of the checkout, leak-tracker lease); a tuple, so recording one calls nothing
+Checkout = tuple[float, Lease | None]
 
 
 def driver_says_closed(driver: str, conn: Any) -> bool:
@@ -115,6 +114,10 @@ def sever(driver: str, conn: Any) -> None:
         conn._transport.abort()
 
 
+def _no_listener(rec: ConnectionPoolEntry) -> None:
+    """BridgeState's checkout/checkin callback until the engine's listeners are installed."""
+
+
 class BridgeState:
     """Config, hooks, stats and bookkeeping of one engine (see the module docstring)."""
 
@@ -149,9 +152,17 @@ class BridgeState:
         self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
         self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
-        self._waits: dict[ConnectionPoolEntry, float] = {}
+        # seconds each caller waited in BridgePool._do_get, taken by the checkout listener
+        # (a dict the two write and pop inline: no call on the hot path)
+        self.waits: dict[ConnectionPoolEntry, float] = {}
         self._kick: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
+        # set while shutdown() waits for the last checkin (checked_in() sets it then)
+        self.draining: asyncio.Event | None = None
+        # stats, leaks and hooks of a checkout / checkin (set by _sqlalchemy_events.install;
+        # called by BridgePool.connect / _return_conn)
+        self.on_checkout: Callable[[ConnectionPoolEntry], None] = _no_listener
+        self.on_checkin: Callable[[ConnectionPoolEntry], None] = _no_listener
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -159,12 +170,6 @@ class BridgeState:
     def attach(self, pool: BridgePool) -> None:
         self.pool = pool
         self.kick()
-
-    def note_wait(self, rec: ConnectionPoolEntry, seconds: float) -> None:
-        self._waits[rec] = seconds
-
-    def pop_wait(self, rec: ConnectionPoolEntry) -> float:
-        return self._waits.pop(rec, 0.0)
 
     def new_meta(self, server_id: int | str | None, epoch: int | None = None) -> ConnMeta:
         now = monotonic()
@@ -174,7 +179,8 @@ class BridgeState:
         return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
-        """Past its lifetime, or opened before the last rotate()."""
+        """Past its lifetime, or opened before the last rotate() (BridgePool inlines this
+        on its checkout and checkin paths)."""
         meta = rec.info.get("poolbridge")
         if not isinstance(meta, ConnMeta):
             return False
@@ -193,7 +199,7 @@ class BridgeState:
     def held_ages(self) -> list[float]:
         """Seconds each checked-out connection has been held (for PoolTimeout's message)."""
         now = monotonic()
-        return [now - c.since for c in self.checked_out.values()]
+        return [now - since for since, _ in self.checked_out.values()]
 
     def kick(self) -> None:
         """Wake the maintenance task (a slot was freed: maybe refill)."""
@@ -201,8 +207,10 @@ class BridgeState:
             self._kick.set()
 
     def checked_in(self) -> None:
-        if not self.checked_out and self._drained is not None:
-            self._drained.set()
+        """A connection came back: wake shutdown() once none is out (listeners call this
+        only while :attr:`draining` is set)."""
+        if not self.checked_out and self.draining is not None:
+            self.draining.set()
 
     def spawn(self, aw: Awaitable[Any]) -> asyncio.Task[None] | None:
         """Run ``aw`` on the loop in the background (kept referenced; awaited at close)."""
@@ -408,9 +416,13 @@ class BridgeState:
             await asyncio.gather(self._task, return_exceptions=True)
         if self.checked_out and self._drained is not None and timeout != 0:
             self._drained.clear()
-            if self.checked_out:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._drained.wait(), timeout)
+            self.draining = self._drained
+            try:
+                if self.checked_out:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._drained.wait(), timeout)
+            finally:
+                self.draining = None
         if self.checked_out:
             logger.warning(
                 "pool %r: terminating %d connection(s) still checked out at close",
