@@ -4,9 +4,9 @@ Listeners are registered on ``engine.sync_engine.pool`` after the engine exists,
 run after the dialect's own connect listeners (type codecs, dialect initialisation) and are
 carried over to the pool that ``engine.dispose()`` recreates (SQLAlchemy copies the pool's
 dispatch). The checkout and checkin work (stats, leaks, on_checkout/on_checkin) is no event
-listener: it runs on every query, so :class:`BridgePool` calls it directly
-(:attr:`BridgeState.on_checkout` / ``on_checkin``, set here). Counts come from these
-callbacks and the pool class, never from ``pool.checkedin()``.
+listener: it runs on every query, so :class:`BridgePool` does it in ``connect()`` and
+``_return_conn()``. Counts come from these events and the pool class, never from
+``pool.checkedin()``.
 
 Every listener runs synchronously inside SQLAlchemy; where a driver coroutine or an async
 hook has to run, it is awaited with ``await_`` in SQLAlchemy's greenlet (on_connect,
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import traceback
 from time import monotonic, time
 from typing import Any
 
@@ -33,7 +32,7 @@ from ..core.loopguard import get_running_loop
 from ..core.watchdog import StatementWatchdog
 from ..drivers._common import raw_scalar
 from ._glue import settle_after_hook
-from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, BridgeState, sever
+from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 
 __all__ = ["install", "server_id_of"]
@@ -89,45 +88,8 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             state.live_ids.pop(rec, None)
             raise
 
-    emit_checkout = state.emit_checkout
-    emit_checkin = state.emit_checkin
-    # the checkout/checkin listeners run on every query: bound once, no helper calls
     checked_out = state.checked_out
-    waits = state.waits
-    record_checkout = recorder.record_checkout
-    record_checkin = recorder.record_checkin
     leaks = state.leaks
-
-    def on_checkout(rec: ConnectionPoolEntry) -> None:
-        now = monotonic()
-        record_checkout(waits.pop(rec, 0.0))
-        lease = None
-        if leaks is not None:
-            ev = state.event(rec)
-            lease = leaks.checkout(
-                ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
-            )
-        checked_out[rec] = (now, lease)
-        if emit_checkout is not None:
-            state.fire_hot(emit_checkout, rec, now, None, inline=True)
-
-    def on_checkin(rec: ConnectionPoolEntry) -> None:
-        out = checked_out.pop(rec, None)
-        if out is None:
-            return
-        now = monotonic()
-        held = now - out[0]
-        record_checkin(held)
-        if leaks is not None:
-            leaks.checkin(out[1])
-        if emit_checkin is not None and rec.dbapi_connection is not None:
-            # after SQLAlchemy's reset-on-return; an async hook runs as a task that the pool
-            # class waits for before the connection goes to anyone (BridgePool)
-            task = state.fire_hot(emit_checkin, rec, now, held, inline=False)
-            if task is not None:
-                rec.info[CHECKIN_TASK] = task
-        if state.draining is not None:
-            state.checked_in()
 
     def gone(rec: ConnectionPoolEntry) -> None:
         out = checked_out.pop(rec, None)
@@ -165,11 +127,6 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         rec.info["poolbridge_replace"] = True
 
     event.listen(pool, "connect", on_connect)
-    # not pool event listeners: BridgePool.connect() and _return_conn() call these two
-    # directly (an event listener costs SQLAlchemy's dispatch on every query, and a checkout
-    # listener its slow checkout path); see BridgePool.connect
-    state.on_checkout = on_checkout
-    state.on_checkin = on_checkin
     event.listen(pool, "close", on_close)
     event.listen(pool, "detach", on_detach)
     if config.reset == "full":  # a reset listener costs every checkin an event + PoolResetState
@@ -321,21 +278,6 @@ def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) 
     event.listen(sync_engine, "before_cursor_execute", arm)
     event.listen(sync_engine, "after_cursor_execute", disarm)
     event.listen(sync_engine, "handle_error", on_error)
-
-
-def _acquiring_stack() -> str | None:
-    """The stack of the task that is acquiring: inside SQLAlchemy's greenlet the current
-    stack ends at greenlet_spawn; the parent greenlet's frame chain reaches the user's code."""
-    try:
-        import importlib
-
-        parent = importlib.import_module("greenlet").getcurrent().parent
-        frame = parent.gr_frame if parent is not None else None
-    except Exception:
-        return None
-    if frame is None:
-        return None
-    return "".join(traceback.format_stack(frame, limit=40))
 
 
 def _driver_connect(driver: str) -> Any:

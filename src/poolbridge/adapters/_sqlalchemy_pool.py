@@ -51,7 +51,7 @@ from ..core.diagnostics import pool_timeout_message
 from ..core.loopguard import get_running_loop
 from ..core.retry import backoff_delay
 from ..errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
-from ._sqlalchemy_state import CHECKIN_TASK, CONNECT_DEADLINE, ConnMeta, sever
+from ._sqlalchemy_state import CONNECT_DEADLINE, ConnMeta, sever
 
 if TYPE_CHECKING:
     from ._sqlalchemy_state import BridgeState
@@ -118,7 +118,7 @@ class BridgePool(Pool):
     # -- SQLAlchemy Pool API ---------------------------------------------------------------
     def connect(self) -> PoolProxiedConnection:
         """Check a connection out (SQLAlchemy's ``Pool.connect``), then count it, track it
-        for leaks and run on_checkout (:attr:`BridgeState.on_checkout`).
+        for leaks and run on_checkout.
 
         Not a ``checkout`` event listener: with one, SQLAlchemy dispatches the event and
         takes its slow checkout path (the pre-ping/reconnect loop) on every query. A
@@ -132,8 +132,14 @@ class BridgePool(Pool):
         # not fresh any more: the next checkout pre-pings it (SQLAlchemy clears this flag
         # only on its slow path)
         rec.fresh = False
+        state = self._state
         try:
-            self._state.on_checkout(rec)
+            now = monotonic()
+            state.recorder.record_checkout(state.waits.pop(rec, 0.0))
+            state.checked_out[rec] = (now, None if state.leaks is None else state.lease(rec))
+            emit = state.emit_checkout
+            if emit is not None:
+                state.fire_hot(emit, rec, now, None, inline=True)
         except BaseException as err:
             with util.safe_reraise():
                 rec._checkin_failed(err, _fairy_was_created=True)
@@ -141,9 +147,30 @@ class BridgePool(Pool):
 
     def _return_conn(self, record: ConnectionPoolEntry) -> None:
         """A connection comes back (after the reset-on-return and the application's
-        ``checkin`` listeners): stats, leaks, on_checkin (:attr:`BridgeState.on_checkin`),
-        then the queue."""
-        self._state.on_checkin(record)
+        ``checkin`` listeners): stats, leaks, on_checkin, then the queue.
+
+        An async on_checkin runs as a task (this may run while a cancellation unwinds:
+        awaiting here could abort the checkin); nobody gets the connection before it ends,
+        callers meanwhile wait for it rather than open another connection.
+        """
+        state = self._state
+        out = state.checked_out.pop(record, None)
+        if out is not None:
+            now = monotonic()
+            held = now - out[0]
+            state.recorder.record_checkin(held)
+            if state.leaks is not None:
+                state.leaks.checkin(out[1])
+            emit = state.emit_checkin
+            task = None
+            if emit is not None and record.dbapi_connection is not None:
+                task = state.fire_hot(emit, record, now, held, inline=False)
+            if state.draining is not None:
+                state.checked_in()
+            if task is not None and not task.done():
+                self._returning += 1
+                task.add_done_callback(lambda _: self._returned(record))
+                return
         self._do_return_conn(record)
 
     # _do_get and _do_return_conn run once per query: their common path (an idle connection
@@ -197,13 +224,6 @@ class BridgePool(Pool):
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         info = record.info
-        pending = info.pop(CHECKIN_TASK, None)
-        if pending is not None and not pending.done():
-            # an async on_checkin still runs SQL on it: nobody gets it before that ends;
-            # callers meanwhile wait for it rather than open another connection
-            self._returning += 1
-            pending.add_done_callback(lambda _: self._returned(record))
-            return
         state = self._state
         meta = info.get("poolbridge")
         if (

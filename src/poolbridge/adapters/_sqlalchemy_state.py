@@ -16,7 +16,8 @@ import contextlib
 import contextvars
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import traceback
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -38,10 +39,7 @@ from ._sqlalchemy_translate import LIFETIME_JITTER
 if TYPE_CHECKING:
     from ._sqlalchemy_pool import BridgePool
 
-__all__ = ["CHECKIN_TASK", "CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
-
-#: ``record.info`` key of the task running an async on_checkin hook on that connection
-CHECKIN_TASK = "poolbridge_checkin"
+__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
 
 #: monotonic instant by which the connection being opened must exist (the acquirer's
 #: acquire deadline); read by the connect wrapper to bound each attempt
@@ -114,8 +112,19 @@ def sever(driver: str, conn: Any) -> None:
         conn._transport.abort()
 
 
-def _no_listener(rec: ConnectionPoolEntry) -> None:
-    """BridgeState's checkout/checkin callback until the engine's listeners are installed."""
+def _acquiring_stack() -> str | None:
+    """The stack of the task that is acquiring: inside SQLAlchemy's greenlet the current
+    stack ends at greenlet_spawn; the parent greenlet's frame chain reaches the user's code."""
+    try:
+        import importlib
+
+        parent = importlib.import_module("greenlet").getcurrent().parent
+        frame = parent.gr_frame if parent is not None else None
+    except Exception:
+        return None
+    if frame is None:
+        return None
+    return "".join(traceback.format_stack(frame, limit=40))
 
 
 class BridgeState:
@@ -159,10 +168,6 @@ class BridgeState:
         self._drained: asyncio.Event | None = None
         # set while shutdown() waits for the last checkin (checked_in() sets it then)
         self.draining: asyncio.Event | None = None
-        # stats, leaks and hooks of a checkout / checkin (set by _sqlalchemy_events.install;
-        # called by BridgePool.connect / _return_conn)
-        self.on_checkout: Callable[[ConnectionPoolEntry], None] = _no_listener
-        self.on_checkin: Callable[[ConnectionPoolEntry], None] = _no_listener
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -205,6 +210,14 @@ class BridgeState:
         """Wake the maintenance task (a slot was freed: maybe refill)."""
         if self._kick is not None:
             self._kick.set()
+
+    def lease(self, rec: ConnectionPoolEntry) -> Lease | None:
+        """Track a connection being checked out for leaks (``leaks`` is on)."""
+        assert self.leaks is not None
+        ev = self.event(rec)
+        return self.leaks.checkout(
+            ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
+        )
 
     def checked_in(self) -> None:
         """A connection came back: wake shutdown() once none is out (listeners call this
