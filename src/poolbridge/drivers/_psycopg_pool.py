@@ -29,6 +29,7 @@ import contextlib
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from time import monotonic
 from typing import Any
 
@@ -144,6 +145,12 @@ async def _settle_quietly(conn: psycopg.AsyncConnection[Any], pool: str) -> None
         await _settle(conn)
     except Exception as exc:
         logger.warning("pool %r: committing what a hook did failed: %r", pool, exc)
+
+
+def _cut(pgconn: Any) -> None:
+    """Shut down ``pgconn``'s socket: what is waiting on it fails with a connection error."""
+    with contextlib.suppress(Exception):
+        shutdown_socket(pgconn.socket)
 
 
 async def _within(
@@ -434,13 +441,25 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         # In the caller's task, not a shielded one (a task per release cost more than the
         # rest of it): an interruption at any await below is handled by _pb_abandon.
         try:
-            if conn.pgconn.transaction_status in _DIRTY:
-                # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log
+            pgconn = conn.pgconn
+            if pgconn.transaction_status in _DIRTY:
+                # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log.
+                # Bounded (on a stalled link it would never return): _within() inlined, on
+                # the pool's shared timer (a loop timer each would cost ~3 % of a query).
+                deadline = self._pb_deadlines().arm(
+                    self.pb_config.connect_timeout, partial(_cut, pgconn)
+                )
                 try:
-                    # bounded: on a stalled link the rollback would never return
-                    await _within(conn, self.pb_config.connect_timeout, "rollback",
-                                  conn.rollback, self._pb_deadlines())  # fmt: skip
+                    await conn.rollback()
                 except Exception:
+                    failed = True
+                else:
+                    failed = deadline.fired
+                    if failed:  # the answer raced the cut: the socket is dead all the same
+                        pgconn.finish()
+                finally:
+                    deadline.cancel()
+                if failed:
                     with contextlib.suppress(Exception):
                         await conn.close()
             emit = self._pb_emit_checkin
