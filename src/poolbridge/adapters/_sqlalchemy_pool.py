@@ -183,7 +183,7 @@ class BridgePool(Pool):
             raise guard.error()
         if state.closed or self._disposed:
             raise PoolClosed(f"pool {state.config.name!r} is closed")
-        start = monotonic()
+        start = now = monotonic()
         deadline = start + self._timeout
         idle = self._idle
         while True:
@@ -198,12 +198,13 @@ class BridgePool(Pool):
                     isinstance(meta, ConnMeta)  # state.expired(rec), inlined
                     and (
                         meta.epoch != state.epoch
-                        or (meta.deadline is not None and monotonic() >= meta.deadline)
+                        or (meta.deadline is not None and now >= meta.deadline)
                     )
                 ):
                     self._close_record(rec)
                     self._release_slot()
                     rec = None
+                    now = monotonic()
                     continue
                 break
             if rec is None:
@@ -217,15 +218,17 @@ class BridgePool(Pool):
                 break
             if self._ping_ok(rec, deadline):
                 break
-            if monotonic() >= deadline:  # the dead connection used up the caller's time
-                raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
-        state.waits[rec] = monotonic() - start  # taken by the checkout listener
+            now = monotonic()
+            if now >= deadline:  # the dead connection used up the caller's time
+                raise self._timeout_error(now - start, len(self._waiters) + 1)
+        state.waits[rec] = monotonic() - start  # taken by connect()
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         info = record.info
         state = self._state
         meta = info.get("poolbridge")
+        now = monotonic()
         if (
             self._disposed
             or state.closed
@@ -235,7 +238,7 @@ class BridgePool(Pool):
                 isinstance(meta, ConnMeta)  # state.expired(record), inlined
                 and (
                     meta.epoch != state.epoch
-                    or (meta.deadline is not None and monotonic() >= meta.deadline)
+                    or (meta.deadline is not None and now >= meta.deadline)
                 )
             )
         ):
@@ -248,7 +251,7 @@ class BridgePool(Pool):
                 fut.set_result(record)
                 return
         self._idle.append(record)
-        self._idle_since[record] = monotonic()
+        self._idle_since[record] = now
 
     def _returned(self, record: ConnectionPoolEntry) -> None:
         """The on_checkin task of ``record`` ended: hand it over; once nothing is coming

@@ -161,7 +161,7 @@ class BridgeState:
         self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
         self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
-        # seconds each caller waited in BridgePool._do_get, taken by the checkout listener
+        # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
         # (a dict the two write and pop inline: no call on the hot path)
         self.waits: dict[ConnectionPoolEntry, float] = {}
         self._kick: asyncio.Event | None = None
