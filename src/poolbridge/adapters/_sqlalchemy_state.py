@@ -220,8 +220,8 @@ class BridgeState:
         )
 
     def checked_in(self) -> None:
-        """A connection came back: wake shutdown() once none is out (listeners call this
-        only while :attr:`draining` is set)."""
+        """A connection came back: wake shutdown() once none is out (BridgePool's checkin
+        path calls this only while :attr:`draining` is set)."""
         if not self.checked_out and self.draining is not None:
             self.draining.set()
 
