@@ -252,7 +252,7 @@ def translate(config: PoolConfig) -> Translation:
             else "pool class pings a reused connection at checkout and replaces a dead one"
         )
     if config.leak_timeout is not None:
-        emulated["leak_timeout"] = "checkout/checkin pool events feed poolbridge's LeakTracker"
+        emulated["leak_timeout"] = "BridgePool's checkout and checkin feed poolbridge's LeakTracker"
     if config.password is not None and not isinstance(config.password, str):
         emulated["password"] = "do_connect event calls the provider for every new connection"
     if config.reset == "full" and not memory:
