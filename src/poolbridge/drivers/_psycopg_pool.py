@@ -429,15 +429,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if entry is None or since is None:  # not ours to count (or closed at close)
             await super().putconn(conn)
             return
-        # _pb_checkin() inlined (a call per checkin)
-        held = monotonic() - since
-        entry.out_since = None
-        if entry.lease is not None:
-            self.pb_leaks.checkin(entry.lease)
-            entry.lease = None
-        self.pb_recorder.record_checkin(held)
-        if self._pb_drained is not None and not self._pb_any_out():
-            self._pb_drained.set()
+        held = self._pb_checkin(entry, since)
         # In the caller's task, not a shielded one (a task per release cost more than the
         # rest of it): an interruption at any await below is handled by _pb_abandon.
         try:
