@@ -171,6 +171,10 @@ class BridgePool(Pool):
                 self._returning += 1
                 task.add_done_callback(lambda _: self._returned(record))
                 return
+        else:
+            # its checkout failed after _do_get (a checkout listener raised or was
+            # cancelled, a reconnect failed): connect() never took the wait _do_get noted
+            state.waits.pop(record, None)
         self._do_return_conn(record)
 
     # _do_get and _do_return_conn run once per query: their common path (an idle connection
