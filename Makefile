@@ -24,6 +24,7 @@ demo: $(STAMP_DEMO)
 
 lint: $(STAMP_ALL)
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 	$(VENV)/bin/mypy --strict src/poolbridge
 
 # pgbouncer (Debian package) for the pgbouncer-mode tests; installed only when missing.

@@ -1,6 +1,6 @@
 """Minimal asyncpg: raw asyncpg connections from poolbridge's pool engine.
 
-    DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_asyncpg.py
+DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_asyncpg.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Minimal peewee-async 2.x: a database whose pool backend is poolbridge's pool engine.
 
-    DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_peewee_async.py
+DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_peewee_async.py
 """
 
 from __future__ import annotations

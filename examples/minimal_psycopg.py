@@ -1,6 +1,6 @@
 """Minimal psycopg: psycopg_pool's AsyncConnectionPool configured by a PoolConfig.
 
-    DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_psycopg.py
+DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_psycopg.py
 """
 
 from __future__ import annotations

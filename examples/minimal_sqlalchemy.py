@@ -1,6 +1,6 @@
 """Minimal SQLAlchemy asyncio: a real AsyncEngine configured by a PoolConfig.
 
-    DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_sqlalchemy.py
+DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_sqlalchemy.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Minimal Tortoise ORM: models on poolbridge's pool engine, configured by a PoolConfig.
 
-    DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_tortoise.py
+DATABASE_URL=postgresql://root@127.0.0.1:5432/test python examples/minimal_tortoise.py
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Prometheus: export a pool's stats and scrape them over HTTP.
 
-    python examples/prometheus.py
+python examples/prometheus.py
 """
 
 from __future__ import annotations

@@ -25,8 +25,7 @@ DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FRAGMENT = "<!-- not-tested: fragment -->"
 #: files owned by other engineers whose blocks do not run yet: strict xfail, so the entry
 #: must be removed (and the test then guards the file) as soon as the file is fixed
-PENDING = {
-}
+PENDING = {}
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
 
 RUNNER = r"""

@@ -102,8 +102,9 @@ async def exercise(client: httpx.AsyncClient, db: Any, pg_url: str, connected: s
     assert got[("poolbridge_connection_count", "idle")] == open_now
     assert got[("poolbridge_connection_max", "")] == max_size
     assert got[("poolbridge_connection_created_total", "")] == stats["connection.created"]
-    assert got[("poolbridge_connection_wait_time_seconds_count", "")] == (
-        stats["connection.wait_time"]["count"]
+    assert (
+        got[("poolbridge_connection_wait_time_seconds_count", "")]
+        == (stats["connection.wait_time"]["count"])
     )
 
 

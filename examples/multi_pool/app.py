@@ -1,6 +1,6 @@
 """Primary + replica from one poolbridge.toml (named pools), each with its own limits.
 
-    python examples/multi_pool/app.py
+python examples/multi_pool/app.py
 """
 
 from __future__ import annotations

@@ -103,9 +103,7 @@ def _opts(statement_cache: bool) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("stack", PG_STACKS)
-async def test_statement_cache_off_is_safe(
-    stack: Stack, bouncer: PgBouncer, pg_url: str
-) -> None:
+async def test_statement_cache_off_is_safe(stack: Stack, bouncer: PgBouncer, pg_url: str) -> None:
     async with Probe(stack, bouncer.url_for(pg_url), _opts(False)) as probe:
         errors = await _workload(probe)
         assert not errors, f"{stack.id} behind pgbouncer failed: {errors[:3]!r}"

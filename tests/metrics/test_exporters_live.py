@@ -121,16 +121,18 @@ async def test_prometheus_scrapes_match_stats_and_server(pg_url: str, adapter: s
             # a scrape and a stats read with no await between them see the same pool
             got = prom_samples(registry, pool.name)
             stats = pool.stats()
-            used, idle = got[("poolbridge_connection_count", "used")], got[
-                ("poolbridge_connection_count", "idle")
-            ]
+            used, idle = (
+                got[("poolbridge_connection_count", "used")],
+                got[("poolbridge_connection_count", "idle")],
+            )
             seen_used.append(used)
             if (used, idle) != (stats["connection.count.used"], stats["connection.count.idle"]):
                 mismatches.append(f"scrape {used=} {idle=} vs stats {stats}")
             if used + idle != stats["connection.created"] - stats["connection.closed"]:
                 mismatches.append(f"open count off: {used=} {idle=}")
-            if got[("poolbridge_connection_pending_requests", "")] != (
-                stats["connection.pending_requests"]
+            if (
+                got[("poolbridge_connection_pending_requests", "")]
+                != (stats["connection.pending_requests"])
             ):
                 mismatches.append("pending_requests differs")
 
@@ -145,8 +147,9 @@ async def test_prometheus_scrapes_match_stats_and_server(pg_url: str, adapter: s
         stats = pool.stats()
         assert got[("poolbridge_connection_count", "used")] == 0
         assert got[("poolbridge_connection_wait_time_seconds_count", "")] == before + acquires
-        assert got[("poolbridge_connection_use_time_seconds_count", "")] == (
-            stats["connection.use_time"]["count"]
+        assert (
+            got[("poolbridge_connection_use_time_seconds_count", "")]
+            == (stats["connection.use_time"]["count"])
         )
         assert stats["connection.use_time"]["count"] >= acquires
         assert got[("poolbridge_connection_use_time_seconds_sum", "")] == pytest.approx(
@@ -158,9 +161,11 @@ async def test_prometheus_scrapes_match_stats_and_server(pg_url: str, adapter: s
             stats["connection.use_time"]["count"] - acquires
         )
         open_now = got[("poolbridge_connection_count", "idle")]
-        assert got[("poolbridge_connection_created_total", "")] - got[
-            ("poolbridge_connection_closed_total", "")
-        ] == open_now
+        assert (
+            got[("poolbridge_connection_created_total", "")]
+            - got[("poolbridge_connection_closed_total", "")]
+            == open_now
+        )
         assert await server_count(pg_url, pids) == open_now
         assert 1 <= open_now <= MAX_SIZE
 

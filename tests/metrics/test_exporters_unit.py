@@ -125,10 +125,14 @@ def test_otel_observables_and_histograms() -> None:
     drive(pool)
     points = otel_points(reader)
     stats = pool.stats()
-    by_state = {p.attributes["db.client.connection.state"]: p.value
-                for p in points["db.client.connection.count"]}
-    assert by_state == {"idle": stats["connection.count.idle"],
-                        "used": stats["connection.count.used"]}
+    by_state = {
+        p.attributes["db.client.connection.state"]: p.value
+        for p in points["db.client.connection.count"]
+    }
+    assert by_state == {
+        "idle": stats["connection.count.idle"],
+        "used": stats["connection.count.used"],
+    }
     for p in points["db.client.connection.count"]:
         assert p.attributes["db.client.connection.pool.name"] == "orders"
     single = {

@@ -92,8 +92,7 @@ def enforce(adapter: str, config: PoolConfig, translation: Translation) -> None:
     shown = config.to_dict(redact=True)
     for fname, why in translation.unsupported.items():
         warnings.warn(
-            f"adapter {adapter!r} cannot honour the default {fname}="
-            f"{shown.get(fname)!r}: {why}",
+            f"adapter {adapter!r} cannot honour the default {fname}={shown.get(fname)!r}: {why}",
             UnsupportedOptionWarning,
             stacklevel=3,
         )

@@ -127,5 +127,3 @@ class PoolOpener(Generic[PoolT]):
     ) -> None:
         if self._pool is not None:
             await self._pool.close()
-
-

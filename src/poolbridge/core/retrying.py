@@ -266,9 +266,7 @@ class Retrying:
             )  # fmt: skip
             await asyncio.sleep(delay)
 
-    async def call(
-        self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> T:
+    async def call(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Await ``fn(*args, **kwargs)``, retrying it under this policy."""
         async for attempt in self:
             async with attempt:

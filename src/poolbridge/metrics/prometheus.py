@@ -126,7 +126,9 @@ class PoolCollector:
         with self._lock:
             return list(self._pools.values())
 
-    def _families(self) -> tuple[
+    def _families(
+        self,
+    ) -> tuple[
         GaugeMetricFamily,
         dict[str, GaugeMetricFamily],
         dict[str, CounterMetricFamily],

@@ -288,9 +288,7 @@ NO_REQUIREMENT: Mapping[str, str] = {
 }
 
 _NO_SERVER = "SQLite has no server: nothing to count or kill server-side"
-_NO_SESSION_TAG = (
-    "SQLite has no server session to tag: no application_name, no session variables"
-)
+_NO_SESSION_TAG = "SQLite has no server session to tag: no application_name, no session variables"
 
 #: backend -> requirement -> reason, for rows that make no sense on that backend
 BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
@@ -363,8 +361,7 @@ TARGET_CLOSED: Mapping[str, Mapping[str, str]] = {
         "statement_timeout": _PGBOUNCER_SESSION,
         "isolation_level": _PGBOUNCER_SESSION,
         "proxy_stall": "the row bounds callers by statement_timeout; " + _PGBOUNCER_SESSION,
-        "hook_on_connect_settings": "the row's on_connect sets search_path; "
-        + _PGBOUNCER_SESSION,
+        "hook_on_connect_settings": "the row's on_connect sets search_path; " + _PGBOUNCER_SESSION,
         "reset_full": "through pgbouncer session state lives on its server connections, "
         "not on the client: a SET stays on the server connection its transaction ran on (and "
         "reaches whichever client gets that one next), out of reach of the client's full "
