@@ -21,7 +21,10 @@ from time import monotonic
 from ..errors import PoolTimeout, UnsupportedOptionError
 from .config import PasswordProvider, PoolConfig
 
-__all__ = ["settle", "with_password"]
+__all__ = ["SQLITE_NO_PASSWORD", "settle", "with_password"]
+
+#: why SQLite refuses a password, at open (drivers._common.SQLITE_REFUSED) and at rotate()
+SQLITE_NO_PASSWORD = "SQLite has no server to authenticate to: there is no password"
 
 #: seconds between two looks at the pool while waiting for it to settle
 _POLL = 0.01
@@ -43,7 +46,7 @@ def with_password(
     if config.backend == "sqlite":  # as at open: SQLite refuses a password it cannot use
         raise UnsupportedOptionError(
             adapter or "sqlite",
-            {"password": "SQLite has no server to authenticate to: there is no password"},
+            {"password": SQLITE_NO_PASSWORD},
         )
     if not isinstance(password, str) and not callable(password):
         raise TypeError(

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.config import PoolConfig
+from ..core.rotation import SQLITE_NO_PASSWORD
 from ..core.watchdog import backstop
 
 __all__ = [
@@ -214,7 +215,7 @@ _DEFAULT_CONNECT_TIMEOUT: float = PoolConfig.__dataclass_fields__["connect_timeo
 #: knobs no SQLite stack can honour once set, with the reason (documentation tables too)
 SQLITE_REFUSED: Mapping[str, str] = {
     "connect_timeout": "SQLite opens a local file: there is no connect to time out",
-    "password": "SQLite has no server to authenticate to: there is no password",
+    "password": SQLITE_NO_PASSWORD,
     "statement_cache": "SQLite has no server-side prepared statements (and no pgbouncer) to avoid",
 }
 
