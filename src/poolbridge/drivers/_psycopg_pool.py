@@ -41,7 +41,7 @@ from psycopg_pool.pool_async import ReturnConnection
 from .. import errors
 from ..core.budget import BudgetAtOpen
 from ..core.config import PasswordProvider, PoolConfig
-from ..core.deadlines import Deadline, Deadlines
+from ..core.deadlines import Deadlines
 from ..core.diagnostics import pool_timeout_message
 from ..core.hooks import ConnectionEvent, HookRunner, Hooks
 from ..core.leaks import LeakTracker, Lease
@@ -158,28 +158,22 @@ async def _within(
     seconds: float,
     what: str,
     op: Callable[[], Awaitable[Any]],
-    deadlines: Deadlines | None = None,
 ) -> None:
     """Run ``op`` (a round trip on ``conn``) for at most ``seconds``. Unbounded it waits
     forever on a stalled link (no byte flows, no error comes). When the time passes without
     an answer the socket is shut down (cancelling would make psycopg send a cancel request
     and wait up to 10 s more): ``op`` fails with a connection error, the connection is
-    broken and psycopg_pool discards it. ``deadlines``: the pool's shared timer (the
-    release path bounds every rollback: a loop timer each would cost ~3 % of a query)."""
+    broken and psycopg_pool discards it. (The rollback at checkin does the same on the
+    pool's shared timer, written out in :meth:`PBConnectionPool.putconn`.)"""
     pgconn = conn.pgconn
     fired = False
 
     def cut() -> None:
         nonlocal fired
         fired = True
-        with contextlib.suppress(Exception):
-            shutdown_socket(pgconn.socket)
+        _cut(pgconn)
 
-    timer: Deadline | asyncio.TimerHandle = (
-        asyncio.get_running_loop().call_later(seconds, cut)
-        if deadlines is None
-        else deadlines.arm(seconds, cut)
-    )
+    timer = asyncio.get_running_loop().call_later(seconds, cut)
     try:
         await op()
     finally:
