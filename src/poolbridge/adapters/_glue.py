@@ -10,10 +10,9 @@ from time import monotonic
 from typing import Any, Protocol, TypeVar
 
 from ..core.pool import Pool
-from ..drivers._psycopg import settle_after_hook
 from .base import Adapter
 
-__all__ = ["aiopg_real_error", "open_or_close", "ping_select_one", "settle_after_hook"]
+__all__ = ["aiopg_real_error", "open_or_close", "ping_select_one"]
 
 
 class _Closable(Protocol):

@@ -31,7 +31,7 @@ from ..core.budget import BudgetAtOpen
 from ..core.loopguard import get_running_loop
 from ..core.watchdog import StatementWatchdog
 from ..drivers._common import raw_scalar
-from ._glue import settle_after_hook
+from ..drivers._psycopg import settle_after_hook
 from ._sqlalchemy_state import CONNECT_DEADLINE, BridgeState, sever
 from ._sqlalchemy_translate import CLIENT_GRACE
 

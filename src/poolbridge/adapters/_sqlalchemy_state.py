@@ -32,8 +32,8 @@ from ..core.loopguard import LoopGuard
 from ..core.rotation import settle, with_password
 from ..core.stats import StatsRecorder
 from ..core.watchdog import shutdown_socket
+from ..drivers._psycopg import settle_after_hook
 from ..errors import PoolClosed
-from ._glue import settle_after_hook
 from ._sqlalchemy_translate import LIFETIME_JITTER
 
 if TYPE_CHECKING:
