@@ -28,8 +28,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("POOLBRIDGE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+from _stacks_drivers import MYSQL_URL, PG_URL  # noqa: E402 - after the path insert
+
+#: the variables the stacks read their server URLs from (the children get the proxies')
 ENV_OF = {"postgresql": "POOLBRIDGE_TEST_PG_URL", "mysql": "POOLBRIDGE_TEST_MYSQL_URL"}
 
 
