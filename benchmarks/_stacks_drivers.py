@@ -172,7 +172,7 @@ async def open_psycopg(variant: str, native: bool = False) -> AsyncIterator[Ops]
 
     import poolbridge
     from poolbridge.adapters.psycopg import conninfo_kwargs
-    from poolbridge.drivers._psycopg import pool_options
+    from poolbridge.drivers.psycopg.conninfo import pool_options
 
     cfg = config("postgresql")
     pool: Any

@@ -108,7 +108,7 @@ async def open_pool(name: str) -> AsyncIterator[tuple[Acquire, Callable[[Any], A
             await pool.wait_closed()
     elif name.startswith("engine-"):
         from poolbridge import PoolConfig
-        from poolbridge.core.registry import get_adapter
+        from poolbridge.adapters.registry import get_adapter
 
         driver = name.removeprefix("engine-")
         url = PG_URL if driver == "asyncpg" else "mysql://root@127.0.0.1:3306/test"

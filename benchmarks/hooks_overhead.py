@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from poolbridge import ConnectionEvent, Hooks, Pool, PoolConfig, open_pool
-from poolbridge.core.engine import Engine
-from poolbridge.core.hooks import HOOK_NAMES, HookRunner
-from poolbridge.core.registry import get_adapter
-from poolbridge.core.stats import StatsRecorder
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.engine.checkout import Engine
+from poolbridge.pool.hooks import HOOK_NAMES, HookRunner
+from poolbridge.pool.stats import StatsRecorder
 
 #: stacks on poolbridge's own engine (what the no-I/O measurement applies to)
 ENGINE_STACKS = ("asyncpg", "aiopg", "aiomysql", "asyncmy", "aiosqlite")

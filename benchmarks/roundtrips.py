@@ -3,7 +3,7 @@
 ``instructions.py`` counts what the client executes; it cannot see a statement more per
 query (a ROLLBACK at release, a ping at checkout, a SET at checkout), which costs a round
 trip of wall time and server work but few client instructions. This script puts
-poolbridge's counting TCP proxy (``poolbridge.testing.proxy.TcpProxy.round_trips``) between
+poolbridge's counting TCP proxy (``poolbridge.testing.servers.proxy.TcpProxy.round_trips``) between
 each stack and its server and reports request/response exchanges per operation. Each
 variant runs N1 and N2 operations in a fresh child process and the difference is divided
 by N2 - N1, so pool opening, warm-up and teardown cancel out.
@@ -54,7 +54,7 @@ async def _child(spec: str, variant: str, n: int, env: dict[str, str]) -> None:
 async def measure(specs: list[str], variants: list[str], n1: int, n2: int) -> int:
     import bench
 
-    from poolbridge.testing.proxy import TcpProxy
+    from poolbridge.testing.servers.proxy import TcpProxy
 
     backend_of = {name: backend for name, backend in bench.STACKS}
     proxies: dict[str, TcpProxy] = {}

@@ -1,10 +1,11 @@
-"""DESIGN: "adapters import core (and their own ORM, lazily), never each other".
+"""The layout's dependency rules, read from the import statements of every module.
 
-Every module under ``poolbridge/adapters`` belongs to one adapter (``sqlalchemy.py`` and
-``_sqlalchemy_*.py``, ``tortoise.py`` and ``_tortoise_*.py``...) or is shared glue (``base``,
-``_glue``, ``_rows``, ``_doctable``, the engine-backed pieces); what two adapters need lives
-in a shared module (``poolbridge.drivers._psycopg`` / ``._psycopg_pool`` for the psycopg
-layer under Tortoise and peewee-async). No adapter imports another adapter's modules.
+- ``config/``, ``pool/`` and ``engine/`` stand on the standard library (and ``errors``): they
+  never import drivers, adapters, testing, metrics, integrations or the CLI.
+- ``drivers/`` import those three layers and other driver modules, nothing above.
+- each adapter package (``adapters/<stack>/``) imports the layers below, the shared adapter
+  modules (``adapters/base.py``, ``_glue.py``, ...) and itself — never another adapter's
+  package, the suite or the CLI. Shared adapter modules import no adapter package.
 """
 
 from __future__ import annotations
@@ -12,73 +13,97 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import poolbridge.adapters as adapters_pkg
+import poolbridge
 
-ADAPTERS_DIR = Path(adapters_pkg.__file__).parent
-OWNERS = ("psycopg", "sqlalchemy", "tortoise", "peewee", "asyncpg", "aiomysql", "asyncmy",
-          "aiopg", "aiosqlite")  # fmt: skip
-
-
-def _owner(module: str) -> str | None:
-    """The adapter a module of poolbridge.adapters belongs to (None: shared)."""
-    stem = module.lstrip("_")
-    for owner in OWNERS:
-        if stem == owner or stem.startswith(owner + "_") or stem == f"{owner}_async":
-            return owner
-    return None
+PACKAGE_DIR = Path(poolbridge.__file__).parent
+ADAPTER_PACKAGES = ("sqlalchemy", "psycopg", "tortoise", "peewee_async")
+LOWER = ("poolbridge.errors", "poolbridge.config", "poolbridge.pool", "poolbridge.engine")
 
 
-def _imported_adapter_modules(path: Path) -> set[str]:
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _poolbridge_imports(path: Path) -> set[str]:
+    """Every poolbridge module a file imports (relative imports resolved)."""
+    me = _module_name(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
     out: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
-            mod = node.module or ""
-            if node.level == 1:  # from .x import ... / from . import x
-                names = [mod] if mod else [a.name for a in node.names]
-                out.update(n.split(".")[0] for n in names)
-            elif node.level == 0 and mod.startswith("poolbridge.adapters."):
-                out.add(mod.split(".")[2])
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                mod = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                mod = node.module or ""
+            if mod.startswith("poolbridge"):
+                out.add(mod)
+                out.update(f"{mod}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("poolbridge.adapters."):
-                    out.add(alias.name.split(".")[2])
+            out.update(a.name for a in node.names if a.name.startswith("poolbridge"))
     return out
 
 
-def test_no_adapter_imports_another_adapters_modules() -> None:
+def _within(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _violations(folder: str, allowed: tuple[str, ...]) -> list[str]:
     problems = []
-    for path in sorted(ADAPTERS_DIR.glob("*.py")):
-        me = _owner(path.stem)
-        for imported in _imported_adapter_modules(path):
-            other = _owner(imported)
-            if other is not None and other != me:
-                problems.append(f"{path.name} ({me or 'shared'}) imports {imported} ({other})")
+    for path in sorted((PACKAGE_DIR / folder).rglob("*.py")):
+        for imported in sorted(_poolbridge_imports(path)):
+            if imported == "poolbridge" or _within(imported, allowed):
+                continue
+            # `from poolbridge.config import model` names a submodule of an allowed package
+            if _within(imported.rpartition(".")[0], allowed):
+                continue
+            problems.append(f"{_module_name(path)} imports {imported}")
+    return problems
+
+
+def test_config_pool_engine_import_only_lower_layers() -> None:
+    problems = []
+    for folder in ("config", "pool", "engine"):
+        problems += _violations(folder, LOWER)
     assert not problems, "\n".join(problems)
 
 
-def test_owner_classification() -> None:
-    assert _owner("_psycopg_handle") == "psycopg"
-    assert _owner("peewee_async") == "peewee"
-    assert _owner("_peewee_backend") == "peewee"
-    assert _owner("_tortoise_table") == "tortoise"
-    assert _owner("_doctable") is None and _owner("_engine_backed") is None
-
-
-def test_drivers_never_import_adapters() -> None:
-    """The layer under the adapters (``poolbridge.drivers``) stands on core alone: a shared
-    driver module that imported an adapter would tie every adapter to that one."""
-    drivers_dir = ADAPTERS_DIR.parent / "drivers"
-    problems = []
-    for path in sorted(drivers_dir.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                mod = node.module or ""
-                up = node.level == 2 and (mod == "adapters" or mod.startswith("adapters."))
-                up = up or (
-                    node.level == 2 and not mod and any(a.name == "adapters" for a in node.names)
-                )
-                absolute = node.level == 0 and mod.startswith("poolbridge.adapters")
-                if up or absolute:
-                    problems.append(f"{path.name} imports {'.' * node.level}{mod}")
+def test_drivers_import_only_lower_layers() -> None:
+    problems = _violations("drivers", (*LOWER, "poolbridge.drivers"))
     assert not problems, "\n".join(problems)
-    assert (drivers_dir / "_psycopg_pool.py").exists()
+
+
+def test_no_adapter_package_imports_another() -> None:
+    problems = []
+    shared = tuple(
+        f"poolbridge.adapters.{p.stem}"
+        for p in (PACKAGE_DIR / "adapters").glob("*.py")
+        if p.stem != "__init__"
+    )
+    for stack in ADAPTER_PACKAGES:
+        allowed = (*LOWER, "poolbridge.drivers", *shared, f"poolbridge.adapters.{stack}")
+        problems += _violations(f"adapters/{stack}", allowed)
+    for path in sorted((PACKAGE_DIR / "adapters").glob("*.py")):
+        for imported in _poolbridge_imports(path):
+            if _within(imported, tuple(f"poolbridge.adapters.{s}" for s in ADAPTER_PACKAGES)):
+                problems.append(f"shared {_module_name(path)} imports {imported}")
+    assert not problems, "\n".join(problems)
+
+
+def test_every_adapter_is_a_package_and_the_raw_ones_are_data() -> None:
+    for stack in ADAPTER_PACKAGES:
+        assert (PACKAGE_DIR / "adapters" / stack / "__init__.py").is_file(), stack
+    assert (PACKAGE_DIR / "adapters" / "raw.py").is_file()
+    assert (PACKAGE_DIR / "adapters" / "registry.py").is_file()
+
+
+def test_the_checker_sees_a_violation(tmp_path: Path) -> None:
+    """Guard against a rule that can never fail."""
+    probe = PACKAGE_DIR / "config" / "model.py"
+    assert "poolbridge.errors" in _poolbridge_imports(probe) or any(
+        i.startswith("poolbridge.config") for i in _poolbridge_imports(probe)
+    )
+    assert not _within("poolbridge.adapters.tortoise", LOWER)

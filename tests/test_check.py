@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from poolbridge._check_report import (
+from poolbridge.cli.check import plan_columns
+from poolbridge.cli.check_report import (
     Column,
     ColumnResult,
     exit_problems,
@@ -26,7 +27,6 @@ from poolbridge._check_report import (
     write_json,
     write_junit,
 )
-from poolbridge._cli_check import plan_columns
 from poolbridge.testing.requirements import REQUIREMENTS
 
 ROWS = [r.name for r in REQUIREMENTS]

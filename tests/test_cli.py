@@ -110,7 +110,7 @@ def test_adapter_translations_are_redacted_and_failures_reported(tmp_path: Path)
     data = json.loads(r.stdout)
     assert data["adapters"]["nosuch"]["status"] == "unavailable"
     assert "no poolbridge adapter named 'nosuch'" in data["adapters"]["nosuch"]["reason"]
-    from poolbridge.core.registry import adapter_names
+    from poolbridge.adapters.registry import adapter_names
 
     assert set(adapter_names()) <= set(data["adapters"])
     for name, report in data["adapters"].items():

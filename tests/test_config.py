@@ -8,7 +8,7 @@ import ssl
 import pytest
 
 from poolbridge import ConfigError, PoolConfig, RetryPolicy
-from poolbridge.core.durations import format_duration, parse_bool, parse_duration, parse_int
+from poolbridge.config.durations import format_duration, parse_bool, parse_duration, parse_int
 
 URL = "postgresql://app@127.0.0.1:5432/app"
 
@@ -322,8 +322,8 @@ def test_schema_covers_every_field_and_the_example_file() -> None:
     import tomllib
     from pathlib import Path
 
-    from poolbridge.core.config import FIELD_NAMES, RETRY_FIELDS
-    from poolbridge.core.schema import json_schema
+    from poolbridge.config.model import FIELD_NAMES, RETRY_FIELDS
+    from poolbridge.config.schema import json_schema
 
     schema = json_schema()
     props = schema["properties"]

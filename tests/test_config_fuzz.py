@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from poolbridge import ConfigError, PoolConfig
-from poolbridge.core.config import FIELD_NAMES, RETRY_FIELDS
+from poolbridge.config.model import FIELD_NAMES, RETRY_FIELDS
 
 UNKNOWN = ["max_sise", "timeout", "acquire_timout", "pool_size", "Max_Size", "x"]
 GOOD_TEXT = [

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbridge.core.registry import BUILTIN_ADAPTERS, adapter_names, get_adapter
+from poolbridge.adapters.registry import BUILTIN_ADAPTERS, adapter_names, get_adapter
 from tests.conftest import IN_CI, MYSQL_URL, PG_URL, _require
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
@@ -57,7 +57,7 @@ def _columns() -> list[tuple[str, str]]:
 
 def _present(adapter: str) -> bool:
     module = BUILTIN_ADAPTERS.get(adapter)
-    return module is None or importlib.util.find_spec(module) is not None
+    return module is None or importlib.util.find_spec(module.partition(":")[0]) is not None
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """`make test` runs the conformance suite through a real pgbouncer in transaction pooling.
 
-One pgbouncer of our own (:class:`poolbridge.testing.pgbouncer.PgBouncer`: its own ini on a
+One pgbouncer of our own (:class:`poolbridge.testing.servers.pgbouncer.PgBouncer`: its own ini on a
 free loopback port, ``pool_mode = transaction``, ``max_prepared_statements = 0`` where the
 version knows the option, the suite's per-test roles checked by SCRAM through auth_query)
 stands in front of the system PostgreSQL. Each column runs the installed suite in a pytest
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
+from poolbridge.testing.servers.pgbouncer import PgBouncer, pgbouncer_binary
 from tests.conftest import IN_CI, PG_URL, _require
 from tests.test_conformance import Run, _assert_passed, _present, _run_column
 
@@ -179,7 +179,7 @@ def test_pgbouncer_left_no_connection(
 def test_check_runs_postgresql_columns_through_pgbouncer(tmp_path: Path) -> None:
     """``poolbridge check --pgbouncer``: PostgreSQL columns get the plugin's pgbouncer flag,
     the others run as usual (the end-to-end run is the suite runs above: same plugin)."""
-    from poolbridge._cli_check import _pytest_args, plan_columns
+    from poolbridge.cli.check import _pytest_args, plan_columns
 
     urls = ["postgresql://u@127.0.0.1:6432/db", f"sqlite:///{tmp_path}/x.db"]
     columns = plan_columns(["asyncpg", "aiosqlite"], urls, pgbouncer=True)

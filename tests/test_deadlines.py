@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.deadlines import Deadlines
+from poolbridge.pool.deadlines import Deadlines
 
 pytestmark = pytest.mark.asyncio
 

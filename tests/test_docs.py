@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from poolbridge import docs_gen
+from poolbridge.cli import docs_gen
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -89,11 +89,11 @@ def test_generated_adapter_pages_are_current() -> None:
         for p, text in docs_gen.generate(ROOT).items()
         if not p.exists() or p.read_text(encoding="utf-8") != text
     ]
-    assert not stale, f"regenerate with `python -m poolbridge.docs_gen`: {stale}"
+    assert not stale, f"regenerate with `python -m poolbridge.cli.docs_gen`: {stale}"
 
 
 def test_generated_table_reflects_translate() -> None:
-    from poolbridge.core.registry import get_adapter
+    from poolbridge.adapters.registry import get_adapter
 
     # asyncpg: statement_timeout is a server setting, min_size is the engine's job
     asyncpg = get_adapter("asyncpg")

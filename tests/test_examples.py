@@ -81,7 +81,7 @@ def test_prometheus(pg_url: str) -> None:
 
 
 def test_pgbouncer(pg_url: str) -> None:
-    from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
+    from poolbridge.testing.servers.pgbouncer import PgBouncer, pgbouncer_binary
 
     if pgbouncer_binary() is None:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):

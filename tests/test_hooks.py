@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from poolbridge import ConnectionEvent, HookError, Hooks
-from poolbridge.core.hooks import HOOK_NAMES, HookRunner
+from poolbridge.pool.hooks import HOOK_NAMES, HookRunner
 
 EVENT = ConnectionEvent(pool="p", adapter="asyncpg", connection_id=4242, age=1.5, connection="c")
 pytestmark = pytest.mark.asyncio

@@ -33,7 +33,7 @@ def test_import_poolbridge_is_stdlib_only() -> None:
 
 def test_core_modules_and_config_cli_are_stdlib_only() -> None:
     body = (
-        "import poolbridge.core.loaders, poolbridge.core.schema, poolbridge.core.redact\n"
+        "import poolbridge.config.loaders, poolbridge.config.schema, poolbridge.config.redact\n"
         "import poolbridge.cli\n"
         "from poolbridge.cli import main\n"
         "import contextlib, io\n"

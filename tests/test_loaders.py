@@ -10,7 +10,7 @@ import pytest
 
 import poolbridge
 from poolbridge import ConfigError, PoolConfig
-from poolbridge.core.loaders import find_config_file, from_env, load, resolve
+from poolbridge.config.loaders import find_config_file, from_env, load, resolve
 
 URL = "postgresql://app@127.0.0.1/app"
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from poolbridge.core import registry
+from poolbridge.adapters import registry
 
 pytest_plugins = ["pytester"]
 

@@ -31,7 +31,7 @@ def test_every_public_name_is_documented(name: str) -> None:
 
 
 def test_load_is_the_loader() -> None:
-    from poolbridge.core.loaders import load
+    from poolbridge.config.loaders import load
 
     assert poolbridge.load is load
     assert poolbridge.PoolConfig.from_env.__doc__

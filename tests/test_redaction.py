@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from poolbridge import ConfigError, PoolConfig
-from poolbridge.core.redact import MASK, redact_mapping, redact_text, redact_url
+from poolbridge.config.redact import MASK, redact_mapping, redact_text, redact_url
 
 SECRET = "s3cret-Pw"
 
@@ -118,7 +118,7 @@ def test_to_dict_redact_form() -> None:
 
 
 def test_redacting_filter_for_foreign_loggers(caplog: pytest.LogCaptureFixture) -> None:
-    from poolbridge.core.redact import RedactingFilter
+    from poolbridge.config.redact import RedactingFilter
 
     log = logging.getLogger("some.orm")
     flt = RedactingFilter([SECRET])

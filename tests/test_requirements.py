@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 
 from poolbridge import PoolConfig
-from poolbridge.core.registry import adapter_names, get_adapter
+from poolbridge.adapters.registry import adapter_names, get_adapter
 from poolbridge.testing.requirements import (
     BACKEND_CLOSED,
     KNOB_REQUIREMENTS,

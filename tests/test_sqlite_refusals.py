@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from poolbridge import PoolConfig, open_pool
-from poolbridge.core.registry import get_adapter
+from poolbridge.adapters.registry import get_adapter
 from poolbridge.errors import AdapterNotAvailable, UnsupportedOptionError, UnsupportedOptionWarning
 
 pytestmark = pytest.mark.asyncio

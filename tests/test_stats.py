@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from poolbridge.core.stats import BUCKETS, STAT_KEYS, Histogram, StatsRecorder
+from poolbridge.pool.stats import BUCKETS, STAT_KEYS, Histogram, StatsRecorder
 
 
 def test_fresh_snapshot_has_every_documented_key() -> None:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from ._open import open_pool
-from .core.config import PoolConfig, RetryPolicy
-from .core.hooks import ConnectionEvent, Hooks
-from .core.loaders import load
-from .core.pool import Pool
-from .core.retrying import retry
-from .errors import (
+from poolbridge import _aliases
+from poolbridge._open import check_budget, open_pool
+from poolbridge.config.loaders import load
+from poolbridge.config.model import PoolConfig, RetryPolicy
+from poolbridge.errors import (
     AdapterNotAvailable,
     ConfigError,
     ConnectionBudgetWarning,
@@ -21,8 +19,13 @@ from .errors import (
     UnsupportedOptionWarning,
     WrongEventLoop,
 )
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
+from poolbridge.pool.retrying import retry
 
 __version__ = "0.1.0"
+
+_aliases.install()
 
 __all__ = [
     "AdapterNotAvailable",
@@ -42,6 +45,7 @@ __all__ = [
     "UnsupportedOptionWarning",
     "WrongEventLoop",
     "__version__",
+    "check_budget",
     "load",
     "open_pool",
     "retry",

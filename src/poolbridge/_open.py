@@ -1,15 +1,25 @@
-"""``open_pool()``: open a pool through the adapter named in the call."""
+"""``open_pool()``: open a pool through the adapter named in the call; ``check_budget()``:
+ask the server, through that adapter, whether the pool fits its connection budget."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from .core.config import PoolConfig
-from .core.hooks import Hooks
-from .core.pool import Pool, PoolOpener
-from .core.registry import get_adapter
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.config.model import PoolConfig
+from poolbridge.pool.budget import (
+    ServerConnections,
+    over_budget,
+    read_server_connections,
+    warn_budget,
+)
+from poolbridge.pool.handle import Pool, PoolOpener
+from poolbridge.pool.hooks import Hooks
 
-__all__ = ["open_pool"]
+__all__ = ["check_budget", "open_pool"]
+
+logger = logging.getLogger("poolbridge.budget")
 
 
 def open_pool(
@@ -27,3 +37,31 @@ def open_pool(
         return await impl.open(config, hooks)
 
     return PoolOpener(factory)
+
+
+async def check_budget(pool: Pool[Any], *, stacklevel: int = 2) -> ServerConnections | None:
+    """Warn (ConnectionBudgetWarning) if the server (or the login role) has fewer free
+    connections than ``pool`` may still open (``max_size`` minus the connections it holds).
+
+    Returns what the server reported (None for SQLite, or when the server could not be
+    asked: a failed check is logged and never fails the caller).
+    """
+    adapter = get_adapter(pool.adapter)
+    try:
+        async with pool.acquire() as conn:
+
+            async def run(sql: str) -> Any:
+                return await adapter.fetch_scalar(conn, sql)
+
+            info = await read_server_connections(pool.config.backend, run)
+    except Exception as exc:  # the check is advisory: never break an open()
+        logger.warning("pool %r: cannot read the server's connection budget: %s", pool.name, exc)
+        return None
+    if info is None:
+        return None
+    stats = pool.stats()
+    held = int(stats.get("connection.count.idle", 0)) + int(stats.get("connection.count.used", 0))
+    message = over_budget(pool.config, info, held)
+    if message is not None:
+        warn_budget(message, stacklevel + 1, in_connect=False)
+    return info

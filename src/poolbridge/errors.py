@@ -66,7 +66,7 @@ class ConnectionBudgetWarning(UserWarning):
     """The server reports fewer free connections than the pool may open (max_size).
 
     A UserWarning, not a ResourceWarning: Python hides ResourceWarning by default, and this
-    one predicts a production outage (see :mod:`poolbridge.core.budget`).
+    one predicts a production outage (see :mod:`poolbridge.pool.budget`).
     """
 
 

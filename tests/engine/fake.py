@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from poolbridge.core.config import PoolConfig, RetryPolicy
-from poolbridge.core.engine import Engine
-from poolbridge.core.hooks import HookRunner, Hooks
-from poolbridge.core.stats import StatsRecorder
+from poolbridge.config.model import PoolConfig, RetryPolicy
+from poolbridge.engine.checkout import Engine
+from poolbridge.pool.hooks import HookRunner, Hooks
+from poolbridge.pool.stats import StatsRecorder
 
 FAKE_URL = "postgresql://fake@127.0.0.1:1/fake"
 

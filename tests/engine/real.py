@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.config import PoolConfig, RetryPolicy
-from poolbridge.core.engine_pool import EnginePool
-from poolbridge.core.hooks import Hooks
-from poolbridge.core.registry import get_adapter
-from poolbridge.testing.servers import Admin, open_admin
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.config.model import PoolConfig, RetryPolicy
+from poolbridge.engine.handle import EnginePool
+from poolbridge.pool.hooks import Hooks
+from poolbridge.testing.admin import Admin, open_admin
 
 ADAPTERS = ("asyncpg", "aiopg", "aiomysql", "asyncmy", "aiosqlite")
 BACKEND = {
@@ -78,7 +78,7 @@ def target_for(request: pytest.FixtureRequest, adapter: str) -> Target:
 
 class Server:
     """Server-side view of a backend: the conformance suite's admin connection
-    (:func:`poolbridge.testing.servers.open_admin`); SQLite has no server, so nothing is alive."""
+    (:func:`poolbridge.testing.admin.open_admin`); SQLite has no server, so nothing is alive."""
 
     def __init__(self, target: Target) -> None:
         self.target = target

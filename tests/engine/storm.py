@@ -7,7 +7,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from poolbridge.core.engine import Engine
+from poolbridge.engine.checkout import Engine
 
 Use = Callable[[Any, random.Random], Awaitable[None]]
 

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from poolbridge.core.config import RetryPolicy
-from poolbridge.core.engine import LIFETIME_JITTER
-from poolbridge.core.hooks import ConnectionEvent, Hooks
+from poolbridge.config.model import RetryPolicy
+from poolbridge.engine.checkout import LIFETIME_JITTER
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .fake import FakeConn, FakeDriver, eventually, make_engine, opened
 from .storm import settle

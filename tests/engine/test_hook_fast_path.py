@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.hooks import ConnectionEvent, Hooks
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .fake import make_engine, opened
 from .real import target_for

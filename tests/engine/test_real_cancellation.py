@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.hooks import ConnectionEvent, Hooks
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .real import ADAPTERS, Server, Target, target_for
 from .storm import assert_accounted, cancel_storm, settle

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.engine import LIFETIME_JITTER
-from poolbridge.core.engine_pool import EnginePool
-from poolbridge.core.hooks import ConnectionEvent, Hooks
+from poolbridge.engine.checkout import LIFETIME_JITTER
+from poolbridge.engine.handle import EnginePool
 from poolbridge.errors import PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .fake import eventually
 from .real import ADAPTERS, Server, Target, target_for

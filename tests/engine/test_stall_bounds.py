@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from poolbridge.errors import PoolTimeout
-from poolbridge.testing.proxy import TcpProxy
+from poolbridge.testing.servers.proxy import TcpProxy
 
 from .real import Target, target_for
 

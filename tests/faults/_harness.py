@@ -7,8 +7,8 @@ test_fault_cases.py), which ``tests/test_conformance.py`` runs for every column.
 - :class:`Probe`: a pool opened through ``open_pool`` with hooks recording every server id;
   ``call()`` runs one query as a caller with a time bound and classifies the outcome.
 
-The checks (acceptable errors, bounds, healing) live once in :mod:`poolbridge.testing.faults`;
-the functions here adapt them to a :class:`Probe`.
+The checks (acceptable errors, bounds, healing) live once in
+:mod:`poolbridge.testing.servers.faults`; the functions here adapt them to a :class:`Probe`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 import pytest
 
 from poolbridge import Hooks, PoolConfig, RetryPolicy, open_pool
-from poolbridge.core.hooks import ConnectionEvent
-from poolbridge.core.registry import BUILTIN_ADAPTERS, get_adapter
+from poolbridge.adapters.registry import BUILTIN_ADAPTERS, get_adapter
 from poolbridge.errors import AdapterNotAvailable
-from poolbridge.testing import faults
-from poolbridge.testing.faults import CallerHung, Outcome, acceptable_error
+from poolbridge.pool.hooks import ConnectionEvent
+from poolbridge.testing.servers import faults
+from poolbridge.testing.servers.faults import CallerHung, Outcome, acceptable_error
 
 __all__ = [
     "ALL_STACKS",
@@ -148,7 +148,7 @@ class Probe:
                     pytest.fail(str(err))
 
     def faults(self, view: faults.View | None = None) -> faults.FaultPool:
-        """The shared fault checks (:mod:`poolbridge.testing.faults`) for this pool."""
+        """The shared fault checks (:mod:`poolbridge.testing.servers.faults`) for this pool."""
         return faults.FaultPool(
             self.pool, self.impl, view or _NoView(), lambda: self.ids, self.stack.id, self.hung
         )
@@ -157,7 +157,7 @@ class Probe:
         return await self.faults().query(sql)
 
     async def call(self, sql: str, bound: float) -> Outcome:
-        """Run ``sql`` as one caller (:meth:`poolbridge.testing.faults.FaultPool.call`)."""
+        """Run ``sql`` as one caller (:meth:`poolbridge.testing.servers.faults.FaultPool.call`)."""
         return await self.faults().call(sql, bound)
 
     def held(self) -> int:

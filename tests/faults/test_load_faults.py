@@ -2,7 +2,7 @@
 acquire / query / release. The 1,000-caller storm and exhaustion under a slow query are
 conformance rows (``cancel_storm``, ``exhaustion_slow``), run for every column by
 ``tests/test_conformance.py``; this runs the same checks
-(:meth:`poolbridge.testing.faults.FaultPool.storm` / ``after_storm``) ten times longer.
+(:meth:`poolbridge.testing.servers.faults.FaultPool.storm` / ``after_storm``) ten times longer.
 """
 
 from __future__ import annotations

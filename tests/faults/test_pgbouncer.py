@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
+from poolbridge.testing.servers.pgbouncer import PgBouncer, pgbouncer_binary
 
 from ._harness import Probe, Stack, stacks
 

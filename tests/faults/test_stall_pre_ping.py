@@ -23,7 +23,7 @@ import time
 import pytest
 
 from poolbridge.errors import PoolTimeout
-from poolbridge.testing.proxy import TcpProxy
+from poolbridge.testing.servers.proxy import TcpProxy
 
 from ._harness import (
     ALL_STACKS,

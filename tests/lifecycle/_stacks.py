@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from poolbridge import open_pool
-from poolbridge.core.config import PoolConfig, RetryPolicy
-from poolbridge.core.engine_pool import EnginePool
-from poolbridge.core.pool import Pool
-from poolbridge.core.registry import get_adapter
-from poolbridge.testing.servers import Admin, open_admin
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.config.model import PoolConfig, RetryPolicy
+from poolbridge.engine.handle import EnginePool
+from poolbridge.pool.handle import Pool
+from poolbridge.testing.admin import Admin, open_admin
 
 URL_FIXTURE = {"postgresql": "pg_url", "mysql": "mysql_url", "sqlite": "sqlite_url"}
 
@@ -36,7 +36,7 @@ class Stack:
 
 
 def _tortoise_mysql_driver() -> str:
-    from poolbridge.adapters._tortoise_table import mysql_driver_of_tortoise
+    from poolbridge.adapters.tortoise._translate import mysql_driver_of_tortoise
 
     return mysql_driver_of_tortoise()
 
@@ -102,7 +102,7 @@ def pool_ids(pool: Pool[Any]) -> set[Any]:
 
 class Server:
     """Server-side view: the conformance suite's admin connection
-    (:func:`poolbridge.testing.servers.open_admin`); SQLite has no server, so nothing is alive."""
+    (:func:`poolbridge.testing.admin.open_admin`); SQLite has no server, so nothing is alive."""
 
     def __init__(self, stack: Stack, url: str) -> None:
         self.stack = stack

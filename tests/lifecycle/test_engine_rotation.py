@@ -8,10 +8,10 @@ import os
 
 import pytest
 
-from poolbridge.core.config import PoolConfig
-from poolbridge.core.loopguard import LoopGuard
-from poolbridge.core.rotation import with_password
+from poolbridge.config.model import PoolConfig
 from poolbridge.errors import PoolTimeout, WrongEventLoop
+from poolbridge.pool.loopguard import LoopGuard
+from poolbridge.pool.rotation import with_password
 
 from ..engine.fake import FAKE_URL, FakeDriver, eventually, make_engine, opened
 

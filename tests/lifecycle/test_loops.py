@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.engine_pool import EnginePool
-from poolbridge.core.pool import Pool
-from poolbridge.core.registry import get_adapter
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.engine.handle import EnginePool
 from poolbridge.errors import WrongEventLoop
+from poolbridge.pool.handle import Pool
 
 from ._stacks import PARAMS, Server, Stack, config, open_stack, pool_ids, url_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolbridge.core.stats import StatsRecorder
+from poolbridge.pool.stats import StatsRecorder
 
 
 class RecorderPool:

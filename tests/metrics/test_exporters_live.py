@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from poolbridge import ConnectionEvent, Hooks, Pool, PoolConfig, PoolTimeout, open_pool
-from poolbridge.core.registry import get_adapter
+from poolbridge.adapters.registry import get_adapter
 from poolbridge.metrics import otel, prometheus
 
 pytestmark = pytest.mark.asyncio

@@ -13,8 +13,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from poolbridge.core.stats import BUCKETS
 from poolbridge.metrics import MetricsNotAvailable, otel, prometheus
+from poolbridge.pool.stats import BUCKETS
 
 from ._fakes import RecorderPool
 

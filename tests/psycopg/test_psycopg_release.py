@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from poolbridge import ConnectionEvent, Hooks, PoolConfig, open_pool
-from poolbridge.testing.proxy import TcpProxy
+from poolbridge.testing.servers.proxy import TcpProxy
 
 pytestmark = pytest.mark.asyncio
 

@@ -12,9 +12,9 @@ import psycopg
 import pytest
 
 from poolbridge import PoolConfig, open_pool
-from poolbridge.core.retrying import is_connection_error
-from poolbridge.core.watchdog import backstop
-from poolbridge.testing.proxy import TcpProxy
+from poolbridge.pool.retrying import is_connection_error
+from poolbridge.pool.watchdog import backstop
+from poolbridge.testing.servers.proxy import TcpProxy
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from poolbridge import ConfigError, PoolConfig, open_pool
-from poolbridge.core.budget import check_budget, plan_budget
+from poolbridge import ConfigError, PoolConfig, check_budget, open_pool
 from poolbridge.errors import ConnectionBudgetWarning
+from poolbridge.pool.budget import plan_budget
 
 
 def test_plan_splits_what_the_server_leaves() -> None:
@@ -46,7 +46,7 @@ def test_impossible_budget_is_a_config_error() -> None:
 def test_cli_plans_and_validates(capsys: pytest.CaptureFixture[str]) -> None:
     from poolbridge.cli import EXTENSION_MODULES, main
 
-    assert "poolbridge._cli_budget" in EXTENSION_MODULES  # `poolbridge budget` is registered
+    assert "poolbridge.cli.budget" in EXTENSION_MODULES  # `poolbridge budget` is registered
 
     assert main(["budget", "--max-connections", "100", "--processes", "8", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
@@ -69,7 +69,7 @@ def test_cli_reads_the_server(pg_url: str, capsys: pytest.CaptureFixture[str]) -
 
 @pytest.fixture(scope="module")
 def small_server() -> Iterator[str]:
-    from poolbridge.testing.embedded import EmbeddedPostgres
+    from poolbridge.testing.servers.embedded import EmbeddedPostgres
 
     try:
         server = EmbeddedPostgres(settings={"max_connections": "12"})

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from poolbridge import ConnectionBudgetWarning, PoolConfig, open_pool
-from poolbridge.testing.servers import open_admin
+from poolbridge.testing.admin import open_admin
 
 from ..faults._harness import ALL_STACKS, Stack, require_stack, server_for
 
@@ -49,7 +49,7 @@ async def _open_and_use(cfg: PoolConfig, adapter: str, concurrent: int) -> None:
     """Open, then hold ``concurrent`` connections at once (so the pool opens more)."""
     import asyncio
 
-    from poolbridge.core.registry import get_adapter
+    from poolbridge.adapters.registry import get_adapter
 
     impl = get_adapter(adapter)
     async with open_pool(cfg, adapter=adapter) as pool:
@@ -122,7 +122,7 @@ async def test_warnings_as_errors_do_not_fail_open(
 
 @pytest.mark.parametrize("adapter", ["aiosqlite", "sqlalchemy", "tortoise", "peewee_async"])
 async def test_sqlite_is_skipped(adapter: str, sqlite_url: str) -> None:
-    from poolbridge.core.registry import get_adapter
+    from poolbridge.adapters.registry import get_adapter
 
     get_adapter(adapter).check_available()
     cfg = PoolConfig(url=sqlite_url, min_size=1, max_size=1)

@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from poolbridge.testing.embedded import EmbeddedPostgres
-from poolbridge.testing.pgbouncer import PgBouncer, pgbouncer_binary
-from poolbridge.testing.proxy import TcpProxy
+from poolbridge.testing.servers.embedded import EmbeddedPostgres
+from poolbridge.testing.servers.pgbouncer import PgBouncer, pgbouncer_binary
+from poolbridge.testing.servers.proxy import TcpProxy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

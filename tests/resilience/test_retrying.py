@@ -11,8 +11,8 @@ import pytest
 
 import poolbridge
 from poolbridge import ConfigError, PoolConfig, PoolTimeout, open_pool
-from poolbridge.core.registry import get_adapter
-from poolbridge.core.retrying import Retrying, is_connection_error
+from poolbridge.adapters.registry import get_adapter
+from poolbridge.pool.retrying import Retrying, is_connection_error
 
 # -- classification, on the drivers' real exception classes ---------------------------------------
 

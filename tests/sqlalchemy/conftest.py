@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from poolbridge.core.config import PoolConfig
+from poolbridge.config.model import PoolConfig
 
 
 class Server:

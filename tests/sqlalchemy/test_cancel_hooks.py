@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from poolbridge.adapters.sqlalchemy import adapter, close_engine, create_async_engine, engine_state
-from poolbridge.core.hooks import ConnectionEvent, Hooks
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .conftest import Target, eventually
 

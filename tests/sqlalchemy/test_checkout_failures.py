@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.util import await_
 
-from poolbridge.adapters._sqlalchemy_state import BridgeState
 from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy._state import BridgeState
 
 from .conftest import Target, eventually
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 
 from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
-from poolbridge.core.hooks import ConnectionEvent, Hooks
 from poolbridge.errors import PoolClosed
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .conftest import Target, eventually
 

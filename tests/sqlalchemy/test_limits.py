@@ -15,8 +15,8 @@ from poolbridge.adapters.sqlalchemy import (
     engine_state,
     engine_stats,
 )
-from poolbridge.core.hooks import Hooks
 from poolbridge.errors import PoolTimeout, TooManyRequests
+from poolbridge.pool.hooks import Hooks
 
 from .conftest import Target, eventually
 

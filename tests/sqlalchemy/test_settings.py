@@ -70,7 +70,7 @@ async def test_statement_timeout_stops_long_statements(server_target: Target) ->
 async def test_asyncpg_without_statement_cache_leaves_no_prepared_statement(
     pg_url: str,
 ) -> None:
-    from poolbridge.core.config import PoolConfig
+    from poolbridge.config.model import PoolConfig
 
     config = PoolConfig(url=pg_url, driver="asyncpg", min_size=1, max_size=1,
                         statement_cache=False)  # fmt: skip
@@ -94,7 +94,7 @@ async def test_asyncpg_without_statement_cache_leaves_no_prepared_statement(
 async def test_password_provider_called_per_connection_and_never_printed(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from poolbridge.core.config import PoolConfig
+    from poolbridge.config.model import PoolConfig
 
     secret = "pw-9f8e7d6c-top-secret"
     calls = 0
@@ -122,7 +122,7 @@ async def test_password_provider_called_per_connection_and_never_printed(
 async def test_string_password_hidden_in_reprs_and_logs(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from poolbridge.core.config import PoolConfig
+    from poolbridge.config.model import PoolConfig
 
     secret = "pw-1a2b3c4d-string-secret"
     config = PoolConfig(url=pg_url, min_size=1, max_size=1, password=secret)
@@ -143,7 +143,7 @@ async def test_string_password_hidden_in_reprs_and_logs(
 
 
 async def test_in_memory_sqlite_one_connection() -> None:
-    from poolbridge.core.config import PoolConfig
+    from poolbridge.config.model import PoolConfig
 
     with pytest.raises(UnsupportedOptionError):
         await create_async_engine(PoolConfig(url="sqlite://", max_size=2))
@@ -176,7 +176,7 @@ async def test_plain_engine_kwargs_work_with_sqlalchemy_alone(target: Target) ->
 async def test_silent_server_is_given_up_after_connect_or_acquire_timeout(driver: str) -> None:
     """A server that accepts TCP and never answers: connect_timeout bounds each attempt,
     acquire_timeout bounds the caller (PoolTimeout chaining the connect error)."""
-    from poolbridge.core.config import PoolConfig, RetryPolicy
+    from poolbridge.config.model import PoolConfig, RetryPolicy
     from poolbridge.errors import PoolTimeout
 
     accepted: list[object] = []

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from poolbridge.adapters.sqlalchemy import adapter, engine_kwargs
-from poolbridge.core.config import PoolConfig
+from poolbridge.config.model import PoolConfig
 from poolbridge.errors import UnsupportedOptionError, UnsupportedOptionWarning
 
 PG = "postgresql://app:s3cret-pw@127.0.0.1:5432/test"

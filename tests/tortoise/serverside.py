@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from poolbridge import ConnectionEvent, Hooks
-from poolbridge.testing.servers import open_admin
+from poolbridge.testing.admin import open_admin
 
 
 class Recorder:

@@ -1,6 +1,6 @@
 """The shared base of the raw-driver adapters that run on poolbridge's own pool engine.
 
-Each raw adapter module (``adapters/asyncpg.py``, ...) is a table plus a little glue: the
+Each raw adapter (:mod:`poolbridge.adapters.raw`) is a table plus a little glue: the
 driver shim to use, the extra to install, and how to run one scalar query on the driver's
 connection. Everything else (translation, opening, the Pool handle) lives here once.
 """
@@ -11,11 +11,11 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..core.config import PoolConfig
-from ..core.engine import DriverShim
-from ..core.engine_pool import EnginePool
-from ..core.hooks import Hooks
-from .base import Adapter, Translation, enforce, require_modules
+from poolbridge.adapters.base import Adapter, Translation, enforce, require_modules
+from poolbridge.config.model import PoolConfig
+from poolbridge.engine.checkout import DriverShim
+from poolbridge.engine.handle import EnginePool
+from poolbridge.pool.hooks import Hooks
 
 __all__ = ["ENGINE_EMULATED", "EngineBackedAdapter", "engine_under_orm"]
 
@@ -67,7 +67,7 @@ def engine_under_orm(host: str, *, opened: str, notes: Mapping[str, str]) -> dic
 
 class EngineBackedAdapter(Adapter):
     """A raw driver adapter: ``acquire()`` yields the driver's own connection object and
-    ``.native`` is the :class:`~poolbridge.core.engine.Engine`."""
+    ``.native`` is the :class:`~poolbridge.engine.checkout.Engine`."""
 
     #: "module:Class" of the driver shim
     shim: ClassVar[str]

@@ -4,7 +4,7 @@ Tortoise clients and peewee-async pool backends create their pool lazily and may
 re-create it (``Tortoise.close_connections()`` then a new query; peewee-async
 ``aio_close()`` then ``aio_connect()``). :class:`EngineHolder` keeps what outlives one
 engine — the hook runner and the stats recorder, shared with the uniform Pool handle — and
-opens a fresh :class:`~poolbridge.core.engine.Engine` each time the ORM asks for a pool.
+opens a fresh :class:`~poolbridge.engine.checkout.Engine` each time the ORM asks for a pool.
 Once the handle is closed (``final``), asking again raises PoolClosed.
 """
 
@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ..core.config import PasswordProvider, PoolConfig
-from ..core.engine import DriverShim, Engine
-from ..core.hooks import HookRunner, Hooks
-from ..core.rotation import with_password
-from ..core.stats import StatsRecorder
-from ..errors import PoolClosed
+from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.engine.checkout import DriverShim, Engine
+from poolbridge.errors import PoolClosed
+from poolbridge.pool.hooks import HookRunner, Hooks
+from poolbridge.pool.rotation import with_password
+from poolbridge.pool.stats import StatsRecorder
 
 __all__ = ["EngineHolder", "load_shim", "shim_unsupported"]
 

@@ -9,8 +9,8 @@ from collections.abc import Awaitable
 from time import monotonic
 from typing import Any, Protocol, TypeVar
 
-from ..core.pool import Pool
-from .base import Adapter
+from poolbridge.adapters.base import Adapter
+from poolbridge.pool.handle import Pool
 
 __all__ = ["aiopg_real_error", "open_or_close", "ping_select_one"]
 

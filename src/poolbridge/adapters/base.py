@@ -18,10 +18,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..core.config import PoolConfig
-from ..core.hooks import Hooks
-from ..core.pool import Pool
-from ..errors import AdapterNotAvailable, UnsupportedOptionError, UnsupportedOptionWarning
+from poolbridge.config.model import PoolConfig
+from poolbridge.errors import AdapterNotAvailable, UnsupportedOptionError, UnsupportedOptionWarning
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import Hooks
 
 __all__ = [
     "Adapter",
@@ -45,7 +45,7 @@ class Translation:
     """How one adapter honours one config.
 
     ``native``: keyword arguments given to the stack as they are (passwords included: never
-    print this without :func:`poolbridge.core.redact.redact_mapping`).
+    print this without :func:`poolbridge.config.redact.redact_mapping`).
     ``emulated``: field -> how poolbridge provides it inside the native object.
     ``unsupported``: field -> why the stack cannot honour it.
     """
@@ -57,7 +57,7 @@ class Translation:
     def __repr__(self) -> str:
         # native kwargs carry the password: a repr (assertion diffs, debuggers, %r logs)
         # shows them redacted
-        from ..core.redact import redact_mapping
+        from poolbridge.config.redact import redact_mapping
 
         return (
             f"Translation(native={redact_mapping(self.native)!r}, "

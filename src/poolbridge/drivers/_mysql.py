@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 from typing import Any
 
-from ..core.config import PoolConfig
-from ._common import BaseShim, mysql_session_sql, ssl_context
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context
 
 __all__ = ["MYSQL_CONNECTION_ERRNOS", "MySQLShim"]
 

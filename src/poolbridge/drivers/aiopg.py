@@ -14,8 +14,8 @@ import math
 from time import monotonic
 from typing import Any
 
-from ..core.config import PoolConfig
-from ._common import BaseShim, client_backstop, libpq_escape, pg_server_settings
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import BaseShim, client_backstop, libpq_escape, pg_server_settings
 
 __all__ = ["AiopgShim"]
 

@@ -11,8 +11,8 @@ import contextlib
 import re
 from typing import Any
 
-from ..core.config import PoolConfig
-from ._common import BaseShim, next_local_id, sqlite_cannot_honour
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import BaseShim, next_local_id, sqlite_cannot_honour
 
 __all__ = ["AiosqliteShim"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.config import PoolConfig
-from ._common import client_backstop
-from ._mysql import MySQLShim
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers._mysql import MySQLShim
+from poolbridge.drivers.base import client_backstop
 
 __all__ = ["AsyncmyShim"]
 

@@ -13,8 +13,8 @@ import contextlib
 from typing import Any
 from urllib.parse import urlencode
 
-from ..core.config import PoolConfig
-from ._common import BaseShim, client_backstop, pg_server_settings
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import BaseShim, client_backstop, pg_server_settings
 
 __all__ = ["AsyncpgShim"]
 

@@ -36,11 +36,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any, Protocol
 
-from .._open import open_pool
-from ..core.config import PoolConfig
-from ..core.hooks import Hooks
-from ..core.pool import Pool
-from ..errors import AdapterNotAvailable
+from poolbridge._open import open_pool
+from poolbridge.config.model import PoolConfig
+from poolbridge.errors import AdapterNotAvailable
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import Hooks
 
 try:
     from fastapi import FastAPI, Response
@@ -192,7 +192,9 @@ def add_metrics_route(
     """
     from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-    from ..metrics import prometheus  # first: names the extra if prometheus_client is missing
+    from poolbridge.metrics import (
+        prometheus,  # first: names the extra if prometheus_client is missing
+    )
 
     reg = REGISTRY if registry is None else registry
     collector = prometheus.collector_for(reg)

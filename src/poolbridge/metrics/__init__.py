@@ -5,8 +5,8 @@
 - :mod:`poolbridge.metrics.otel` (extra ``poolbridge[otel]``): OpenTelemetry instruments
   named after the database-client conventions (``db.client.connection.*``).
 
-Both read the documented stats dict (:mod:`poolbridge.core.stats`) of any object that
-looks like a :class:`~poolbridge.core.pool.Pool` (see :class:`StatsSource`). Importing this
+Both read the documented stats dict (:mod:`poolbridge.pool.stats`) of any object that
+looks like a :class:`~poolbridge.pool.handle.Pool` (see :class:`StatsSource`). Importing this
 package imports neither prometheus_client nor OpenTelemetry; each exporter module raises an
 ImportError naming the extra to install when its library is missing.
 """
@@ -17,8 +17,8 @@ import importlib
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from ..core.stats import StatsRecorder
-from ..errors import AdapterNotAvailable
+from poolbridge.errors import AdapterNotAvailable
+from poolbridge.pool.stats import StatsRecorder
 
 __all__ = ["MetricsNotAvailable", "StatsSource", "import_extra"]
 

@@ -21,7 +21,7 @@ conventions); every data point has the attribute ``db.client.connection.pool.nam
 
 Observable instruments read ``pool.stats()`` when the reader collects. The histograms are
 synchronous: each duration is recorded when it happens, through a listener on the pool's
-:class:`~poolbridge.core.stats.StatsRecorder`, so they only hold durations recorded after
+:class:`~poolbridge.pool.stats.StatsRecorder`, so they only hold durations recorded after
 ``instrument()`` (the stats dict keeps the totals since the pool opened).
 
 Needs the ``poolbridge[otel]`` extra (``opentelemetry-api``; an SDK or distro to export).
@@ -35,8 +35,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.stats import BUCKETS, TIME_KEYS, DurationListener, TimeKind
-from . import MetricsNotAvailable, StatsSource
+from poolbridge.metrics import MetricsNotAvailable, StatsSource
+from poolbridge.pool.stats import BUCKETS, TIME_KEYS, DurationListener, TimeKind
 
 try:
     from opentelemetry import metrics
@@ -98,7 +98,7 @@ class PoolInstruments:
     """
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
-        from .. import __version__
+        from poolbridge import __version__
 
         meter = metrics.get_meter("poolbridge", __version__, meter_provider=meter_provider)
         self._lock = threading.Lock()

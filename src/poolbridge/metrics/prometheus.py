@@ -30,7 +30,7 @@ import threading
 import weakref
 from collections.abc import Iterator
 
-from . import MetricsNotAvailable, StatsSource
+from poolbridge.metrics import MetricsNotAvailable, StatsSource
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry

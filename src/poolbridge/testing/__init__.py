@@ -8,7 +8,7 @@ the entry point is not installed: pytest registers one plugin under that name, n
 
 from __future__ import annotations
 
-from .plugin import (
+from poolbridge.testing.plugin import (
     poolbridge_case,
     pytest_addoption,
     pytest_collect_file,
@@ -17,7 +17,7 @@ from .plugin import (
     pytest_runtest_makereport,
     pytest_terminal_summary,
 )
-from .requirements import KNOB_REQUIREMENTS, REQUIREMENTS, Requirement
+from poolbridge.testing.requirements import KNOB_REQUIREMENTS, REQUIREMENTS, Requirement
 
 __all__ = [
     "KNOB_REQUIREMENTS",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from ..core.config import PoolConfig
-from ..core.pool import Pool
+from poolbridge.config.model import PoolConfig
+from poolbridge.pool.handle import Pool
 
 __all__ = ["PlaceholderPool"]
 

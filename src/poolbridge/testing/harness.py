@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..core.config import PoolConfig
-from ..core.hooks import ConnectionEvent, Hooks
-from ..core.pool import Pool
-from .servers import Admin, open_admin
+from poolbridge.config.model import PoolConfig
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import ConnectionEvent, Hooks
+from poolbridge.testing.admin import Admin, open_admin
 
 if TYPE_CHECKING:
-    from ..adapters.base import Adapter, EntryPoint, ScalarRunner
+    from poolbridge.adapters.base import Adapter, EntryPoint, ScalarRunner
 
 __all__ = ["Case", "Event", "Session", "Target"]
 

@@ -9,8 +9,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .harness import Target
-from .requirements import REQUIREMENTS
+from poolbridge.testing.harness import Target
+from poolbridge.testing.requirements import REQUIREMENTS
 
 __all__ = ["Cell", "Matrix"]
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from .harness import Case, Target
-from .matrix import Cell, Matrix
-from .requirements import closed_reason, requirement
-from .servers import in_ci, reachable
+from poolbridge.testing.admin import in_ci, reachable
+from poolbridge.testing.harness import Case, Target
+from poolbridge.testing.matrix import Cell, Matrix
+from poolbridge.testing.requirements import closed_reason, requirement
 
 __all__ = [
     "poolbridge_case",
@@ -54,9 +54,9 @@ class PluginState:
         self._build_targets()
 
     def _build_targets(self) -> None:
-        from ..core.config import PoolConfig
-        from ..core.registry import adapter_names, get_adapter
-        from ..errors import AdapterNotAvailable, ConfigError
+        from poolbridge.adapters.registry import adapter_names, get_adapter
+        from poolbridge.config.model import PoolConfig
+        from poolbridge.errors import AdapterNotAvailable, ConfigError
 
         names: list[str] = []
         for name in self.adapter_names:
@@ -101,8 +101,8 @@ class PluginState:
     def entry_points(self, adapter_name: str) -> list[str]:
         """Entry point names of an adapter, read without opening a pool."""
         if adapter_name not in self._entry_points:
-            from ..core.registry import get_adapter
-            from ._placeholder import PlaceholderPool
+            from poolbridge.adapters.registry import get_adapter
+            from poolbridge.testing._placeholder import PlaceholderPool
 
             try:
                 points = list(get_adapter(adapter_name).entry_points(PlaceholderPool()))
@@ -242,7 +242,7 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
     if param is None or state is None:
         pytest.skip("poolbridge plugin inactive: pass --poolbridge-adapter/--poolbridge-dburl")
     target, point = param
-    from ..core.registry import get_adapter
+    from poolbridge.adapters.registry import get_adapter
 
     adapter = get_adapter(target.adapter_name)
     mark = request.node.get_closest_marker("poolbridge_requirement")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..adapters.base import Adapter
+    from poolbridge.adapters.base import Adapter
 
 __all__ = [
     "BACKEND_CLOSED",

@@ -2,7 +2,7 @@
 killed while idle and mid-query, a server idle timeout, a TCP proxy dropping / stalling /
 refusing connections, cancellation storms, exhaustion under a slow query.
 
-After each fault (:mod:`poolbridge.testing.faults`): every caller succeeded or failed with a
+After each fault (:mod:`poolbridge.testing.servers.faults`): every caller succeeded or failed with a
 poolbridge / connection / timeout error within its bound; the server never held more than
 max_size of the pool's connections; the pool serves again without being reopened, a dead
 connection failing at most one caller (none with pre_ping); and the server's count returns
@@ -20,12 +20,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from poolbridge.core.config import RetryPolicy
+from poolbridge.config.model import RetryPolicy
 from poolbridge.errors import PoolTimeout
-from poolbridge.testing.faults import FaultPool, Serialized, ServerView, View, check_outcomes
+from poolbridge.testing.admin import in_ci
 from poolbridge.testing.harness import Case, Session
-from poolbridge.testing.proxy import TcpProxy
-from poolbridge.testing.servers import in_ci
+from poolbridge.testing.servers.faults import (
+    FaultPool,
+    Serialized,
+    ServerView,
+    View,
+    check_outcomes,
+)
+from poolbridge.testing.servers.proxy import TcpProxy
 
 #: the pool every fault row starts from: short timeouts keep each row around a second
 FAULT_CONFIG: dict[str, Any] = {
@@ -63,7 +69,7 @@ async def _fault_pool(
 async def _restart_postgres(s: Session) -> None:
     """A PostgreSQL of the row's own (it may stop it): callers fail fast while it is down,
     the pool serves again once it is back."""
-    from poolbridge.testing.embedded import EmbeddedPostgres
+    from poolbridge.testing.servers.embedded import EmbeddedPostgres
 
     async with EmbeddedPostgres() as pg:
         view = ServerView(pg.url)

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.config import PoolConfig
-from poolbridge.core.hooks import HOOK_NAMES, ConnectionEvent, Hooks
-from poolbridge.core.pool import Pool
+from poolbridge.config.model import PoolConfig
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import HOOK_NAMES, ConnectionEvent, Hooks
 from poolbridge.testing.harness import Case, Session
 
 Hook = Callable[[ConnectionEvent], Awaitable[None]]

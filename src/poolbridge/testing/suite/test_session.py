@@ -10,9 +10,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from poolbridge.core.config import RetryPolicy
-from poolbridge.testing.fakes import FakeServer, RefuseFirstProxy
+from poolbridge.config.model import RetryPolicy
 from poolbridge.testing.harness import Case, Session
+from poolbridge.testing.servers.fakes import FakeServer, RefuseFirstProxy
 
 
 def _with_port(url: str, port: int) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from poolbridge.core.pool import Pool
+from poolbridge.pool.handle import Pool
 from poolbridge.testing.harness import Case, Session
 
 MAX_SIZE = 4

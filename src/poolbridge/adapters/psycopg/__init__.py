@@ -1,0 +1,115 @@
+"""psycopg_pool adapter: PoolConfig -> a real ``psycopg_pool.AsyncConnectionPool``.
+
+psycopg_pool has nearly every knob natively (min/max size, timeout, max_waiting,
+max_lifetime with jitter, max_idle, check, configure, reset), so this adapter is mostly a
+table. What it lacks — poolbridge's hooks, stats, leak tracking and error types — lives in
+a small subclass of the pool (:mod:`poolbridge.drivers.psycopg.pool`, shared with the
+Tortoise and peewee-async psycopg backends), so code that uses the
+native ``pool.connection()`` gets them too, not only callers of the poolbridge handle.
+
+Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
+packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
+restores them because startup values are the session defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from poolbridge.adapters.base import (
+    Adapter,
+    EntryPoint,
+    ScalarRunner,
+    Translation,
+    enforce,
+    require_modules,
+)
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.psycopg.conninfo import conninfo_kwargs, libpq_options, pool_options
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import Hooks
+
+if TYPE_CHECKING:
+    from poolbridge.drivers.psycopg.pool import PBConnectionPool
+
+__all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
+
+_SSLMODES = {"disable", "require", "verify-ca", "verify-full"}
+
+
+class PsycopgAdapter(Adapter):
+    """Raw psycopg 3 on psycopg_pool's AsyncConnectionPool (PostgreSQL only)."""
+
+    name: ClassVar[str] = "psycopg"
+    extra: ClassVar[str] = "psycopg"
+    drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {"postgresql": ("psycopg",)}
+
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        require_modules(self.name, self.extra, "psycopg", "psycopg_pool")
+
+    def translate(self, config: PoolConfig) -> Translation:
+        native: dict[str, Any] = {
+            **pool_options(config),
+            "check": "check_connection bounded by connect_timeout and the acquire deadline"
+            if config.pre_ping
+            else None,
+            "name": config.name,
+            "open": False,
+            "kwargs": conninfo_kwargs(config, config.database_url.password),
+        }
+        emulated: dict[str, str] = {
+            "reset": "rollback of a dirty transaction at checkin (psycopg knows the status "
+            "locally: no round trip when idle); 'full' adds DISCARD ALL and replays on_connect",
+            "retry": "psycopg_pool reconnects in the background with exponential backoff "
+            "until reconnect_timeout; poolbridge counts the failed attempts",
+            "leak_timeout": "poolbridge's leak tracker watches checkouts",
+            "password": "a provider is called for every new connection (kwargs callable)",
+        }
+        unsupported: dict[str, str] = {}
+        if config.backend != "postgresql":
+            unsupported["url"] = f"psycopg only speaks PostgreSQL (got {config.backend})"
+        if config.ssl is not None and not isinstance(config.ssl, str):
+            unsupported["ssl"] = "libpq cannot use an ssl.SSLContext; use an sslmode string"
+        elif isinstance(config.ssl, str) and config.ssl not in _SSLMODES:
+            unsupported["ssl"] = f"unknown sslmode {config.ssl!r}"
+        return Translation(native=native, emulated=emulated, unsupported=unsupported)
+
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> Pool[Any]:
+        self.check_available(config)
+        self.driver_for(config)  # UnsupportedOptionError for a non-PostgreSQL URL
+        enforce(self.name, config, self.translate(config))
+        from poolbridge.adapters.psycopg._handle import open_psycopg_pool
+
+        return await open_psycopg_pool(config, hooks, adapter=self.name)
+
+    def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
+        return {}
+
+    async def fetch_scalar(self, conn: Any, sql: str) -> Any:
+        cur = await conn.execute(sql)
+        if cur.description is None:
+            return None
+        row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    def entry_points(self, pool: Pool[Any]) -> Mapping[str, EntryPoint]:
+        """The handle, plus psycopg_pool's own ``pool.connection()`` (commits on success)."""
+        points = dict(super().entry_points(pool))
+
+        @asynccontextmanager
+        async def pool_connection() -> AsyncIterator[ScalarRunner]:
+            native: PBConnectionPool = pool.native
+            async with native.connection() as conn:
+
+                async def run(sql: str) -> Any:
+                    return await self.fetch_scalar(conn, sql)
+
+                yield run
+
+        points["pool.connection"] = pool_connection
+        return points
+
+
+adapter = PsycopgAdapter()

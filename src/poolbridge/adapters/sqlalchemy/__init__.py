@@ -1,0 +1,353 @@
+"""SQLAlchemy asyncio adapter: a real AsyncEngine that honours a PoolConfig.
+
+Two ways in::
+
+    from poolbridge.adapters.sqlalchemy import create_async_engine, engine_kwargs
+
+    engine = await create_async_engine(config, hooks=hooks)   # warmed up to min_size
+    engine = sqlalchemy.ext.asyncio.create_async_engine(**engine_kwargs(config))  # plain
+
+``create_async_engine`` puts poolbridge's pool class (:mod:`._sqlalchemy_pool`) and pool
+events (:mod:`._sqlalchemy_events`) inside the engine, so ``engine.connect()`` and
+``AsyncSession`` users get warm-up/refill to min_size, max_idle, max_waiting, FIFO waiters,
+PoolTimeout with diagnostics, hooks, stats and leak reports too. ``engine_kwargs`` returns only
+arguments SQLAlchemy understands by itself; a knob that needs poolbridge's machinery raises
+UnsupportedOptionError there when set explicitly (one warning when left at its default).
+
+SQLAlchemy is imported lazily: importing this module (e.g. for ``poolbridge config show``)
+works without it. Supported: postgresql+asyncpg, postgresql+psycopg, mysql+aiomysql,
+mysql+asyncmy, sqlite+aiosqlite (file, or in-memory with max_size=1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from poolbridge.adapters.base import (
+    Adapter,
+    EntryPoint,
+    ScalarRunner,
+    Translation,
+    enforce,
+    require_modules,
+)
+from poolbridge.adapters.sqlalchemy import _translate as _t
+from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
+from poolbridge.pool.handle import Pool
+from poolbridge.pool.hooks import HookRunner, Hooks
+from poolbridge.pool.stats import StatsRecorder
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+    from poolbridge.adapters.sqlalchemy._state import BridgeState
+
+__all__ = [
+    "SQLAlchemyAdapter",
+    "SQLAlchemyPool",
+    "adapter",
+    "close_engine",
+    "create_async_engine",
+    "engine_kwargs",
+    "engine_state",
+    "engine_stats",
+    "rotate_engine",
+]
+
+_DRIVER_MODULES = {
+    "asyncpg": ("asyncpg",),
+    "psycopg": ("psycopg",),
+    "aiomysql": ("aiomysql",),
+    "asyncmy": ("asyncmy",),
+    "aiosqlite": ("aiosqlite",),
+}
+
+
+def _check_memory(config: PoolConfig) -> None:
+    if _t.is_memory_sqlite(config) and config.max_size != 1:
+        raise UnsupportedOptionError(
+            "sqlalchemy",
+            {
+                "max_size": "an in-memory SQLite database lives in one connection: max_size "
+                f"must be 1 (got {config.max_size})"
+            },
+        )
+
+
+def _url_object(config: PoolConfig, driver: str) -> Any:
+    """A SQLAlchemy URL object (its repr and str mask the password, unlike a string)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(_t.sqlalchemy_url(config, driver, with_password=config.password is None))
+    if isinstance(config.password, str):
+        url = url.set(password=config.password)
+    return url
+
+
+def _native_kwargs(config: PoolConfig, t: Translation, driver: str) -> dict[str, Any]:
+    kw = dict(t.native)
+    kw["url"] = _url_object(config, driver)
+    ca = dict(kw.get("connect_args", {}))
+    if "server_settings" in ca:
+        ca["server_settings"] = dict(ca["server_settings"])
+    if driver == "asyncpg" and not config.statement_cache:
+        ca.setdefault("prepared_statement_name_func", _unnamed_statement)
+    kw["connect_args"] = ca
+    return kw
+
+
+def _unnamed_statement() -> str:
+    """Prepared statement name for pgbouncer transaction mode: the unnamed statement.
+
+    With ``statement_cache_size=0`` asyncpg re-Parses an unnamed statement inside the same
+    Bind/Execute batch (its own PgBouncer mode), so nothing named is ever left on a server
+    connection that pgbouncer may hand to another client. Unique names (SQLAlchemy's recipe)
+    avoid collisions too, but leave the statements behind until asyncpg closes them lazily.
+    """
+    return ""
+
+
+def engine_kwargs(config: PoolConfig) -> dict[str, Any]:
+    """Plain ``sqlalchemy.ext.asyncio.create_async_engine(**kwargs)`` arguments for ``config``.
+
+    Includes ``url`` (a SQLAlchemy URL object: its repr hides the password). Knobs that need
+    poolbridge's pool class or events (min_size warm-up, max_idle, max_waiting, a password
+    provider, leak_timeout, a full reset...) cannot be carried: UnsupportedOptionError if set
+    explicitly, one UnsupportedOptionWarning if left at a default.
+    """
+    adapter.check_available(config)
+    driver = adapter.driver_for(config)
+    _check_memory(config)
+    t = _t.plain_translation(config)
+    enforce(adapter.name, config, t)
+    kw = _native_kwargs(config, t, driver)
+    if _t.is_memory_sqlite(config):
+        from sqlalchemy.pool import StaticPool
+
+        kw["poolclass"] = StaticPool
+    return kw
+
+
+def _build(
+    config: PoolConfig,
+    hook_runner: HookRunner,
+    recorder: StatsRecorder,
+    engine_kw: Mapping[str, Any],
+) -> tuple[AsyncEngine, BridgeState]:
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create
+
+    from poolbridge.adapters.sqlalchemy._events import install
+    from poolbridge.adapters.sqlalchemy._pool import BridgePool
+    from poolbridge.adapters.sqlalchemy._state import BridgeState
+
+    adapter.check_available(config)
+    driver = adapter.driver_for(config)
+    _check_memory(config)
+    t = adapter.translate(config)
+    enforce(adapter.name, config, t)
+    state = BridgeState(
+        config,
+        adapter=adapter.name,
+        driver=driver,
+        hooks=hook_runner,
+        recorder=recorder,
+        memory=_t.is_memory_sqlite(config),
+    )
+    kw = _native_kwargs(config, t, driver)
+    url = kw.pop("url")
+    kw.update(engine_kw)
+    kw["poolclass"] = BridgePool
+    kw["poolbridge"] = state
+    engine = sa_create(url, **kw)
+    install(engine, state)
+    return engine, state
+
+
+async def create_async_engine(
+    config: PoolConfig, *, hooks: Hooks | None = None, **engine_kw: Any
+) -> AsyncEngine:
+    """A real AsyncEngine for ``config``, warmed up to ``min_size`` (see the module docstring).
+
+    ``engine_kw`` go to SQLAlchemy untouched (``echo=True``...). Close it with
+    ``await engine.dispose()`` or, to drain and terminate, ``await close_engine(engine)``.
+    """
+    recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
+    engine, state = _build(config, HookRunner(hooks or Hooks()), recorder, engine_kw)
+    await _start(engine, state)
+    return engine
+
+
+async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+    try:
+        await state.start()
+    except BaseException:
+        await state.shutdown(engine.dispose, 0)
+        raise
+
+
+def engine_state(engine: AsyncEngine) -> BridgeState:
+    """The poolbridge state (stats recorder, hooks, recorded server ids) of an engine made by
+    :func:`create_async_engine`; ValueError for any other engine."""
+    state = getattr(engine.sync_engine.pool, "_state", None)
+    if state is None:
+        raise ValueError("engine was not created by poolbridge.adapters.sqlalchemy")
+    return state  # type: ignore[no-any-return]
+
+
+def engine_stats(engine: AsyncEngine) -> dict[str, Any]:
+    """The documented stats dict (:mod:`poolbridge.pool.stats`) of an engine made by
+    :func:`create_async_engine`, counted from poolbridge's own events."""
+    state = engine_state(engine)
+    snapshot = state.recorder.snapshot()
+    snapshot["connection.hook_failures"] = sum(state.hooks.failures.values())
+    return snapshot
+
+
+async def close_engine(engine: AsyncEngine, timeout: float | None = None) -> None:
+    """Drain (up to ``timeout`` s), terminate what is still checked out, dispose."""
+    await engine_state(engine).shutdown(engine.dispose, timeout)
+
+
+async def rotate_engine(
+    engine: AsyncEngine, password: str | PasswordProvider | None = None
+) -> None:
+    """Replace every connection of ``engine`` without downtime; new connections use
+    ``password`` (None: keep it). See :meth:`poolbridge.pool.handle.Pool.rotate`."""
+    await engine_state(engine).rotate(password)
+
+
+class SQLAlchemyPool(Pool["AsyncConnection"]):
+    """The uniform handle: ``acquire()`` yields an AsyncConnection; ``.native`` is the engine."""
+
+    def __init__(self, config: PoolConfig, hooks: Hooks | None = None) -> None:
+        super().__init__(config, adapter="sqlalchemy", hooks=hooks)
+        self._engine: AsyncEngine | None = None
+        self._state: BridgeState | None = None
+
+    async def _open(self) -> None:
+        self._engine, self._state = _build(self.config, self.hook_runner, self.recorder, {})
+        await _start(self._engine, self._state)
+
+    @property
+    def native(self) -> AsyncEngine:
+        assert self._engine is not None
+        return self._engine
+
+    @property
+    def state(self) -> BridgeState:
+        assert self._state is not None
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        return self._state is None or self._state.closed
+
+    def acquire(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._acquire()
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[AsyncConnection]:
+        from sqlalchemy import exc as sa_exc
+
+        if self.closed:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        try:
+            conn = await self.native.connect()
+        except sa_exc.TimeoutError as exc:
+            if isinstance(exc, PoolTimeout):
+                raise
+            raise PoolTimeout(f"pool {self.name!r}: {exc}") from exc
+        try:
+            yield conn
+        finally:
+            # AsyncConnection.__aexit__ runs close() to completion even when cancelled
+            await conn.__aexit__(None, None, None)
+
+    async def ping(self) -> float:
+        start = perf_counter()
+        async with self.acquire() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+        return perf_counter() - start
+
+    async def rotate(self, password: str | PasswordProvider | None = None) -> None:
+        if self._state is None:
+            raise PoolClosed(f"pool {self.name!r} is not open")
+        await self._state.rotate(password)
+        self.config = self._state.config
+
+    async def close(self, timeout: float | None = None) -> None:
+        if self._state is None or self._engine is None:
+            return
+        await self._state.shutdown(self._engine.dispose, timeout)
+
+
+def _scalar(result: Any) -> Any:
+    """First column of the first row, or None for a statement that returns no rows."""
+    return result.scalar() if result.returns_rows else None
+
+
+class SQLAlchemyAdapter(Adapter):
+    """SQLAlchemy asyncio (see the module docstring)."""
+
+    name: ClassVar[str] = "sqlalchemy"
+    extra: ClassVar[str] = "sqlalchemy"
+    drivers: ClassVar[Mapping[str, tuple[str, ...]]] = _t.DRIVERS
+
+    def check_available(self, config: PoolConfig | None = None) -> None:
+        require_modules(self.name, "sqlalchemy", "sqlalchemy", "greenlet")
+        if config is not None:
+            driver = self.driver_for(config)
+            require_modules(self.name, driver, *_DRIVER_MODULES.get(driver, ()))
+
+    def translate(self, config: PoolConfig) -> Translation:
+        return _t.translate(config)
+
+    async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> SQLAlchemyPool:
+        pool = SQLAlchemyPool(config, hooks)
+        await pool._open()
+        return pool
+
+    async def fetch_scalar(self, conn: Any, sql: str) -> Any:
+        return _scalar(await conn.exec_driver_sql(sql))
+
+    def entry_points(self, pool: Pool[Any]) -> Mapping[str, EntryPoint]:
+        points = dict(super().entry_points(pool))
+        engine = pool.native
+
+        @asynccontextmanager
+        async def engine_connect() -> AsyncIterator[ScalarRunner]:
+            async with engine.connect() as conn:
+
+                async def run(sql: str) -> Any:
+                    return _scalar(await conn.exec_driver_sql(sql))
+
+                yield run
+
+        @asynccontextmanager
+        async def async_session() -> AsyncIterator[ScalarRunner]:
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            async with AsyncSession(engine) as session:
+                # a session checks out lazily: take the connection now, like the others
+                conn = await session.connection()
+
+                async def run(sql: str) -> Any:
+                    return _scalar(await conn.exec_driver_sql(sql))
+
+                yield run
+
+        points["engine.connect"] = engine_connect
+        points["AsyncSession"] = async_session
+        return points
+
+    def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
+        """Nothing closed beyond the backend-wide rows of the suite (no server for SQLite):
+        every row holds through the handle, ``engine.connect()`` and ``AsyncSession``."""
+        return {}
+
+
+adapter = SQLAlchemyAdapter()

@@ -1,0 +1,453 @@
+"""What one poolbridge-managed SQLAlchemy engine shares across its pool generations.
+
+``engine.dispose()`` replaces ``engine.pool`` with ``pool.recreate()``; hooks, stats, leak
+tracking, the closed flag and the maintenance task must survive that, so they live here and
+every :class:`BridgePool` generation points at the same BridgeState.
+
+The maintenance task (one per engine, on the loop the engine was created on) warms up and
+refills to ``min_size``, closes idle connections above ``min_size`` after ``max_idle``,
+replaces connections past their lifetime and reports leaks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import random
+import traceback
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from time import monotonic
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.pool.base import ConnectionPoolEntry
+from sqlalchemy.util.concurrency import greenlet_spawn
+
+from poolbridge.adapters.sqlalchemy._translate import LIFETIME_JITTER
+from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.drivers.psycopg.conninfo import settle_after_hook
+from poolbridge.errors import PoolClosed
+from poolbridge.pool.hooks import ConnectionEvent, Emitter, HookName, HookRunner
+from poolbridge.pool.leaks import LeakTracker, Lease
+from poolbridge.pool.loopguard import LoopGuard
+from poolbridge.pool.rotation import settle, with_password
+from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.watchdog import shutdown_socket
+
+if TYPE_CHECKING:
+    from poolbridge.adapters.sqlalchemy._pool import BridgePool
+
+__all__ = ["CONNECT_DEADLINE", "BridgeState", "ConnMeta", "sever"]
+
+#: monotonic instant by which the connection being opened must exist (the acquirer's
+#: acquire deadline); read by the connect wrapper to bound each attempt
+CONNECT_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "poolbridge_connect_deadline", default=None
+)
+
+logger = logging.getLogger("poolbridge.sqlalchemy")
+
+
+@dataclass(slots=True)
+class ConnMeta:
+    """Kept in ``record.info["poolbridge"]`` for the physical connection of a record."""
+
+    server_id: int | str | None
+    opened: float  # monotonic
+    deadline: float | None  # monotonic instant the lifetime (with jitter) ends
+    epoch: int = 0  # the state's rotation epoch when the connect started
+
+
+#: what :attr:`BridgeState.checked_out` keeps per checked-out connection: (monotonic
+#: instant of the checkout, leak-tracker lease); a tuple, so recording one calls nothing
+Checkout = tuple[float, Lease | None]
+
+
+def driver_says_closed(driver: str, conn: Any) -> bool:
+    """Driver-local knowledge that the server closed ``conn`` (killed backend, restart).
+
+    No round trip: asyncpg learns of a terminated backend from the socket; for psycopg a
+    non-blocking ``consume_input`` reads a pending close; the MySQL drivers' stream reader
+    sees EOF. Anything unexpected counts as alive (pre-ping or the next query decide).
+    """
+    if conn is None:
+        return True
+    try:
+        if driver == "asyncpg":
+            return bool(conn.is_closed())
+        if driver == "psycopg":
+            if conn.closed:
+                return True
+            pgconn = conn.pgconn
+            pgconn.consume_input()
+            return bool(pgconn.status != 0)  # CONNECTION_OK == 0
+        if driver == "aiomysql":
+            return bool(conn.closed or conn._reader.at_eof())
+        if driver == "asyncmy":
+            transport = conn._transport
+            return bool(
+                not conn.connected or transport is None or transport.is_closing() or conn._proto.eof
+            )
+    except Exception:
+        return True
+    return False
+
+
+def sever(driver: str, conn: Any) -> None:
+    """Cut a driver connection now, without a round trip, so an operation stuck on it (a
+    stalled network: no byte flows, no error comes) fails at once with the driver's
+    connection error. psycopg's socket is shut down, not closed: its fd stays registered
+    with the loop until psycopg discards the connection."""
+    if conn is None:
+        return
+    if driver == "psycopg":
+        shutdown_socket(conn.pgconn.socket)
+    elif driver == "asyncpg":
+        conn.terminate()
+    elif driver == "aiomysql":
+        conn._writer.transport.abort()  # a pending read sees the connection lost
+    elif driver == "asyncmy":
+        conn._transport.abort()
+
+
+def _acquiring_stack() -> str | None:
+    """The stack of the task that is acquiring: inside SQLAlchemy's greenlet the current
+    stack ends at greenlet_spawn; the parent greenlet's frame chain reaches the user's code."""
+    try:
+        import importlib
+
+        parent = importlib.import_module("greenlet").getcurrent().parent
+        frame = parent.gr_frame if parent is not None else None
+    except Exception:
+        return None
+    if frame is None:
+        return None
+    return "".join(traceback.format_stack(frame, limit=40))
+
+
+class BridgeState:
+    """Config, hooks, stats and bookkeeping of one engine (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: PoolConfig,
+        *,
+        adapter: str,
+        driver: str,
+        hooks: HookRunner,
+        recorder: StatsRecorder,
+        memory: bool = False,
+    ) -> None:
+        self.config = config
+        self.adapter = adapter
+        self.driver = driver
+        self.hooks = hooks
+        self.recorder = recorder
+        self.leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
+        # the checkout/checkin hooks bound once (None when not registered): fire_hot()
+        self.emit_checkout = hooks.emitter("on_checkout", pool=config.name, adapter=adapter)
+        self.emit_checkin = hooks.emitter("on_checkin", pool=config.name, adapter=adapter)
+        self.closed = False
+        # an in-memory SQLite database dies with its connection: never expire or reap it
+        self.min_keep = max(config.min_size, 1) if memory else config.min_size
+        self.max_idle = None if memory else config.max_idle
+        self.lifetime = None if memory else config.max_lifetime
+        self.pool: BridgePool | None = None
+        self.guard = LoopGuard(config.name)  # bound at start(); checked in BridgePool._do_get
+        self.epoch = 0  # bumped by rotate(): connections of older epochs are stale
+        self.last_error: BaseException | None = None  # of the last failed refill
+        self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
+        self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
+        self.recorded_ids: list[int | str | None] = []  # every server id ever opened
+        # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
+        # (a dict the two write and pop inline: no call on the hot path)
+        self.waits: dict[ConnectionPoolEntry, float] = {}
+        self._kick: asyncio.Event | None = None
+        self._drained: asyncio.Event | None = None
+        # set while shutdown() waits for the last checkin (checked_in() sets it then)
+        self.draining: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- called by the pool class ----------------------------------------------------------
+    def attach(self, pool: BridgePool) -> None:
+        self.pool = pool
+        self.kick()
+
+    def new_meta(self, server_id: int | str | None, epoch: int | None = None) -> ConnMeta:
+        now = monotonic()
+        deadline = None
+        if self.lifetime is not None:
+            deadline = now + self.lifetime * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
+        return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
+
+    def expired(self, rec: ConnectionPoolEntry) -> bool:
+        """Past its lifetime, or opened before the last rotate() (BridgePool inlines this
+        on its checkout and checkin paths)."""
+        meta = rec.info.get("poolbridge")
+        if not isinstance(meta, ConnMeta):
+            return False
+        if meta.epoch != self.epoch:
+            return True
+        return meta.deadline is not None and monotonic() >= meta.deadline
+
+    def dead(self, rec: ConnectionPoolEntry) -> bool:
+        """Whether the driver already knows this idle connection is gone (no round trip)."""
+        return driver_says_closed(self.driver, rec.driver_connection)
+
+    @property
+    def in_use(self) -> int:
+        return len(self.checked_out)
+
+    def held_ages(self) -> list[float]:
+        """Seconds each checked-out connection has been held (for PoolTimeout's message)."""
+        now = monotonic()
+        return [now - since for since, _ in self.checked_out.values()]
+
+    def kick(self) -> None:
+        """Wake the maintenance task (a slot was freed: maybe refill)."""
+        if self._kick is not None:
+            self._kick.set()
+
+    def lease(self, rec: ConnectionPoolEntry) -> Lease | None:
+        """Track a connection being checked out for leaks (``leaks`` is on)."""
+        assert self.leaks is not None
+        ev = self.event(rec)
+        return self.leaks.checkout(
+            ev.connection, ev.connection_id, ev.age, stack=_acquiring_stack()
+        )
+
+    def checked_in(self) -> None:
+        """A connection came back: wake shutdown() once none is out (BridgePool's checkin
+        path calls this only while :attr:`draining` is set)."""
+        if not self.checked_out and self.draining is not None:
+            self.draining.set()
+
+    def spawn(self, aw: Awaitable[Any]) -> asyncio.Task[None] | None:
+        """Run ``aw`` on the loop in the background (kept referenced; awaited at close)."""
+
+        async def run() -> None:
+            await aw
+
+        try:
+            task = asyncio.get_running_loop().create_task(run())
+        except RuntimeError:  # no loop (interpreter shutdown): nothing can run it
+            if asyncio.iscoroutine(aw):
+                aw.close()
+            return None
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def close_later(self, rec: ConnectionPoolEntry) -> None:
+        self.spawn(greenlet_spawn(rec.close))
+
+    def event(self, rec: ConnectionPoolEntry, *, held: float | None = None) -> ConnectionEvent:
+        meta = rec.info.get("poolbridge")
+        sid = meta.server_id if isinstance(meta, ConnMeta) else self.live_ids.get(rec)
+        age = monotonic() - meta.opened if isinstance(meta, ConnMeta) else 0.0
+        return ConnectionEvent(
+            pool=self.config.name,
+            adapter=self.adapter,
+            connection_id=sid,
+            age=age,
+            held=held,
+            connection=rec.driver_connection,
+        )
+
+    def fire(
+        self, name: HookName, event: ConnectionEvent, *, inline: bool
+    ) -> asyncio.Task[None] | None:
+        """Run a non-connect hook from a sync SQLAlchemy event.
+
+        A sync hook runs now. An async hook is awaited in place when ``inline`` and we are in
+        SQLAlchemy's greenlet, otherwise it runs as a background task, which is returned
+        (checkin/close events also run while a cancellation unwinds: awaiting there could
+        abort the checkin; the pool class hands a connection whose on_checkin task still
+        runs to nobody until it ends). On psycopg, what an async checkout/checkin hook's SQL
+        opened is committed (:func:`settle_after_hook`).
+        """
+        aw = self.hooks.emit_sync(name, event)
+        if aw is None:
+            return None
+        settle = name in ("on_checkout", "on_checkin")
+        return self._pending(aw, event.connection, settle=settle, inline=inline)
+
+    def fire_hot(
+        self,
+        emit: Emitter,
+        rec: ConnectionPoolEntry,
+        now: float,
+        held: float | None,
+        *,
+        inline: bool,
+    ) -> asyncio.Task[None] | None:
+        """:meth:`fire` for on_checkout/on_checkin, through the hook's emitter (built once,
+        see HookRunner.emitter): a sync hook costs one event and two calls; ``now`` is the
+        listener's own clock reading (no second one)."""
+        meta = rec.info.get("poolbridge")
+        if isinstance(meta, ConnMeta):
+            sid, age = meta.server_id, now - meta.opened
+        else:
+            sid, age = self.live_ids.get(rec), 0.0
+        conn = rec.driver_connection
+        aw = emit(sid, age, held, conn)
+        if aw is None:
+            return None
+        return self._pending(aw, conn, settle=True, inline=inline)
+
+    def _pending(
+        self, aw: Awaitable[None], conn: Any, *, settle: bool, inline: bool
+    ) -> asyncio.Task[None] | None:
+        """Await an async hook's work in place (``inline``, in the greenlet) or spawn it."""
+        from sqlalchemy.util import await_
+        from sqlalchemy.util.concurrency import in_greenlet
+
+        if settle and self.driver == "psycopg":
+            aw = self._settled(aw, conn)
+        if inline and in_greenlet():
+            await_(aw)
+            return None
+        return self.spawn(aw)
+
+    async def _settled(self, aw: Awaitable[None], conn: Any) -> None:
+        await aw
+        try:
+            await settle_after_hook(conn)
+        except Exception as exc:
+            logger.warning("pool %r: committing what a hook did failed: %r", self.config.name, exc)
+
+    def fire_timeout(self) -> None:
+        if self.hooks.has("on_timeout"):
+            ev = ConnectionEvent(pool=self.config.name, adapter=self.adapter, connection_id=None)
+            self.fire("on_timeout", ev, inline=False)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Warm up to min_size (concurrently) and start the maintenance task."""
+        loop = self.guard.bind()
+        self._kick = asyncio.Event()
+        self._drained = asyncio.Event()
+        pool = self._current()
+        n = max(0, self.min_keep - pool.open_slots)
+        results = await asyncio.gather(
+            *(greenlet_spawn(pool.fill_one) for _ in range(n)), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            raise errors[0]
+        self._task = loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+
+    def _current(self) -> BridgePool:
+        if self.pool is None:
+            raise PoolClosed(f"pool {self.config.name!r} has no SQLAlchemy pool")
+        return self.pool
+
+    def _tick(self) -> float:
+        tick = 1.0
+        for v in (self.max_idle, self.lifetime):
+            if v is not None:
+                tick = min(tick, v / 4)
+        if self.config.leak_timeout is not None:
+            tick = min(tick, self.config.leak_timeout / 2)
+        return max(0.02, tick)
+
+    async def _maintain(self) -> None:
+        assert self._kick is not None
+        failures = 0
+        while not self.closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self._tick())
+            self._kick.clear()
+            if self.closed:
+                return
+            pool = self._current()
+            try:
+                await greenlet_spawn(pool.reap, monotonic())
+                while not self.closed and await greenlet_spawn(pool.fill_one):
+                    pass
+                if self.leaks is not None:
+                    await self.leaks.check()
+                failures = 0
+            except Exception as exc:
+                self.last_error = exc
+                failures += 1
+                logger.warning(
+                    "pool %r: maintenance failed (refill/reap); retrying",
+                    self.config.name, exc_info=True,
+                )  # fmt: skip
+                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+
+    async def rotate(self, password: str | PasswordProvider | None) -> None:
+        """Replace every connection (see :meth:`poolbridge.pool.handle.Pool.rotate`): new
+        connections use ``password`` (the do_connect listener reads ``self.config``); idle
+        ones are closed by the maintenance task and refilled, checked-out ones are closed at
+        checkin (``expired``)."""
+        self.guard.check()
+        if self.closed:
+            raise PoolClosed(f"pool {self.config.name!r} is closed")
+        self.config = with_password(self.config, password)
+        self.epoch += 1
+        self.last_error = None
+        self.kick()
+        await settle(self._rotated, config=self.config, last_error=lambda: self.last_error)
+
+    def _rotated(self) -> bool:
+        """No stale idle connection, and fresh + stale-but-checked-out >= min_size."""
+        pool = self.pool
+        if self.closed or pool is None:
+            return True
+        if any(self.expired(rec) for rec in pool._idle):
+            return False
+        epoch = self.epoch
+        counted = 0
+        for rec in self.live_ids:
+            meta = rec.info.get("poolbridge")
+            fresh = isinstance(meta, ConnMeta) and meta.epoch == epoch
+            counted += fresh or rec in self.checked_out
+        return counted >= self.min_keep
+
+    async def shutdown(self, dispose: Any, timeout: float | None) -> None:
+        """Refuse new acquires, drain up to ``timeout`` s (None: ``acquire_timeout``),
+        terminate the rest, dispose."""
+        if self.closed:
+            return
+        self.closed = True
+        if timeout is None:
+            timeout = self.config.acquire_timeout
+        closed_exc = PoolClosed(f"pool {self.config.name!r} is closed")
+        pool = self.pool
+        if pool is not None:
+            for fut in list(pool._waiters):
+                if not fut.done():
+                    fut.set_exception(closed_exc)
+            pool._waiters.clear()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self.checked_out and self._drained is not None and timeout != 0:
+            self._drained.clear()
+            self.draining = self._drained
+            try:
+                if self.checked_out:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._drained.wait(), timeout)
+            finally:
+                self.draining = None
+        if self.checked_out:
+            logger.warning(
+                "pool %r: terminating %d connection(s) still checked out at close",
+                self.config.name, len(self.checked_out),
+            )  # fmt: skip
+        if self.leaks is not None:
+            await self.leaks.report_open()
+        for rec in list(self.checked_out):
+            try:
+                await greenlet_spawn(rec.invalidate, closed_exc)
+            except Exception:
+                logger.warning("pool %r: terminating a connection failed", self.config.name)
+        await dispose()
+        while self._background:  # a finished on_checkin task may close its connection
+            await asyncio.gather(*list(self._background), return_exceptions=True)

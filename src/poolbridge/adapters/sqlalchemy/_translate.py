@@ -1,0 +1,302 @@
+"""PoolConfig -> SQLAlchemy asyncio arguments, as pure data (no SQLAlchemy import).
+
+Split from :mod:`poolbridge.adapters.sqlalchemy` so the table can be read (and
+unit-tested, and printed by ``poolbridge config show``) without SQLAlchemy installed.
+
+Two modes share one table:
+
+- ``bridge`` (``await create_async_engine(config)`` / ``open_pool``): poolbridge's pool class
+  and pool events live inside the engine, so every knob in ``emulated`` is honoured.
+- ``plain`` (:func:`~poolbridge.adapters.sqlalchemy.engine_kwargs`): only arguments SQLAlchemy
+  understands on its own; every knob that needs poolbridge's machinery becomes unsupported
+  there (an error when set explicitly, one warning when left at its default).
+"""
+
+from __future__ import annotations
+
+import ssl as _ssl
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from poolbridge.adapters.base import Translation
+from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import libpq_escape, sqlite_cannot_honour
+
+__all__ = [
+    "CLIENT_GRACE",
+    "DRIVERS",
+    "ISOLATION",
+    "LIFETIME_JITTER",
+    "is_memory_sqlite",
+    "mysql_init_command",
+    "pick_driver",
+    "plain_translation",
+    "sqlalchemy_url",
+    "translate",
+]
+
+DRIVERS: dict[str, tuple[str, ...]] = {
+    "postgresql": ("asyncpg", "psycopg"),
+    "mysql": ("aiomysql", "asyncmy"),
+    "sqlite": ("aiosqlite",),
+}
+
+ISOLATION: dict[str, str] = {
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+#: each connection's lifetime is max_lifetime reduced by up to this fraction (uniform), so
+#: connections opened together are not all replaced at the same instant
+LIFETIME_JITTER = 0.1
+
+#: seconds a client-side statement backstop (asyncpg command_timeout, asyncmy read_timeout)
+#: waits beyond statement_timeout, so the server's own timeout normally fires first
+CLIENT_GRACE = 0.5
+
+_PLAIN_WHY = "needs poolbridge's pool class and events: use `await create_async_engine(config)`"
+
+
+def is_memory_sqlite(config: PoolConfig) -> bool:
+    """True for an in-memory SQLite database (one connection is the whole database)."""
+    db = config.database_url.database or ":memory:"
+    return config.backend == "sqlite" and (db == ":memory:" or "mode=memory" in config.url)
+
+
+def pick_driver(config: PoolConfig) -> str:
+    """The driver for ``config``: ``driver=``, then the URL's ``+driver``, then the default."""
+    wanted = config.driver or config.database_url.driver
+    return wanted or DRIVERS.get(config.backend, ("?",))[0]
+
+
+def sqlalchemy_url(config: PoolConfig, driver: str, *, with_password: bool = False) -> str:
+    """The SQLAlchemy URL string (``backend+driver://...``). Password only when asked."""
+    u = config.database_url
+    query = ("?" + urlencode(dict(u.query))) if u.query else ""
+    if config.backend == "sqlite":
+        return f"sqlite+{driver}:///{u.database or ':memory:'}{query}"
+    auth = quote(u.username or "", safe="")
+    if with_password and u.password:
+        auth += ":" + quote(u.password, safe="")
+    host = u.host or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{auth}@{host}" if auth else host
+    if u.port:
+        netloc += f":{u.port}"
+    return f"{config.backend}+{driver}://{netloc}/{quote(u.database or '', safe='')}{query}"
+
+
+def _sql_literal(value: str) -> str:
+    """A MySQL literal for a session value: numbers as they are, anything else quoted."""
+    try:
+        float(value)
+    except ValueError:
+        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    return value
+
+
+def mysql_init_command(config: PoolConfig) -> str | None:
+    """``SET SESSION ...`` for session settings and statement_timeout (MariaDB seconds)."""
+    parts = [f"SESSION {k}={_sql_literal(str(v))}" for k, v in config.session.items()]
+    if config.statement_timeout is not None:
+        parts.append(f"SESSION max_statement_time={config.statement_timeout:g}")
+    return ("SET " + ", ".join(parts)) if parts else None
+
+
+def _libpq_option(key: str, value: str) -> str:
+    return f"-c {key}={libpq_escape(str(value))}"
+
+
+def _mysql_ssl(mode: str | _ssl.SSLContext) -> _ssl.SSLContext | None:
+    if isinstance(mode, _ssl.SSLContext):
+        return mode
+    if mode == "disable":
+        return None
+    ctx = _ssl.create_default_context()
+    if mode in ("require", "verify-ca"):
+        ctx.check_hostname = False
+        if mode == "require":
+            ctx.verify_mode = _ssl.CERT_NONE
+    return ctx
+
+
+def _connect_args(
+    config: PoolConfig, driver: str, unsupported: dict[str, str], emulated: dict[str, str]
+) -> dict[str, Any]:
+    """Per-driver connect_args for every connection-level knob."""
+    ca: dict[str, Any] = {}
+    pg_settings: dict[str, str] = {}
+    if config.backend == "postgresql":
+        pg_settings["application_name"] = config.name
+        pg_settings.update({k: str(v) for k, v in config.session.items()})
+        if config.statement_timeout is not None:
+            pg_settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
+    if driver == "asyncpg":
+        ca["timeout"] = config.connect_timeout
+        ca["server_settings"] = pg_settings
+        if config.statement_timeout is not None:
+            # client-side backstop when no answer can arrive (stalled network)
+            ca["command_timeout"] = config.statement_timeout + CLIENT_GRACE
+        if config.ssl is not None:
+            ca["ssl"] = config.ssl
+        if not config.statement_cache:
+            ca["prepared_statement_cache_size"] = 0
+            ca["statement_cache_size"] = 0
+            # prepared_statement_name_func is a callable, not data: engine_kwargs/_build add it
+            emulated["statement_cache"] = (
+                "connect_args prepared_statement_cache_size=0, statement_cache_size=0 and "
+                "prepared_statement_name_func -> unnamed statements (pgbouncer transaction "
+                "mode: asyncpg re-parses them with every execute, none is left behind)"
+            )
+    elif driver == "psycopg":
+        # libpq takes whole seconds and treats anything below 2 as 2
+        ca["connect_timeout"] = max(2, round(config.connect_timeout + 0.499))
+        ca["application_name"] = pg_settings.pop("application_name")
+        if pg_settings:
+            ca["options"] = " ".join(_libpq_option(k, v) for k, v in pg_settings.items())
+        if isinstance(config.ssl, _ssl.SSLContext):
+            unsupported["ssl"] = "libpq (psycopg) cannot use an ssl.SSLContext; give a mode"
+        elif config.ssl is not None:
+            ca["sslmode"] = config.ssl
+        if not config.statement_cache:
+            ca["prepare_threshold"] = None
+    elif driver in ("aiomysql", "asyncmy"):
+        ca["connect_timeout"] = config.connect_timeout
+        if driver == "asyncmy" and config.statement_timeout is not None:
+            ca["read_timeout"] = config.statement_timeout + CLIENT_GRACE  # same backstop
+        init = mysql_init_command(config)
+        if init:
+            ca["init_command"] = init
+        if config.ssl is not None:
+            ctx = _mysql_ssl(config.ssl)
+            if ctx is not None:
+                ca["ssl"] = ctx
+    if config.statement_timeout is not None and driver in ("psycopg", "aiomysql"):
+        emulated["statement_timeout"] = (
+            "server-side setting, plus a client-side watchdog (cursor events) that cuts a "
+            f"connection whose statement got no answer {CLIENT_GRACE} s past the limit"
+        )
+    if driver == "aiosqlite":
+        unsupported.update(sqlite_cannot_honour(config))
+        if config.statement_timeout is not None:
+            unsupported["statement_timeout"] = "SQLite has no statement timeout"
+        if config.ssl is not None and config.ssl != "disable":
+            unsupported["ssl"] = "SQLite is a local file: there is no transport to encrypt"
+        if config.session:
+            unsupported["session"] = (
+                "SQLite has no session settings; PRAGMAs are driver-level (use a connect event)"
+            )
+    ca.update(config.driver_options)
+    return ca
+
+
+def translate(config: PoolConfig) -> Translation:
+    """The bridge-mode table: what is passed, what poolbridge provides, what cannot hold."""
+    driver = pick_driver(config)
+    native: dict[str, Any] = {"url": sqlalchemy_url(config, driver)}
+    emulated: dict[str, str] = {}
+    unsupported: dict[str, str] = {}
+    memory = is_memory_sqlite(config)
+
+    native["pool_size"] = config.max_size
+    native["max_overflow"] = 0  # a hard cap: no overflow above max_size
+    native["pool_timeout"] = config.acquire_timeout
+    native["pool_reset_on_return"] = "rollback"
+    if config.max_lifetime is not None:
+        native["pool_recycle"] = config.max_lifetime
+    if memory:
+        if config.max_size != 1:
+            unsupported["max_size"] = (
+                "an in-memory SQLite database lives in its one connection (StaticPool): "
+                "max_size must be 1"
+            )
+        if config.max_lifetime is not None:
+            unsupported["max_lifetime"] = (
+                "replacing the only connection of an in-memory SQLite database drops the data"
+            )
+            native.pop("pool_recycle", None)
+        if config.reset == "full":
+            unsupported["reset"] = (
+                "a full reset replaces the connection, which drops an in-memory database"
+            )
+    if config.isolation_level is not None:
+        if config.backend == "sqlite" and config.isolation_level != "serializable":
+            unsupported["isolation_level"] = "SQLite offers only serializable isolation"
+        else:
+            native["isolation_level"] = ISOLATION[config.isolation_level]
+    native["connect_args"] = _connect_args(config, driver, unsupported, emulated)
+
+    if config.min_size > 0:
+        emulated["min_size"] = (
+            "pool class opens min_size connections at create_async_engine() and refills "
+            "after kills/expiry (SQLAlchemy starts empty)"
+        )
+    if config.max_idle is not None and config.max_size > config.min_size and not memory:
+        emulated["max_idle"] = "pool class closes connections above min_size idle longer"
+    if config.max_waiting > 0:
+        emulated["max_waiting"] = "pool class refuses the caller beyond it (TooManyRequests)"
+    if config.max_lifetime is not None and not memory:
+        emulated["max_lifetime"] = (
+            f"pool class replaces a connection at max_lifetime minus up to "
+            f"{LIFETIME_JITTER:.0%} jitter (pool_recycle stays as a backstop)"
+        )
+    if config.pre_ping:
+        emulated["pre_ping"] = (
+            "pool class pings a reused connection at checkout, for at most connect_timeout "
+            "and never past the caller's acquire deadline; a connection that fails or gives "
+            "no answer is cut and replaced (SQLAlchemy's own pre-ping, switched off, would "
+            "wait forever on a stalled network)"
+            if config.backend != "sqlite"
+            else "pool class pings a reused connection at checkout and replaces a dead one"
+        )
+    if config.leak_timeout is not None:
+        emulated["leak_timeout"] = "BridgePool's checkout and checkin feed poolbridge's LeakTracker"
+    if config.password is not None and not isinstance(config.password, str):
+        emulated["password"] = "do_connect event calls the provider for every new connection"
+    if config.reset == "full" and not memory:
+        emulated["reset"] = (
+            "reset event: DISCARD ALL (asyncpg: Connection.reset()) then on_connect replay"
+            if config.backend == "postgresql"
+            else "no full reset on this driver: the connection is replaced at checkin"
+        )
+    if config.backend != "sqlite":
+        emulated["connect_timeout"] = (
+            "do_connect event bounds the whole connect (TCP, TLS, handshake, auth); "
+            "the driver's own timeout is passed too"
+        )
+    if config.retry.attempts > 1 and config.backend != "sqlite":
+        emulated["retry"] = "pool class retries connection establishment with backoff"
+    emulated = {k: v for k, v in emulated.items() if k not in unsupported}
+    return Translation(native=native, emulated=emulated, unsupported=unsupported)
+
+
+def plain_translation(config: PoolConfig) -> Translation:
+    """The ``engine_kwargs`` table: emulated knobs cannot be carried by plain arguments."""
+    t = translate(config)
+    unsupported = dict(t.unsupported)
+    for knob in t.emulated:
+        if knob in ("statement_cache", "statement_timeout"):
+            # carried by connect_args (the name func is added by engine_kwargs); the server
+            # enforces statement_timeout, only the client-side watchdog needs events
+            continue
+        if knob == "max_lifetime":
+            continue  # pool_recycle honours it, without jitter
+        if knob == "pre_ping":
+            continue  # pool_pre_ping honours it (not bounded in time on a stalled network)
+        if knob == "connect_timeout":
+            if config.backend == "mysql":
+                unsupported[knob] = (
+                    "aiomysql/asyncmy bound only the TCP connect, not the handshake; "
+                    "use `await create_async_engine(config)`"
+                )
+            continue  # asyncpg timeout / libpq connect_timeout bound the whole connect
+        unsupported.setdefault(knob, _PLAIN_WHY)
+    native = dict(t.native)
+    native["pool_pre_ping"] = config.pre_ping
+    if is_memory_sqlite(config):
+        native.pop("pool_size", None)
+        native.pop("max_overflow", None)
+        native.pop("pool_timeout", None)
+    return Translation(native=native, emulated={}, unsupported=unsupported)

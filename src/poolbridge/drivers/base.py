@@ -1,0 +1,235 @@
+"""What the driver shims share: the base class, ssl translation and session-setting SQL.
+
+Each shim module (``drivers/<driver>.py``) is data plus glue around one driver; the rules
+that are the same for every driver of a backend live here once: how ``session``,
+``isolation_level``, ``statement_timeout`` and ``application_name`` become PostgreSQL
+server settings or MySQL ``SET SESSION`` statements, and how ``ssl`` becomes an SSLContext.
+Drivers are imported lazily (inside methods), so importing a shim imports no driver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import ssl as _ssl
+from collections.abc import Mapping
+from typing import Any
+
+from poolbridge.config.model import PoolConfig
+from poolbridge.pool.rotation import SQLITE_NO_PASSWORD
+from poolbridge.pool.watchdog import backstop
+
+__all__ = [
+    "MYSQL_ISOLATION",
+    "PG_ISOLATION",
+    "SQLITE_REFUSED",
+    "BaseShim",
+    "client_backstop",
+    "libpq_escape",
+    "mysql_literal",
+    "mysql_session_sql",
+    "next_local_id",
+    "pg_server_settings",
+    "raw_scalar",
+    "sqlite_cannot_honour",
+    "ssl_context",
+]
+
+PG_ISOLATION: Mapping[str, str] = {
+    "read_committed": "read committed",
+    "repeatable_read": "repeatable read",
+    "serializable": "serializable",
+}
+MYSQL_ISOLATION: Mapping[str, str] = {
+    "read_committed": "READ COMMITTED",
+    "repeatable_read": "REPEATABLE READ",
+    "serializable": "SERIALIZABLE",
+}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_local_ids = itertools.count(1)
+
+
+def next_local_id() -> int:
+    """A process-local connection id (SQLite has no server to number connections)."""
+    return next(_local_ids)
+
+
+def ssl_context(ssl: str | _ssl.SSLContext | None) -> _ssl.SSLContext | None:
+    """``config.ssl`` as an SSLContext (None = no TLS).
+
+    "require" encrypts without verifying; "verify-ca" checks the chain but not the host
+    name; "verify-full" checks both (libpq's meanings).
+    """
+    if ssl is None or ssl == "disable":
+        return None
+    if isinstance(ssl, _ssl.SSLContext):
+        return ssl
+    ctx = _ssl.create_default_context()
+    if ssl == "require":
+        ctx.check_hostname = False
+        ctx.verify_mode = _ssl.CERT_NONE
+    elif ssl == "verify-ca":
+        ctx.check_hostname = False
+    return ctx
+
+
+def libpq_escape(value: str) -> str:
+    """A name or value for libpq ``options`` (``-c name=value``), which splits on spaces:
+    backslashes and spaces escaped."""
+    return value.replace("\\", "\\\\").replace(" ", "\\ ")
+
+
+def pg_server_settings(config: PoolConfig) -> dict[str, str]:
+    """PostgreSQL settings sent at connect (startup parameters / ``-c`` options).
+
+    Sent at startup they become the session's defaults, so ``RESET ALL`` / ``DISCARD ALL``
+    (the full reset) restores them instead of dropping them.
+    """
+    settings = {"application_name": config.name}
+    settings.update({str(k): str(v) for k, v in config.session.items()})
+    if config.statement_timeout is not None:
+        settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
+    if config.isolation_level is not None:
+        settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
+    return settings
+
+
+def client_backstop(config: PoolConfig) -> float | None:
+    """A client-side bound for one statement when ``statement_timeout`` is set.
+
+    The server enforces ``statement_timeout``; this backstop (20 % later, at least 0.5 s)
+    bounds a caller whose statement never reaches the server (a stalled network).
+    """
+    return backstop(config.statement_timeout)
+
+
+def mysql_literal(value: object) -> str:
+    """A MySQL value for ``SET SESSION``: numbers and ON/OFF bare, anything else quoted."""
+    text = str(value)
+    if _NUMBER.match(text) or text.upper() in ("ON", "OFF", "DEFAULT", "TRUE", "FALSE"):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def mysql_session_sql(config: PoolConfig) -> list[str]:
+    """Statements run on every new MySQL/MariaDB connection (and after a full reset)."""
+    out: list[str] = []
+    for key, value in config.session.items():
+        if not _NAME.match(str(key)):
+            raise ValueError(f"session setting name {key!r} is not a valid identifier")
+        out.append(f"SET SESSION {key} = {mysql_literal(value)}")
+    if config.isolation_level is not None:
+        level = MYSQL_ISOLATION[config.isolation_level]
+        out.append(f"SET SESSION TRANSACTION ISOLATION LEVEL {level}")
+    if config.statement_timeout is not None:
+        # MariaDB: seconds (float); MySQL would be max_execution_time in ms
+        out.append(f"SET SESSION max_statement_time = {config.statement_timeout:g}")
+    return out
+
+
+class BaseShim:
+    """Shared defaults of the driver shims (see :class:`poolbridge.engine.checkout.DriverShim`).
+
+    ``connect_kwargs(config)`` is pure data (no I/O, no import of the driver): the adapters
+    show it as the native side of their translation table.
+    """
+
+    name: str = "base"
+    backend: str = "postgresql"
+    #: driver exception classes meaning "this connection is broken" (resolved lazily)
+    _conn_errors: tuple[type[BaseException], ...] | None = None
+
+    def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def connection_error_types(self) -> tuple[type[BaseException], ...]:
+        """Driver exception classes that mean the connection is gone (imported lazily)."""
+        return ()
+
+    #: a block cancelled mid-statement leaves this driver's protocol state unknown
+    #: (unread result packets...): the engine then discards the connection
+    cancel_breaks_connection: bool = False
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        if isinstance(exc, asyncio.CancelledError):
+            return self.cancel_breaks_connection
+        errors = self._conn_errors
+        if errors is None:
+            errors = self._conn_errors = (OSError, *self.connection_error_types())
+        return isinstance(exc, errors)
+
+    async def full_reset(self, conn: Any) -> bool:
+        """No full reset by default: the engine replaces the connection instead."""
+        return False
+
+    async def scalar(self, conn: Any, sql: str) -> Any:
+        """First column of the first row of ``sql`` (see :func:`raw_scalar`)."""
+        return await raw_scalar(conn, sql)
+
+    def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        """Knobs set in ``config`` that this driver cannot honour: field -> why."""
+        return {}
+
+    @staticmethod
+    def url_parts(config: PoolConfig) -> dict[str, Any]:
+        """host/port/user/database from the URL (None values dropped)."""
+        u = config.database_url
+        parts = {"host": u.host, "port": u.port, "user": u.username, "database": u.database}
+        return {k: v for k, v in parts.items() if v is not None}
+
+
+async def raw_scalar(conn: Any, sql: str) -> Any:
+    """First column of the first row of ``sql`` on a bare driver connection (asyncpg,
+    psycopg, aiopg, aiomysql, asyncmy), leaving no transaction open behind it.
+
+    For work a pool does on a connection before anyone uses it (the budget check at open):
+    a read left in an open transaction would pin a snapshot for the first user.
+    """
+    kind = type(conn).__module__.split(".", 1)[0]
+    if kind == "asyncpg":
+        return await conn.fetchval(sql)
+    if kind == "psycopg":
+        from psycopg.rows import tuple_row  # the connection's own row factory may be dicts
+
+        async with conn.cursor(row_factory=tuple_row) as cur:
+            await cur.execute(sql)
+            row = await cur.fetchone()
+        if not conn.autocommit and conn.pgconn.transaction_status != 0:  # 0: IDLE
+            await conn.rollback()
+        return None if row is None else row[0]
+    async with conn.cursor() as cur:  # aiopg (always autocommit), aiomysql, asyncmy
+        await cur.execute(sql)
+        row = await cur.fetchone()
+    if kind in ("aiomysql", "asyncmy") and not conn.get_autocommit():
+        await conn.rollback()
+    if isinstance(row, dict):  # a dict cursor class set through driver_options
+        return next(iter(row.values()), None)
+    return None if row is None else row[0]
+
+
+_DEFAULT_CONNECT_TIMEOUT: float = PoolConfig.__dataclass_fields__["connect_timeout"].default  # type: ignore[assignment]
+
+#: knobs no SQLite stack can honour once set, with the reason (documentation tables too)
+SQLITE_REFUSED: Mapping[str, str] = {
+    "connect_timeout": "SQLite opens a local file: there is no connect to time out",
+    "password": SQLITE_NO_PASSWORD,
+    "statement_cache": "SQLite has no server-side prepared statements (and no pgbouncer) to avoid",
+}
+
+
+def sqlite_cannot_honour(config: PoolConfig) -> dict[str, str]:
+    """The :data:`SQLITE_REFUSED` knobs that ``config`` sets, each with the reason.
+
+    Shared by the aiosqlite shim (the raw adapter, Tortoise and peewee-async on the engine)
+    and the SQLAlchemy adapter, so that none of them drops one silently: only knobs the
+    user set are listed (a default would warn on every open for nothing).
+    """
+    set_here = {
+        "connect_timeout": config.connect_timeout != _DEFAULT_CONNECT_TIMEOUT,
+        "password": config.password is not None,
+        "statement_cache": not config.statement_cache,
+    }
+    return {knob: why for knob, why in SQLITE_REFUSED.items() if set_here[knob]}

@@ -1,0 +1,445 @@
+"""poolbridge's own pool engine: pure asyncio, driver-agnostic through a :class:`DriverShim`.
+
+Why it exists: several native pools wait forever when exhausted, let a greedy task barge
+ahead of waiters, have no lifetime by age, or leak connections when an acquire is wrapped in
+a timeout (DESIGN.md, "The pool engine"). The engine implements every PoolConfig knob once.
+
+How it stays fair, fast and safe:
+
+- **FIFO hand-off.** Waiters are futures in a deque. A connection that becomes free goes
+  straight to the oldest live waiter (``fut.set_result``) and never passes through the idle
+  list, so a task that releases and re-acquires at once queues behind the waiters.
+- **No locks.** Single-threaded asyncio needs none for bookkeeping: every state change
+  happens between awaits. Connections are opened, reset, pinged and closed by tasks that
+  hold nothing, so a slow connect never blocks checkout/checkin of other connections.
+- **Hard max_size.** ``open + opening + closing <= max_size`` at every instant.
+- **Cancellation.** A cancelled waiter that was already handed a connection passes it on
+  to the next waiter; a connection whose reset, ping or hook was interrupted is terminated
+  (its state is unknown) and the pool refills. Nothing is lost, nothing is handed twice.
+- **Lifetime jitter.** Each connection lives ``max_lifetime * U(0.9, 1.0)`` seconds: never
+  longer than ``max_lifetime``, and a batch opened together does not expire together.
+  Expiry is checked at checkout, at checkin and by the maintenance task.
+- **Hot path.** Acquiring an idle connection and releasing one the driver knows is idle
+  cost a few attribute operations: no stack capture, no event object when no hook is
+  registered, no await when nothing needs I/O.
+
+The public methods ``getconn()``, ``putconn()``, ``discard()`` and ``acquire()`` are the
+API the Tortoise and peewee-async adapters build on (docs/internals.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AbstractAsyncContextManager
+from time import monotonic
+from types import TracebackType
+from typing import Any
+
+from poolbridge.engine.lifecycle import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
+from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.pool.diagnostics import pool_timeout_message
+from poolbridge.pool.hooks import ConnectionEvent
+
+__all__ = ["LIFETIME_JITTER", "DriverShim", "Engine"]
+
+_get_running_loop = asyncio.get_running_loop
+
+
+class _Acquire(AbstractAsyncContextManager[Any]):
+    """``async with engine.acquire() as conn``: getconn, then putconn (discarding the
+    connection when the block raised a connection error)."""
+
+    __slots__ = ("_conn", "_engine")
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._conn: Any = None
+
+    async def __aenter__(self) -> Any:
+        self._conn = conn = await self._engine.getconn()
+        return conn
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        engine = self._engine
+        if exc is None:
+            await engine.putconn(self._conn)
+        elif engine.driver.is_connection_error(exc):
+            await engine.putconn(self._conn, discard=True)
+        else:
+            # e.g. cancelled mid-statement: the driver's local transaction state may be
+            # stale (the statement can still complete), so roll back whatever it says
+            await engine.putconn(self._conn, _state_unknown=True)
+
+
+class Engine(EngineCore):
+    """A pool of native connections for one config (see the module docstring)."""
+
+    # -- public API ---------------------------------------------------------------------
+    async def open(self, *, wait: bool = True) -> None:
+        """Bind to the running loop, start maintenance and warm up to ``min_size``.
+
+        With ``wait`` the first ``min_size`` connections are opened now (concurrently) and a
+        failure closes what was opened and raises; without it they open in the background.
+        """
+        if self._loop is not None:
+            raise RuntimeError(f"pool {self.name!r} is already open")
+        self._loop = self._guard.bind()
+        self._maintenance = self._loop.create_task(self._maintain())
+        if not wait:
+            self._refill()
+            return
+        deadline = monotonic() + self.config.acquire_timeout
+        self._opening += self._min
+        results = await asyncio.gather(
+            *(self._open_one(deadline) for _ in range(self._min)), return_exceptions=True
+        )
+        self._opening -= self._min
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for r in results:
+            if isinstance(r, ConnRecord):
+                self._conns[id(r.native)] = r
+                self._idle.append(r)
+        if errors:
+            await self.close(timeout=0)
+            raise errors[0]
+
+    def acquire(self) -> _Acquire:
+        """Async context manager yielding the native connection (returned on exit)."""
+        return _Acquire(self)
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        """Check out a native connection; give it back with :meth:`putconn`.
+
+        Waits up to ``timeout`` (default ``acquire_timeout``) seconds, then raises
+        PoolTimeout; raises TooManyRequests when ``max_waiting`` callers already wait and
+        PoolClosed after :meth:`close`.
+        """
+        if self._guard.loop is not _get_running_loop():  # other loop, or a forked child
+            raise self._guard.error()
+        if self.closed:
+            raise PoolClosed(f"pool {self.name!r} is closed")
+        idle = self._idle
+        deadline: float | None = None  # set by the first pre-ping: it spends wait time
+        while idle:
+            c = idle.pop()
+            now = monotonic()
+            if now >= c.expires or self.driver.is_closed(c.native):
+                self._retire(c)
+                continue
+            if self._pre_ping and not c.fresh:
+                if deadline is None:
+                    deadline = now + (self.config.acquire_timeout if timeout is None else timeout)
+                if not await self._ping_ok(c, deadline):
+                    continue
+            self._checkout(c, now, 0.0)
+            break
+        else:
+            c = await self._wait(timeout, deadline)  # checked out by _wait
+            now = c.checkout_at  # type: ignore[assignment]  # set by the checkout
+        emit = self._emit_checkout
+        if emit is not None:
+            # a sync hook runs here and now, without a coroutine; only an async one awaits
+            try:
+                pending = emit(c.server_id, now - c.created, None, c.native)
+                if pending is not None:
+                    await pending
+            except BaseException:  # e.g. cancelled in an async hook: nobody got it
+                self._undo_checkout(c)
+                raise
+        return c.native
+
+    async def putconn(
+        self, conn: Any, *, discard: bool = False, _state_unknown: bool = False
+    ) -> None:
+        """Give back a connection from :meth:`getconn` (``discard`` closes it instead).
+
+        The reset policy runs here: "rollback" sends nothing when the driver knows the
+        connection is idle, else rolls back; "full" resets all session state and replays
+        on_connect (or replaces the connection when the driver has no full reset). Then
+        on_checkin runs, before anyone else can get the connection: what the hook sets or
+        undoes is not rolled back with the caller's transaction.
+        """
+        c = self._conns.get(id(conn))
+        if c is None or c.checkout_at is None:
+            if self.closed:
+                return  # terminated by close(): nothing left to give back
+            raise ValueError(f"connection {conn!r} is not checked out from pool {self.name!r}")
+        now = monotonic()
+        held = now - c.checkout_at
+        c.checkout_at = None
+        self.recorder.record_checkin(held)
+        if c.lease is not None and self._leaks is not None:
+            self._leaks.checkin(c.lease)
+            c.lease = None
+        try:
+            keep: bool | None  # None: retire after the hook; False: retired already
+            if (discard or c.broken or self.closed or now >= c.expires
+                    or self.driver.is_closed(conn)):  # fmt: skip
+                keep = None
+            elif self._full_reset:
+                keep = await self._reset_full(c)
+            elif not _state_unknown and self.driver.in_transaction(conn) is False:
+                keep = True
+            else:
+                keep = await self._rollback(c)
+            emit = self._emit_checkin
+            if emit is not None:
+                # a sync hook runs here and now; only an async one costs an await
+                pending = emit(c.server_id, now - c.created, held, c.native)
+                if pending is not None:
+                    await pending
+            if keep:
+                self._release(c)
+            elif keep is None:
+                self._retire(c)
+        except BaseException:
+            # interrupted (cancelled) mid-reset: the connection's state is unknown
+            if id(conn) in self._conns and c.checkout_at is None and c not in self._idle:
+                self._retire(c, terminate=True)
+            raise
+        finally:
+            if self._drained is not None and self.recorder.used <= 0:
+                self._drained.set()
+
+    def discard(self, conn: Any) -> None:
+        """Mark a checked-out connection broken; :meth:`putconn` will close it."""
+        c = self._conns.get(id(conn))
+        if c is not None:
+            c.broken = True
+
+    def server_id_of(self, conn: Any) -> int | str | None:
+        """The server-side id recorded when ``conn`` was opened (None if not ours)."""
+        c = self._conns.get(id(conn))
+        return None if c is None else c.server_id
+
+    def server_ids(self) -> list[int | str | None]:
+        """Server-side ids of every open connection (idle and checked out)."""
+        return [c.server_id for c in self._conns.values()]
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def close(self, timeout: float | None = None) -> None:
+        """Refuse new acquires, close idle connections, wait up to ``timeout`` seconds
+        (None: ``acquire_timeout``) for checked-out ones, then terminate the rest. Idempotent."""
+        if self._close_done is not None:
+            await asyncio.shield(self._close_done)
+            return
+        if self._guard.forked:
+            # a forked child: the sockets are the parent's; a word on them (a Terminate
+            # message) would break the parent's connections. Forget them silently.
+            self.closed = True
+            return
+        loop = self._loop or _get_running_loop()
+        self._close_done = loop.create_future()
+        self.closed = True
+        try:
+            await self._close(self.config.acquire_timeout if timeout is None else timeout)
+        finally:
+            self._close_done.set_result(None)
+
+    # -- checkout -----------------------------------------------------------------------
+    def _checkout(self, c: ConnRecord, now: float, waited: float) -> None:
+        c.checkout_at = now
+        c.fresh = False
+        self.recorder.record_checkout(waited)
+        if self._leaks is not None:
+            c.lease = self._leaks.checkout(c.native, c.server_id, now - c.created)
+
+    def _undo_checkout(self, c: ConnRecord) -> None:
+        """Take back a connection whose checkout was interrupted before the caller got it."""
+        c.checkout_at = None
+        self.recorder.record_checkin(0.0)
+        if c.lease is not None and self._leaks is not None:
+            self._leaks.checkin(c.lease)
+            c.lease = None
+        self._release(c)
+
+    async def _ping_ok(self, c: ConnRecord, deadline: float) -> bool:
+        """pre_ping: True when alive; a dead connection is retired (and refilled).
+
+        The ping is bounded by ``connect_timeout`` and by the caller's acquire ``deadline``:
+        on a stalled link (no bytes flow, no error comes) the connection counts as dead, is
+        terminated, and the caller goes on acquiring within the same deadline.
+        """
+        bound = max(0.0, min(self.config.connect_timeout, deadline - monotonic()))
+        try:
+            async with asyncio.timeout(bound):
+                await self.driver.ping(c.native)
+        except Exception as exc:
+            logger.info("pool %r: pre-ping failed for %s: %r", self.name, c.server_id, exc)
+            self._retire(c, terminate=True)
+            return False
+        except BaseException:
+            self._retire(c, terminate=True)
+            raise
+        return True
+
+    async def _wait(self, timeout: float | None, deadline: float | None = None) -> ConnRecord:
+        """Queue for a connection until ``deadline`` (default: now + ``timeout``); returns
+        it checked out."""
+        waiters = self._waiters
+        maxw = self.config.max_waiting
+        if maxw and len(waiters) >= maxw:
+            self.recorder.record_refused()
+            raise TooManyRequests(
+                f"pool {self.name!r}: {len(waiters)} callers already wait (max_waiting={maxw})"
+            )
+        loop = self._loop
+        assert loop is not None
+        if timeout is None:
+            timeout = self.config.acquire_timeout
+        start = monotonic()
+        if deadline is None:
+            deadline = start + timeout
+        while True:
+            fut: asyncio.Future[ConnRecord] = loop.create_future()
+            waiters.append(fut)
+            if self._opening < len(waiters) and self.size < self._max:
+                self._grow(deadline)
+            # one shared timer per pool, armed for the earliest deadline (cheaper than a
+            # timer armed and cancelled for every wait)
+            self._deadlines[fut] = deadline
+            if self._timer is None or deadline < self._timer_at:
+                self._arm_timer(deadline)
+            self.recorder.pending += 1
+            try:
+                c = await fut
+            except BaseException as exc:
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    self._release(fut.result())  # handed to us, but we were cancelled
+                else:
+                    with contextlib.suppress(ValueError):
+                        waiters.remove(fut)
+                if isinstance(exc, PoolTimeout):
+                    self.recorder.record_timeout()
+                    if self.hooks.has("on_timeout"):
+                        await self.hooks.emit(
+                            "on_timeout", ConnectionEvent(self.name, self.adapter, None)
+                        )
+                raise
+            finally:
+                del self._deadlines[fut]
+                self.recorder.pending -= 1
+            now = monotonic()
+            # the same checks as an idle checkout: the server may have closed it since
+            if now >= c.expires or self.driver.is_closed(c.native):
+                self._retire(c)
+                continue
+            if self._pre_ping and not c.fresh and not await self._ping_ok(c, deadline):
+                continue
+            self._checkout(c, now, now - start)
+            return c
+
+    def _arm_timer(self, deadline: float) -> None:
+        loop = self._loop
+        assert loop is not None
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_later(max(0.0, deadline - monotonic()), self._on_timer)
+        self._timer_at = deadline
+
+    def _on_timer(self) -> None:
+        """Time out every waiter whose deadline passed; re-arm for the next deadline."""
+        self._timer = None
+        now = monotonic() + 0.0005  # the loop's clock may round a hair below the deadline
+        upcoming = float("inf")
+        for fut, deadline in list(self._deadlines.items()):
+            if fut.done():
+                continue
+            if deadline <= now:
+                self._expire(fut)
+            elif deadline < upcoming:
+                upcoming = deadline
+        if upcoming != float("inf") and not self.closed:
+            self._arm_timer(upcoming)
+
+    def _expire(self, fut: asyncio.Future[ConnRecord]) -> None:
+        if not fut.done():
+            error = PoolTimeout(self.diagnostics())  # before removing: count this waiter
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(fut)
+            fut.set_exception(error)
+
+    def diagnostics(self) -> str:
+        """A one-line account of the pool's state, for PoolTimeout and logs."""
+        now = monotonic()
+        held = [now - c.checkout_at for c in self._conns.values() if c.checkout_at is not None]
+        return pool_timeout_message(
+            self.name,
+            adapter=self.adapter,
+            acquire_timeout=self.config.acquire_timeout,
+            max_size=self._max,
+            in_use=len(held),
+            idle=len(self._idle),
+            opening=self._opening,
+            waiting=len(self._waiters),
+            held_ages=held,
+        )
+
+    # -- checkin ------------------------------------------------------------------------
+    def _release(self, c: ConnRecord) -> None:
+        """Hand ``c`` to the oldest live waiter, else make it idle."""
+        if self.closed:
+            self._retire(c)
+            return
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(c)
+                return
+        c.idle_since = monotonic()
+        self._idle.append(c)
+
+    async def _rollback(self, c: ConnRecord) -> bool:
+        """reset="rollback" of a connection in a transaction; False: it failed (retired)."""
+        try:
+            # bounded: on a stalled link the rollback would never return
+            async with asyncio.timeout(self.config.connect_timeout):
+                await self.driver.rollback(c.native)
+        except Exception as exc:
+            logger.warning("pool %r: rollback at checkin failed: %r", self.name, exc)
+            self._retire(c, terminate=True)
+            return False
+        return True
+
+    async def _reset_full(self, c: ConnRecord) -> bool:
+        """reset="full" and the on_connect replay; False: the connection was retired."""
+        try:
+            # bounded: on a stalled link the reset would never return
+            async with asyncio.timeout(self.config.connect_timeout):
+                supported = await self.driver.full_reset(c.native)
+        except Exception as exc:
+            logger.warning("pool %r: full reset failed: %r", self.name, exc)
+            self._retire(c, terminate=True)
+            return False
+        if not supported:
+            self._retire(c)
+            return False
+        if self.hooks.has("on_connect"):
+            try:
+                await self.hooks.run_on_connect(self._event(c, monotonic()))
+            except HookError as exc:
+                logger.warning("pool %r: %s", self.name, exc)
+                self._retire(c, terminate=True)
+                return False
+        return True
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return (
+            f"<Engine {self.name!r} {self.driver.name} {state} size={self.size} "
+            f"idle={len(self._idle)} waiting={len(self._waiters)}>"
+        )
