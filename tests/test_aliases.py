@@ -17,8 +17,9 @@ def test_earlier_path_is_the_same_module(old: str) -> None:
 
 
 def test_from_import_through_an_alias() -> None:
-    from poolbridge.config.model import PoolConfig
     from poolbridge.core.config import PoolConfig as Old  # type: ignore[import-not-found]
+
+    from poolbridge.config.model import PoolConfig
 
     assert Old is PoolConfig
 
