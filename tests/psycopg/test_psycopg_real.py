@@ -145,17 +145,3 @@ async def test_close_terminates_checked_out_connections(pg_url: str) -> None:
             pass
     with pytest.raises(psycopg_pool.PoolClosed):
         await pool.native.getconn()
-
-
-async def test_dirty_return_rolled_back_without_psycopg_warning(
-    pg_url: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    cfg = PoolConfig(url=pg_url, min_size=1, max_size=1, name=_name())
-    async with open_pool(cfg, adapter="psycopg") as pool:
-        async with pool.acquire() as conn:
-            await conn.execute("SELECT 1")
-            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-        async with pool.acquire() as conn:
-            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
-    assert not [r for r in caplog.records if r.name.startswith("psycopg.pool")
-                and r.levelname == "WARNING"]  # fmt: skip

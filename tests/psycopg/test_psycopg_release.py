@@ -6,6 +6,7 @@ comes from poolbridge's TCP proxy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import psycopg
@@ -49,11 +50,13 @@ async def test_release_cancelled_mid_rollback_closes_and_replaces(pg_url: str) -
             await asyncio.sleep(0.3)
             assert pids and not task.done(), "the release should hang on the stalled link"
             # psycopg answers the first cancellation with a cancel request of its own (which
-            # the stalled link swallows too); the second one interrupts that
+            # the stalled link swallows too); the second one interrupts that. psycopg_pool
+            # counts a cancelled rollback at checkin as a failed one: it discards the
+            # connection and the release completes (the task may end either way).
             task.cancel()
             await asyncio.sleep(0.05)
             task.cancel()
-            with pytest.raises(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(task, 2)
             assert pool.stats()["connection.count.used"] == 0
             await proxy.heal()

@@ -23,12 +23,15 @@ def _name() -> str:
     return f"pbwd_{uuid.uuid4().hex[:8]}"
 
 
-async def test_no_statement_timeout_keeps_psycopg_connection_class(pg_url: str) -> None:
+async def test_no_statement_timeout_no_watched_connection_class(pg_url: str) -> None:
     cfg = PoolConfig(url=pg_url, min_size=0, max_size=1, name=_name())
     async with open_pool(cfg, adapter="psycopg") as pool:
-        assert pool.native.connection_class is psycopg.AsyncConnection
+        # the pool's own connection class (it counts connects and closes) sits directly
+        # on psycopg's: no statement watchdog wraps wait() without a statement_timeout
+        assert pool.native.connection_class.__mro__[1] is psycopg.AsyncConnection
         async with pool.native.connection() as conn:
-            assert type(conn) is psycopg.AsyncConnection
+            assert type(conn) is pool.native.connection_class
+            assert "Watched" not in type(conn).__name__
 
 
 async def test_stalled_statement_is_cut_and_its_connection_never_reused(pg_url: str) -> None:

@@ -181,6 +181,19 @@ class BaseShim:
         return {k: v for k, v in parts.items() if v is not None}
 
 
+_DRIVER_PACKAGES = frozenset({"asyncpg", "psycopg", "aiopg", "aiomysql", "asyncmy", "aiosqlite"})
+
+
+def _driver_package(conn: Any) -> str:
+    """The driver package whose connection class ``conn`` is or subclasses (a pool, an ORM
+    or a user may hand out a subclass of the driver's class, defined in their module)."""
+    for cls in type(conn).__mro__:
+        kind = cls.__module__.split(".", 1)[0]
+        if kind in _DRIVER_PACKAGES:
+            return kind
+    return type(conn).__module__.split(".", 1)[0]
+
+
 async def raw_scalar(conn: Any, sql: str) -> Any:
     """First column of the first row of ``sql`` on a bare driver connection (asyncpg,
     psycopg, aiopg, aiomysql, asyncmy), leaving no transaction open behind it.
@@ -188,7 +201,7 @@ async def raw_scalar(conn: Any, sql: str) -> Any:
     For work a pool does on a connection before anyone uses it (the budget check at open):
     a read left in an open transaction would pin a snapshot for the first user.
     """
-    kind = type(conn).__module__.split(".", 1)[0]
+    kind = _driver_package(conn)
     if kind == "asyncpg":
         return await conn.fetchval(sql)
     if kind == "psycopg":

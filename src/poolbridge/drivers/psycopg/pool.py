@@ -1,21 +1,28 @@
 """psycopg_pool's AsyncConnectionPool with poolbridge's hooks, stats, leak tracking and errors.
 
-psycopg_pool honours every pool knob itself (DESIGN: "psycopg keeps psycopg_pool"), so the
-psycopg adapter, Tortoise's psycopg client and peewee-async's Psycopg3Database all keep it.
-What it lacks is poolbridge's surface, which :class:`PBConnectionPool` adds at the points
-every caller goes through (``pool.connection()``, Tortoise's ``acquire``/``release`` and
-peewee-async's backend included):
+psycopg_pool honours every pool knob itself (waiters, timeouts, lifetime jitter, idle
+shrinking, reconnection, drain), so the psycopg adapter, Tortoise's psycopg client and
+peewee-async's Psycopg3Database all keep it. :class:`PBConnectionPool` adds poolbridge's
+surface only through psycopg_pool's documented extension points:
 
-- ``configure`` (on_connect, with the server pid) and ``_connect`` (connection.created,
-  connect errors); ``_close_connection`` / ``_return_connection`` (connection.closed and
-  on_close for every physical connection, broken ones included);
-- ``getconn`` / ``putconn``: checkout/checkin stats and hooks, leak tracking, a rollback of
-  a dirty transaction at checkin (psycopg_pool would do it too, with a warning log), and
-  psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed raised as poolbridge's — types
-  that subclass both, so existing ``except psycopg_pool.PoolTimeout`` clauses keep working.
-  Both inline psycopg_pool's own getconn/putconn and the small coroutines they await (a
-  coroutine frame each per checkout, issue 9); tests/psycopg/test_psycopg_inlined.py
-  fails when a psycopg_pool release changes the code copied.
+- ``connection_class``: a subclass of the class the caller asked for, whose ``connect``
+  times new connections and counts connect errors, and whose ``close`` counts every
+  physical connection closed (connection.closed, on_close) — psycopg_pool closes
+  connections through ``close()`` wherever it drops a working one;
+- ``configure``: the connection budget check, on_connect (with the server pid), then the
+  caller's own ``configure``;
+- ``check``: ``pre_ping`` (psycopg_pool's ``check_connection``, bounded), then the caller's
+  own ``check``;
+- ``reset``: only for ``reset="full"`` (DISCARD ALL + on_connect replay), composed with the
+  caller's own ``reset``; otherwise psycopg_pool's own rollback of a dirty transaction at
+  checkin runs as stock, with its WARNING logs;
+- ``getconn`` / ``putconn`` overrides calling ``super()``: checkout/checkin stats and
+  hooks, leak tracking, and psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed
+  raised as poolbridge's — types that subclass both, so existing ``except
+  psycopg_pool.PoolTimeout`` clauses keep working, with psycopg_pool's own exception as
+  the ``__cause__``;
+- ``drain()`` to replace every connection on ``rotate()``; ``open()``/``close()``/
+  ``check()`` overrides calling ``super()``.
 
 An ``on_connect`` failure makes psycopg_pool discard that connection and retry in the
 background (its policy for any connection failure), so a caller sees PoolTimeout naming the
@@ -27,16 +34,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from functools import partial
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
 import psycopg
 import psycopg_pool
 from psycopg.pq import TransactionStatus
-from psycopg_pool.pool_async import ReturnConnection
 
 from poolbridge import errors
 from poolbridge.config.model import PasswordProvider, PoolConfig
@@ -44,7 +50,6 @@ from poolbridge.drivers.base import raw_scalar
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook as _settle
 from poolbridge.drivers.psycopg.watchdog import watched_connection_class
 from poolbridge.pool.budget import BudgetAtOpen
-from poolbridge.pool.deadlines import Deadlines
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent, HookRunner, Hooks
 from poolbridge.pool.leaks import LeakTracker, Lease
@@ -56,10 +61,12 @@ from poolbridge.pool.watchdog import backstop, shutdown_socket
 __all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
 
 logger = logging.getLogger("poolbridge.adapters.psycopg")
-_pool_logger = logging.getLogger("psycopg.pool")  # psycopg_pool's, for what getconn/putconn log
 
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
+_IDLE = TransactionStatus.IDLE
 _UNKNOWN = TransactionStatus.UNKNOWN
+
+ConnectionCallback = Callable[[Any], Awaitable[None]]
 
 #: monotonic instant the current getconn() gives up (read by the bounded pre-ping check)
 _ACQUIRE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
@@ -163,8 +170,7 @@ async def _within(
     forever on a stalled link (no byte flows, no error comes). When the time passes without
     an answer the socket is shut down (cancelling would make psycopg send a cancel request
     and wait up to 10 s more): ``op`` fails with a connection error, the connection is
-    broken and psycopg_pool discards it. (The rollback at checkin does the same on the
-    pool's shared timer, written out in :meth:`PBConnectionPool.putconn`.)"""
+    broken and psycopg_pool discards it."""
     pgconn = conn.pgconn
     fired = False
 
@@ -183,16 +189,94 @@ async def _within(
         raise psycopg.OperationalError(f"{what} got no answer within {seconds:.2f} s")
 
 
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+def _tracked_connection_class(
+    base: type[psycopg.AsyncConnection[Any]], pool: PBConnectionPool
+) -> type[psycopg.AsyncConnection[Any]]:
+    """A subclass of ``base`` (the ``connection_class`` the caller gave psycopg_pool, maybe
+    an ORM's own) reporting its connects and closes to ``pool``."""
+
+    class PBConnection(base):  # type: ignore[valid-type,misc]
+        #: set by putconn() on a connection returned inside a transaction: psycopg_pool's
+        #: rollback of it at checkin is bounded (see rollback())
+        _pb_bound_rollback = False
+        _pb_connected_in = 0.0  # seconds the connect took
+        _pb_epoch = 0  # the pool's credentials epoch when the connect started
+
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
+            while True:
+                epoch = pool.pb_epoch
+                t0 = monotonic()
+                try:
+                    conn = await super().connect(conninfo, **kwargs)
+                except BaseException as exc:
+                    pool.pb_connect_failed(exc)
+                    raise
+                if epoch == pool.pb_epoch:
+                    conn._pb_connected_in = monotonic() - t0
+                    conn._pb_epoch = epoch
+                    return conn
+                # rotate() ran while it connected (old credentials): connect again with
+                # the pool's current conninfo/kwargs
+                with contextlib.suppress(Exception):
+                    await conn.close()
+                conninfo, kwargs = await pool.pb_connect_args(kwargs)
+
+        async def close(self) -> None:
+            try:
+                await super().close()
+            finally:
+                if self.closed:  # close_returns=True makes close() a putconn()
+                    await pool.pb_forget(self)
+
+        async def rollback(self) -> None:
+            if not self._pb_bound_rollback:
+                await super().rollback()
+                return
+            self._pb_bound_rollback = False
+            await _within(self, pool.pb_config.connect_timeout, "rollback at checkin",
+                          super().rollback)  # fmt: skip
+
+    PBConnection.__name__ = PBConnection.__qualname__ = f"PB{base.__name__}"
+    return PBConnection
+
+
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     """An AsyncConnectionPool reporting to a :class:`PsycopgHolder` (hooks, stats, leaks).
 
-    Takes AsyncConnectionPool's arguments plus ``poolbridge=``; it sets ``configure``,
-    ``check`` (pre_ping), ``reset`` (reset="full") and a default ``name`` from the config.
-    Mix it in before a subclass of AsyncConnectionPool (Tortoise's) to keep that API.
+    Takes AsyncConnectionPool's arguments plus ``poolbridge=``. The caller's
+    ``configure``, ``check``, ``reset`` and ``connection_class`` are kept and composed with
+    poolbridge's (see the module docstring); ``name`` defaults to the config's. The pool
+    never opens in its constructor: ``open=None``/``False`` both mean "opened by ``await
+    pool.open()`` or ``async with pool``" and ``open=True`` is refused (psycopg_pool
+    deprecates opening an async pool there, and poolbridge binds the pool to the loop that
+    opens it). Mix it in before a subclass of AsyncConnectionPool (Tortoise's) to keep
+    that API.
     """
 
-    def __init__(self, *args: Any, poolbridge: PsycopgHolder, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        conninfo: Any = "",
+        *,
+        poolbridge: PsycopgHolder,
+        open: bool | None = None,
+        configure: ConnectionCallback | None = None,
+        check: ConnectionCallback | None = None,
+        reset: ConnectionCallback | None = None,
+        connection_class: type[psycopg.AsyncConnection[Any]] = psycopg.AsyncConnection,
+        **kwargs: Any,
+    ) -> None:
         config = poolbridge.config
+        if open:
+            raise errors.UnsupportedOptionError(
+                poolbridge.adapter,
+                {"open": "open=True: open the pool with `await pool.open()` or `async with "
+                 "pool` (poolbridge binds it to the loop that opens it)"},
+            )  # fmt: skip
         self.pb_config = config
         self.pb_adapter = poolbridge.adapter
         self.pb_hooks = poolbridge.hook_runner
@@ -207,26 +291,35 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self.pb_recorder = poolbridge.recorder
         self.pb_leaks = poolbridge.leaks
         self.pb_last_error: BaseException | None = None
+        self.pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
         self._pb_conns: dict[int, _Conn] = {}
         self._pb_guard = LoopGuard(config.name)
-        self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
-        self._pb_timers: Deadlines | None = None  # see _pb_deadlines
         self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
-        kwargs["configure"] = self._pb_configure
-        kwargs["check"] = self._pb_check if config.pre_ping else None
-        kwargs["reset"] = self._pb_full_reset if config.reset == "full" else None
+        self._pb_tasks: set[asyncio.Task[None]] = set()
+        self._pb_user_configure = configure
+        self._pb_pre_ping = bool(config.pre_ping)
+        if self._pb_pre_ping and check is psycopg_pool.AsyncConnectionPool.check_connection:
+            check = None  # the same check as pre_ping's, which bounds it: run it once
+        self._pb_user_check = check
+        self._pb_user_reset = reset
+        full_reset = config.reset == "full"
         kwargs.setdefault("name", config.name)
-        kwargs["open"] = False
         limit = backstop(config.statement_timeout)
         if limit is not None:  # psycopg has no client-side bound of its own
-            kwargs["connection_class"] = watched_connection_class(
-                kwargs.get("connection_class", psycopg.AsyncConnection),
-                limit,
-                what=f"pool {config.name!r}",
+            connection_class = watched_connection_class(
+                connection_class, limit, what=f"pool {config.name!r}"
             )
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            conninfo,
+            open=False,
+            connection_class=_tracked_connection_class(connection_class, self),
+            configure=self._pb_configure,
+            check=self._pb_check if self._pb_pre_ping or check is not None else None,
+            reset=self._pb_full_reset if full_reset else reset,
+            **kwargs,
+        )
 
     # -- physical connections -------------------------------------------------------------
     def _pb_event(self, rec: _Conn | None, held: float | None = None) -> ConnectionEvent:
@@ -239,22 +332,56 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             connection=None if rec is None else rec.conn,
         )
 
-    async def _pb_configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        rec = self._pb_conns[id(conn)] = _Conn(conn, _server_id(conn), self._pb_epoch)
+    def pb_connect_failed(self, exc: BaseException) -> None:
+        """A connect attempt failed (called by the connection class)."""
+        self.pb_recorder.record_error()
+        self.pb_last_error = exc
+
+    async def pb_connect_args(self, given: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The pool's current ``conninfo`` and ``kwargs`` (each a value or a sync/async
+        callable, as psycopg_pool documents them), over ``given``."""
+        conninfo = self.conninfo
+        if callable(conninfo):
+            conninfo = await _maybe_await(conninfo())
+        kwargs = self.kwargs
+        if callable(kwargs):
+            kwargs = await _maybe_await(kwargs())
+        return str(conninfo or ""), {**given, **(kwargs or {})}
+
+    async def _pb_configure(self, conn: Any) -> None:
+        """psycopg_pool's ``configure``: the caller's configure, the budget check and
+        on_connect. A failure closes the connection (psycopg_pool then retries)."""
         try:
+            user = self._pb_user_configure
+            if user is not None:
+                await user(conn)
+                if conn.pgconn.transaction_status != _IDLE:
+                    # psycopg_pool refuses it, naming the configure function
+                    self.pb_last_error = errors.PoolBridgeError(
+                        f"configure {user!r} left the connection in a transaction"
+                    )
+                    self.pb_recorder.record_error()
+                    return
+            if conn._pb_epoch != self.pb_epoch:
+                raise psycopg.OperationalError("credentials rotated while connecting")
+            rec = _Conn(conn, _server_id(conn), conn._pb_epoch)
             if self._pb_budget.pending:
-                # held: open + being opened (psycopg_pool counts both in _nconns)
-                held = max(len(self._pb_conns), self._nconns)
+                # held: open + being opened (psycopg_pool's pool_size counts both)
+                held = max(len(self._pb_conns) + 1, self.get_stats().get("pool_size", 0))
                 await self._pb_budget.check(lambda sql: raw_scalar(conn, sql), held=held)
             await self.pb_hooks.run_on_connect(self._pb_event(rec))
             await _settle(conn)
-        except BaseException:
-            self._pb_conns.pop(id(conn), None)
-            await conn.close()
+        except BaseException as exc:
+            self.pb_connect_failed(exc)
+            with contextlib.suppress(Exception):
+                await conn.close()
             raise
+        self._pb_conns[id(conn)] = rec
+        self.pb_recorder.record_created(conn._pb_connected_in)
 
-    async def _pb_full_reset(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """reset="full": DISCARD ALL (startup options survive it), then replay on_connect."""
+    async def _pb_full_reset(self, conn: Any) -> None:
+        """reset="full": DISCARD ALL (startup options survive it), replay on_connect, then
+        the caller's own ``reset``."""
         autocommit = conn.autocommit
         await conn.set_autocommit(True)  # DISCARD ALL cannot run inside a transaction
         try:
@@ -263,14 +390,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             await conn.set_autocommit(autocommit)
         await self.pb_hooks.run_on_connect(self._pb_event(self._pb_conns.get(id(conn))))
         await _settle(conn)
+        if self._pb_user_reset is not None:
+            await self._pb_user_reset(conn)
 
-    async def _pb_check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    async def _pb_check(self, conn: Any) -> None:
+        """psycopg_pool's ``check``: pre_ping, then the caller's own check."""
+        try:
+            if self._pb_pre_ping:
+                await self._pb_ping(conn)
+            if self._pb_user_check is not None:
+                await self._pb_user_check(conn)
+        except BaseException:
+            if conn.closed:  # psycopg_pool drops a broken one without close(): count it
+                await self.pb_forget(conn)
+            raise
+
+    async def _pb_ping(self, conn: Any) -> None:
         """pre_ping: psycopg_pool's check_connection, bounded by ``connect_timeout`` and the
         caller's acquire deadline. Unbounded, it waits forever on a stalled link (no byte
-        flows, no error comes), past any acquire timeout. When the bound passes without an
-        answer the socket is shut down (cancelling would make psycopg send a cancel request
-        and wait up to 10 s more): the check fails with a connection error and psycopg_pool
-        discards the connection and goes on within the caller's deadline (see _within)."""
+        flows, no error comes), past any acquire timeout; bounded, the socket is shut down
+        when the time passes (see _within), the check fails with a connection error and
+        psycopg_pool discards the connection and goes on within the caller's deadline."""
         bound = self.pb_config.connect_timeout
         deadline = _ACQUIRE_DEADLINE.get()
         if deadline is not None:
@@ -278,23 +418,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         check = psycopg_pool.AsyncConnectionPool.check_connection
         await _within(conn, bound, "pre-ping", lambda: check(conn))
 
-    async def _connect(self, timeout: float | None = None) -> Any:
-        while True:
-            t0 = monotonic()
-            epoch = self._pb_epoch
-            try:
-                conn = await super()._connect(timeout)
-            except BaseException as exc:
-                self.pb_recorder.record_error()
-                self.pb_last_error = exc
-                raise
-            self.pb_recorder.record_created(monotonic() - t0)
-            if epoch == self._pb_epoch:
-                return conn
-            # pb_rotate() ran while it connected (old credentials): connect again
-            await self._close_connection(conn)
-
-    async def _pb_forget(self, conn: Any, *, was_used: bool = False) -> None:
+    async def pb_forget(self, conn: Any, *, was_used: bool = False) -> None:
         """Count a physical connection closed (once) and fire on_close."""
         rec = self._pb_conns.pop(id(conn), None)
         if rec is None:
@@ -303,27 +427,16 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if self.pb_hooks.has("on_close"):
             await self.pb_hooks.emit("on_close", self._pb_event(rec))
 
-    async def _close_connection(self, conn: Any) -> None:
-        try:
-            await super()._close_connection(conn)
-        finally:
-            await self._pb_forget(conn)
-
-    def _return_connection(self, conn: Any, from_getconn: bool) -> Coroutine[Any, Any, None]:
-        # not a coroutine itself: every checkin goes through here, a frame of its own each
-        if conn.pgconn.transaction_status == _UNKNOWN:
-            return self._pb_return_broken(conn, from_getconn)
-        return super()._return_connection(conn, from_getconn)
-
-    async def _pb_return_broken(self, conn: Any, from_getconn: bool) -> None:
-        # found broken: psycopg_pool drops it without close(); count it here
-        with contextlib.suppress(Exception):
-            await conn.close()
-        await self._pb_forget(conn)
-        await super()._return_connection(conn, from_getconn)
-
     def pb_server_ids(self) -> list[Any]:
         return [rec.server_id for rec in self._pb_conns.values()]
+
+    async def check(self) -> None:
+        """psycopg_pool's check() of the idle connections; the broken ones it drops are
+        counted closed."""
+        await super().check()
+        for rec in list(self._pb_conns.values()):
+            if rec.out_since is None and rec.conn.closed:
+                await self.pb_forget(rec.conn)
 
     # -- checkout / checkin ---------------------------------------------------------------
     def pb_diagnostics(self, waited: float, timeout: float) -> str:
@@ -344,42 +457,29 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         )
 
     async def getconn(self, timeout: float | None = None) -> Any:
-        # psycopg_pool's getconn() inlined (its body up to _getconn_with_check_loop): one
-        # coroutine frame per checkout instead of two, and its deadline clock read is ours
         guard = self._pb_guard
         # other loop, or a forked child (never opened: psycopg_pool says so itself)
         if guard.loop is not get_running_loop() and (guard.loop is not None or guard.forked):
             raise guard.error()
-        if self._closed:  # psycopg_pool's own flag (its ``closed`` property costs a call)
-            raise PoolClosed(f"pool {self.pb_config.name!r} is closed")
-        if timeout is None:
-            timeout = self.timeout
         rec = self.pb_recorder
         t0 = monotonic()
-        _pool_logger.info("connection requested from %r", self.name)
-        self._stats[self._REQUESTS_NUM] += 1
         rec.pending += 1
         try:
-            if self._check is None:
-                # psycopg_pool's _getconn_with_check_loop() without a check: one attempt,
-                # its remaining time still ``timeout`` (t0 was read just above)
-                conn = await self._getconn_unchecked(timeout)
-                _pool_logger.info("connection given by %r", self.name)
-            else:
-                # the acquire deadline is read only by the bounded pre-ping (_pb_check)
-                token = _ACQUIRE_DEADLINE.set(t0 + timeout)
+            if self._pb_pre_ping:
+                # the acquire deadline is read only by the bounded pre-ping (_pb_ping)
+                limit = self.timeout if timeout is None else timeout
+                token = _ACQUIRE_DEADLINE.set(t0 + limit)
                 try:
-                    conn = await self._getconn_with_check_loop(t0 + timeout)
+                    conn = await super().getconn(timeout)
                 finally:
                     _ACQUIRE_DEADLINE.reset(token)
+            else:
+                conn = await super().getconn(timeout)
         except psycopg_pool.PoolTimeout as exc:
             rec.record_timeout()
             await self.pb_hooks.emit("on_timeout", self._pb_event(None))
-            waited = monotonic() - t0
-            # the cause psycopg_pool's getconn() would raise (the global timeout)
-            cause = psycopg_pool.PoolTimeout(f"couldn't get a connection after {timeout:.2f} sec")
-            cause.__cause__ = exc
-            raise PoolTimeout(self.pb_diagnostics(waited, timeout)) from cause
+            limit = self.timeout if timeout is None else timeout
+            raise PoolTimeout(self.pb_diagnostics(monotonic() - t0, limit)) from exc
         except psycopg_pool.TooManyRequests as exc:
             rec.record_refused()
             config = self.pb_config
@@ -388,7 +488,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 f"wait (max_waiting={config.max_waiting})"
             ) from exc
         except psycopg_pool.PoolClosed as exc:
-            raise PoolClosed(f"pool {self.pb_config.name!r} is closed") from exc
+            raise PoolClosed(f"pool {self.pb_config.name!r}: {exc}") from exc
         finally:
             rec.pending -= 1
         now = monotonic()
@@ -424,60 +524,32 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             await super().putconn(conn)
             return
         held = self._pb_checkin(entry, since)
-        # In the caller's task, not a shielded one (a task per release cost more than the
+        # In the caller's task, not a shielded one (a task per release costs more than the
         # rest of it): an interruption at any await below is handled by _pb_abandon.
         try:
             pgconn = conn.pgconn
-            if pgconn.transaction_status in _DIRTY:
-                # reset="rollback" ourselves: psycopg_pool would do it too, with a warning log.
-                # Bounded (on a stalled link it would never return): _within() inlined, on
-                # the pool's shared timer (a loop timer each would cost ~3 % of a query).
-                deadline = self._pb_deadlines().arm(
-                    self.pb_config.connect_timeout, partial(_cut, pgconn)
-                )
-                try:
-                    await conn.rollback()
-                except Exception:
-                    failed = True
-                else:
-                    failed = deadline.fired
-                    if failed:  # the answer raced the cut: the socket is dead all the same
-                        pgconn.finish()
-                finally:
-                    deadline.cancel()
-                if failed:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
             emit = self._pb_emit_checkin
             if emit is not None:
-                # after the rollback, so what the hook undoes or sets is not rolled back
                 pending = emit(entry.server_id, since + held - entry.created, held, conn)
                 if pending is not None:  # an async hook (a sync one cannot send SQL)
+                    if pgconn.transaction_status in _DIRTY:
+                        # The hook gets a clean connection: what it does is committed by
+                        # _settle_quietly, which must not commit the caller's transaction
+                        # (psycopg_pool then finds it idle and logs nothing).
+                        conn._pb_bound_rollback = True
+                        with contextlib.suppress(Exception):  # broken: psycopg_pool drops it
+                            await conn.rollback()
                     await pending
                     await _settle_quietly(conn, self.pb_config.name)
-            # psycopg_pool's putconn() inlined, with its _maybe_close_connection() and
-            # _putconn(): one coroutine frame per checkin where psycopg_pool has three
-            self._check_pool_putconn(conn)
-            _pool_logger.info("returning connection to %r", self.name)
-            if self._closed:
-                await self._close_connection(conn)
-            elif self._reset:  # psycopg_pool resets in a background task
-                self.run_task(ReturnConnection(self, conn, from_getconn=False))
-            elif conn.pgconn.transaction_status == _UNKNOWN:
-                await self._pb_return_broken(conn, False)
-            else:  # what our _return_connection() does, without its call
-                await super()._return_connection(conn, False)
+            status = pgconn.transaction_status
+            if status in _DIRTY:
+                conn._pb_bound_rollback = True  # psycopg_pool rolls it back, bounded
+            await super().putconn(conn)
+            if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
+                await self.pb_forget(conn)
         except BaseException:
             self._pb_abandon(conn)
             raise
-
-    def _pb_deadlines(self) -> Deadlines:
-        """The pool's shared deadline timer on the running loop (made on first use)."""
-        loop = get_running_loop()
-        timers = self._pb_timers
-        if timers is None or timers.loop is not loop:
-            timers = self._pb_timers = Deadlines(loop)
-        return timers
 
     def _pb_checkin(self, entry: _Conn, since: float) -> float:
         """Count ``entry``, out since ``since``, as given back (stats, leaks, drain); return
@@ -493,15 +565,23 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         return held
 
     def _pb_abandon(self, conn: Any) -> None:
-        """A release interrupted mid-way (cancelled during the rollback, a hook or
-        psycopg_pool's own return): the connection's protocol state is unknown, so it is
-        closed now, without a round trip, and handed to psycopg_pool's background return,
-        which counts it as bad and opens a replacement. Never leaked, never reused."""
-        if conn in self._pool:  # already back (nothing awaits after that): keep it
-            return
+        """A checkout or release interrupted mid-way (cancelled in a hook or in psycopg_pool's
+        rollback at checkin): the connection's protocol state is unknown, so its socket is
+        closed now, without a round trip, and it is given back to psycopg_pool in a task of
+        its own (the caller's task is being cancelled). psycopg_pool discards a connection
+        found broken at checkin and opens a replacement: never leaked, never reused."""
         with contextlib.suppress(Exception):
             conn.pgconn.finish()
-        self.run_task(ReturnConnection(self, conn, from_getconn=False))
+        task = asyncio.get_running_loop().create_task(self._pb_discard(conn))
+        self._pb_tasks.add(task)
+        task.add_done_callback(self._pb_tasks.discard)
+
+    async def _pb_discard(self, conn: Any) -> None:
+        try:
+            await super().putconn(conn)
+        except Exception as exc:  # already back in psycopg_pool's hands
+            logger.debug("pool %r: returning an interrupted connection: %r", self.name, exc)
+        await self.pb_forget(conn)
 
     def _pb_any_out(self) -> bool:
         return any(r.out_since is not None for r in self._pb_conns.values())
@@ -535,19 +615,17 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         drain() closes the idle ones now and the checked-out ones when they come back."""
         self._pb_guard.check()
         self.pb_config = config
-        self._pb_epoch += 1
+        self.pb_epoch += 1
         self.pb_last_error = None
         await self.drain()
         await settle(self._pb_rotated, config=config, last_error=lambda: self.pb_last_error)
 
     def _pb_rotated(self) -> bool:
         """No stale idle connection, and fresh + stale-but-checked-out >= min_size."""
-        epoch, conns = self._pb_epoch, self._pb_conns
-        for conn in list(self._pool):
-            rec = conns.get(id(conn))
-            if rec is not None and rec.epoch != epoch:
-                return False
-        counted = sum(1 for r in conns.values() if r.epoch == epoch or r.out_since is not None)
+        epoch, conns = self.pb_epoch, self._pb_conns.values()
+        if any(r.epoch != epoch and r.out_since is None for r in conns):
+            return False
+        counted = sum(1 for r in conns if r.epoch == epoch or r.out_since is not None)
         return self.closed or counted >= self.min_size
 
     async def _pb_watch_leaks(self, leak_timeout: float) -> None:
@@ -586,6 +664,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                     "pool %r: closing connection %s still checked out at close",
                     self.name, entry.server_id,
                 )  # fmt: skip
+            # counted here (was_used), before close() would count it as idle
+            await self.pb_forget(conn, was_used=was_used)
             with contextlib.suppress(Exception):
                 await conn.close()
-            await self._pb_forget(conn, was_used=was_used)
