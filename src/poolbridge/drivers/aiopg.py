@@ -2,7 +2,8 @@
 
 Session settings, ``statement_timeout``, ``isolation_level`` go in the libpq ``options``
 (``-c name=value``), i.e. startup parameters, so ``DISCARD ALL`` (the full reset) keeps
-them; ``application_name`` is a conninfo key. Transaction state comes from psycopg2's
+them (after the URL's own ``options``); ``application_name`` is a conninfo key (the
+user's, else the pool name). Transaction state comes from psycopg2's
 ``get_transaction_status()`` without I/O.
 """
 
@@ -50,8 +51,11 @@ class AiopgShim(BaseShim):
             kw["password"] = config.password if isinstance(config.password, str) else u.password
         settings = pg_server_settings(config)
         kw["application_name"] = settings.pop("application_name")
-        if settings:
-            kw["options"] = " ".join(f"-c {k}={libpq_escape(v)}" for k, v in settings.items())
+        # the URL's own ``options`` first, ours after it (a later -c wins for the same name)
+        flags = [str(kw["options"])] if kw.get("options") else []
+        flags += [f"-c {k}={libpq_escape(v)}" for k, v in settings.items()]
+        if flags:
+            kw["options"] = " ".join(flags)
         kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
         backstop = client_backstop(config)
         if backstop is not None:

@@ -1,8 +1,11 @@
 """Engine shim for asyncpg.
 
 Session settings, ``statement_timeout`` (ms), ``isolation_level``
-(default_transaction_isolation) and ``application_name=config.name`` go in
-``server_settings`` (startup parameters, so the full reset keeps them). Transaction state
+(default_transaction_isolation) and ``application_name`` (the user's, else the pool name:
+:func:`~poolbridge.drivers.base.pg_application_name`) go in ``server_settings`` (startup
+parameters, so the full reset keeps them); a ``server_settings`` dict in ``driver_options``
+is merged over them. URL query keys stay in a DSN, where asyncpg reads them as stock
+(``options``, unknown keys: startup parameters). Transaction state
 comes from ``conn.is_in_transaction()`` (no I/O); the full reset is asyncpg's own
 ``conn.reset()`` (rollback, CLOSE ALL, UNLISTEN *, RESET ALL, advisory unlock).
 """
@@ -10,6 +13,7 @@ comes from ``conn.is_in_transaction()`` (no I/O); the full reset is asyncpg's ow
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -39,7 +43,10 @@ class AsyncpgShim(BaseShim):
             kw["command_timeout"] = backstop  # client-side, for a stalled network
         if config.ssl is not None:
             kw["ssl"] = config.ssl  # asyncpg takes libpq mode names and SSLContexts as-is
+        user_settings = config.driver_options.get("server_settings")
         kw.update(config.driver_options)
+        if isinstance(user_settings, Mapping):  # the user's settings win, ours stay
+            kw["server_settings"] = {**pg_server_settings(config), **user_settings}
         return kw
 
     async def connect(self, config: PoolConfig, timeout: float) -> Any:

@@ -30,6 +30,7 @@ __all__ = [
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
+    "pg_application_name",
     "pg_server_settings",
     "raw_scalar",
     "sqlite_cannot_honour",
@@ -82,14 +83,36 @@ def libpq_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
+def pg_application_name(config: PoolConfig) -> str:
+    """The ``application_name`` a PostgreSQL connection of ``config`` reports.
+
+    The user's value wherever they set it wins — ``driver_options`` (``application_name``,
+    or asyncpg's ``server_settings``), then ``session``, then the URL query
+    (``?application_name=``); the pool name is only the default. Every PostgreSQL driver
+    and ORM path sends this one value.
+    """
+    options = config.driver_options
+    if "application_name" in options:
+        return str(options["application_name"])
+    server = options.get("server_settings")
+    if isinstance(server, Mapping) and "application_name" in server:
+        return str(server["application_name"])
+    if "application_name" in config.session:
+        return str(config.session["application_name"])
+    query = config.database_url.query
+    if "application_name" in query:
+        return str(query["application_name"])
+    return config.name
+
+
 def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     """PostgreSQL settings sent at connect (startup parameters / ``-c`` options).
 
     Sent at startup they become the session's defaults, so ``RESET ALL`` / ``DISCARD ALL``
     (the full reset) restores them instead of dropping them.
     """
-    settings = {"application_name": config.name}
-    settings.update({str(k): str(v) for k, v in config.session.items()})
+    settings = {str(k): str(v) for k, v in config.session.items()}
+    settings["application_name"] = pg_application_name(config)
     if config.statement_timeout is not None:
         settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
     if config.isolation_level is not None:

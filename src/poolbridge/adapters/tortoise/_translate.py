@@ -24,7 +24,7 @@ from poolbridge.adapters._doctable import doc_table
 from poolbridge.adapters._engine_backed import engine_under_orm
 from poolbridge.adapters.tortoise.backends import BINDING_KEY, ConfigPassword
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import SQLITE_REFUSED
+from poolbridge.drivers.base import SQLITE_REFUSED, pg_application_name
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
 
 __all__ = [
@@ -171,13 +171,13 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
     creds["maxsize"] = config.max_size
     if driver == "asyncpg":
         creds.setdefault("port", 5432)
-        creds["application_name"] = config.name
+        creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.connect_timeout  # asyncpg: timeout = CONNECT timeout
         if config.ssl is not None:
             creds["ssl"] = config.ssl
     elif driver == "psycopg":
         creds.setdefault("port", 5432)
-        creds["application_name"] = config.name
+        creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.acquire_timeout  # psycopg_pool: timeout = ACQUIRE timeout
         creds["max_lifetime"] = config.max_lifetime if config.max_lifetime is not None else 1e9
         creds["max_idle"] = config.max_idle if config.max_idle is not None else 1e9

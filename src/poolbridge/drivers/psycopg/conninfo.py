@@ -3,8 +3,10 @@ of psycopg): shared by the psycopg adapter, Tortoise's psycopg client and peewee
 Psycopg3Database (it lives with the drivers because it belongs to none of those adapters).
 
 Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
-packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
-restores them because startup values are the session defaults.
+packet (libpq ``options=-c ...``, after the URL's own ``options``): no extra round trip, and
+``DISCARD ALL`` (``reset="full"``) restores them because startup values are the session
+defaults. ``application_name`` is a conninfo key: the user's (driver_options, session, URL
+query), else the pool name.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import PG_ISOLATION, libpq_escape
+from poolbridge.drivers.base import PG_ISOLATION, libpq_escape, pg_application_name
 
 __all__ = [
     "NEVER",
@@ -42,7 +44,8 @@ def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     for key, value in config.session.items():
-        settings.setdefault(str(key), str(value))
+        if key != "application_name":  # a conninfo key (conninfo_kwargs), not an option
+            settings.setdefault(str(key), str(value))
     flags = [existing] if existing else []
     flags += [f"-c {libpq_escape(k)}={libpq_escape(v)}" for k, v in settings.items()]
     return " ".join(flags)
@@ -51,7 +54,7 @@ def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
 def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
     """Keyword arguments for ``psycopg.AsyncConnection.connect`` (password included)."""
     url = config.database_url
-    kw: dict[str, Any] = {"application_name": config.name}
+    kw: dict[str, Any] = {}
     if url.host:
         kw["host"] = url.host
     if url.port:
@@ -64,14 +67,16 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
         kw["password"] = password
     # libpq counts whole seconds and treats anything below 2 as 2
     kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
-    options = libpq_options(config)
-    if options:
-        kw["options"] = options
     if isinstance(config.ssl, str):
         kw["sslmode"] = config.ssl
     if not config.statement_cache:
         kw["prepare_threshold"] = None
-    kw.update(url.query)
+    kw.update(url.query)  # libpq keys as stock (sslmode, host=<socket dir>, options ...)
+    # the URL's own ``options`` first, ours after it (a later -c wins for the same name)
+    options = libpq_options(config, url.query.get("options"))
+    if options:
+        kw["options"] = options
+    kw["application_name"] = pg_application_name(config)
     kw.update(config.driver_options)
     return kw
 
