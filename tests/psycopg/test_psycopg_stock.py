@@ -23,6 +23,7 @@ from poolbridge import (
     PoolConfig,
     PoolTimeout,
     UnsupportedOptionError,
+    errors,
     open_pool,
 )
 from poolbridge.drivers.psycopg.pool import PBConnectionPool, PsycopgHolder
@@ -94,7 +95,24 @@ async def test_connection_put_back_after_close_is_closed(pg_url: str) -> None:
         assert pool.stats()["connection.count.used"] == 0
 
 
-async def test_dirty_return_is_rolled_back_by_psycopg_pool_with_its_warning(
+async def test_dirty_putconn_is_rolled_back_by_psycopg_pool_with_its_warning(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = PoolConfig(url=pg_url, min_size=1, max_size=1, name=_name())
+    async with open_pool(cfg, adapter="psycopg") as pool:
+        native = pool.native
+        with caplog.at_level(logging.WARNING, logger="psycopg.pool"):
+            conn = await native.getconn()
+            pid = conn.info.backend_pid
+            await conn.execute("SELECT 1")
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            await native.putconn(conn)
+        async with native.connection() as conn:
+            assert conn.info.backend_pid == pid and conn.info.transaction_status == IDLE
+    assert [m for m in _pool_warnings(caplog) if m.startswith("rolling back returned connection")]
+
+
+async def test_handle_release_rolls_back_by_contract_without_a_warning(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = PoolConfig(url=pg_url, min_size=1, max_size=1, name=_name())
@@ -103,10 +121,9 @@ async def test_dirty_return_is_rolled_back_by_psycopg_pool_with_its_warning(
             async with pool.acquire() as conn:
                 pid = conn.info.backend_pid
                 await conn.execute("SELECT 1")
-                assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
-        async with pool.acquire() as conn:
-            assert conn.info.backend_pid == pid and conn.info.transaction_status == IDLE
-    assert [m for m in _pool_warnings(caplog) if m.startswith("rolling back returned connection")]
+            async with pool.acquire() as conn:
+                assert conn.info.backend_pid == pid and conn.info.transaction_status == IDLE
+    assert _pool_warnings(caplog) == []
 
 
 async def test_async_checkin_hook_gets_a_clean_connection_and_commits_only_its_own(
@@ -141,16 +158,20 @@ async def test_async_checkin_hook_gets_a_clean_connection_and_commits_only_its_o
 async def test_stalled_rollback_at_checkin_is_bounded_and_discarded(
     pg_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """psycopg_pool's rollback at checkin, bounded by connect_timeout (unbounded it would
+    hold the release until the link heals); the handle's release is bounded the same way
+    (tests/psycopg/test_psycopg_release.py)."""
     async with TcpProxy("127.0.0.1", 5432) as proxy:
         cfg = PoolConfig(url=proxy.url_for(pg_url), min_size=1, max_size=1, acquire_timeout=8,
                          connect_timeout=0.5, name=_name())  # fmt: skip
         async with open_pool(cfg, adapter="psycopg") as pool:
             with caplog.at_level(logging.WARNING, logger="psycopg.pool"):
-                async with pool.acquire() as conn:
-                    pid = conn.info.backend_pid
-                    await conn.execute("SELECT 1")
-                    proxy.stall()
-                    t0 = monotonic()
+                conn = await pool.native.getconn()
+                pid = conn.info.backend_pid
+                await conn.execute("SELECT 1")
+                proxy.stall()
+                t0 = monotonic()
+                await pool.native.putconn(conn)  # psycopg_pool's own rollback, bounded
                 elapsed = monotonic() - t0
             assert 0.45 <= elapsed < 3.0, elapsed
             warnings = _pool_warnings(caplog)
@@ -256,3 +277,16 @@ async def test_check_given_to_the_class_is_run(pg_url: str, pre_ping: bool) -> N
             assert conn.info.backend_pid != pid
             await conn.execute("SELECT 1")
         assert holder.recorder.snapshot()["connection.closed"] == 1
+
+
+async def test_wait_and_reopen_raise_poolbridges_types(pg_url: str) -> None:
+    unreachable = "postgresql://root@127.0.0.1:1/test"
+    holder = _holder(unreachable, connect_timeout=0.5)
+    pool = PBConnectionPool(unreachable, poolbridge=holder, min_size=1, max_size=1)
+    with pytest.raises(PoolTimeout) as info:
+        await pool.open(wait=True, timeout=0.5)
+    assert isinstance(info.value, psycopg_pool.PoolTimeout)
+    assert "last error: OperationalError" in str(info.value)
+    with pytest.raises(errors.PoolClosed) as closed:
+        await pool.open()  # psycopg_pool cannot reopen a closed pool
+    assert isinstance(closed.value, psycopg_pool.PoolClosed)

@@ -60,10 +60,11 @@ class PsycopgAdapter(Adapter):
             "kwargs": conninfo_kwargs(config, config.database_url.password),
         }
         emulated: dict[str, str] = {
-            "reset": "psycopg_pool's own rollback of a dirty transaction at checkin (with its "
-            "WARNING log; psycopg knows the status locally: no round trip when idle), bounded "
-            "by connect_timeout; 'full' adds DISCARD ALL and replays on_connect (psycopg_pool's "
-            "reset=)",
+            "reset": "rollback of a dirty transaction at checkin (psycopg knows the status "
+            "locally: no round trip when idle), bounded by connect_timeout: by the handle's "
+            "acquire() release, else by psycopg_pool with its WARNING log (putconn of a "
+            "dirty connection); 'full' adds DISCARD ALL and replays on_connect "
+            "(psycopg_pool's reset=)",
             "retry": "psycopg_pool reconnects in the background with exponential backoff "
             "until reconnect_timeout; poolbridge counts the failed attempts",
             "leak_timeout": "poolbridge's leak tracker watches checkouts",

@@ -53,8 +53,10 @@ class _Acquire(AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]):
         tb: TracebackType | None,
     ) -> Coroutine[Any, Any, None]:
         # putconn's own coroutine, not one wrapping it: a coroutine frame less per release
+        # rollback=True: this release rolls back by contract (the ``reset`` knob), so a
+        # transaction left open is no mistake to warn about (see PBConnectionPool.putconn)
         conn, self._conn = self._conn, None
-        return _nothing() if conn is None else self._pool._native.putconn(conn)
+        return _nothing() if conn is None else self._pool._native.putconn(conn, rollback=True)
 
 
 async def _nothing() -> None:

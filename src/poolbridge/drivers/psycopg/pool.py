@@ -514,7 +514,20 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 raise
         return conn
 
-    async def putconn(self, conn: Any) -> None:
+    async def putconn(self, conn: Any, *, rollback: bool = False) -> None:
+        """psycopg_pool's putconn() with poolbridge's checkin stats, leak tracking and
+        on_checkin hook. A connection returned inside a transaction is rolled back by
+        psycopg_pool as stock (with its WARNING: that is a caller's mistake there), except
+
+        - with ``rollback=True``: poolbridge's uniform ``acquire()``, whose release rolls
+          back by contract (the ``reset`` knob), rolls back here without that warning;
+        - before an async on_checkin hook, which gets the connection idle: what the hook
+          does is committed after it (see settle_after_hook), and that must not commit the
+          caller's transaction.
+
+        Either rollback is bounded by ``connect_timeout`` as psycopg_pool's is (see the
+        connection class); a failed one leaves the connection broken and psycopg_pool
+        discards it."""
         try:
             entry = self._pb_conns[id(conn)]
         except KeyError:
@@ -528,22 +541,21 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         # rest of it): an interruption at any await below is handled by _pb_abandon.
         try:
             pgconn = conn.pgconn
+            pending = None
             emit = self._pb_emit_checkin
-            if emit is not None:
+            if emit is not None:  # a sync hook runs here; an async one is awaited below
                 pending = emit(entry.server_id, since + held - entry.created, held, conn)
-                if pending is not None:  # an async hook (a sync one cannot send SQL)
-                    if pgconn.transaction_status in _DIRTY:
-                        # The hook gets a clean connection: what it does is committed by
-                        # _settle_quietly, which must not commit the caller's transaction
-                        # (psycopg_pool then finds it idle and logs nothing).
-                        conn._pb_bound_rollback = True
-                        with contextlib.suppress(Exception):  # broken: psycopg_pool drops it
-                            await conn.rollback()
-                    await pending
-                    await _settle_quietly(conn, self.pb_config.name)
+            if pgconn.transaction_status in _DIRTY:
+                conn._pb_bound_rollback = True  # whoever rolls it back is bounded
+                if rollback or pending is not None:
+                    with contextlib.suppress(Exception):  # broken: psycopg_pool drops it
+                        await conn.rollback()
+            if pending is not None:
+                await pending
+                await _settle_quietly(conn, self.pb_config.name)
+                if pgconn.transaction_status in _DIRTY:
+                    conn._pb_bound_rollback = True
             status = pgconn.transaction_status
-            if status in _DIRTY:
-                conn._pb_bound_rollback = True  # psycopg_pool rolls it back, bounded
             await super().putconn(conn)
             if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
                 await self.pb_forget(conn)
@@ -589,10 +601,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     # -- open / close ---------------------------------------------------------------------
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         self._pb_guard.bind()
-        await super().open(wait=wait, timeout=timeout)
+        try:
+            await super().open(wait=wait, timeout=timeout)
+        except psycopg_pool.PoolClosed as exc:
+            raise PoolClosed(f"pool {self.pb_config.name!r}: {exc}") from exc
         leak_timeout = self.pb_leaks.timeout
         if leak_timeout is not None and self._pb_leak_task is None:
             self._pb_leak_task = asyncio.create_task(self._pb_watch_leaks(leak_timeout))
+
+    async def wait(self, timeout: float = 30.0) -> None:
+        """psycopg_pool's wait() for ``min_size`` connections; its PoolTimeout raised as
+        poolbridge's, naming the last connection error."""
+        try:
+            await super().wait(timeout)
+        except psycopg_pool.PoolTimeout as exc:
+            if isinstance(exc, PoolTimeout):
+                raise
+            last = self.pb_last_error
+            raise PoolTimeout(
+                f"pool {self.pb_config.name!r}: {exc}"
+                + (f" (last error: {type(last).__name__})" if last is not None else "")
+            ) from exc
 
     async def pb_open(self) -> None:
         """Open and wait for ``min_size`` connections (up to acquire_timeout); on failure
