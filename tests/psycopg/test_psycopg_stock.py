@@ -290,3 +290,17 @@ async def test_wait_and_reopen_raise_poolbridges_types(pg_url: str) -> None:
     with pytest.raises(errors.PoolClosed) as closed:
         await pool.open()  # psycopg_pool cannot reopen a closed pool
     assert isinstance(closed.value, psycopg_pool.PoolClosed)
+
+
+async def test_connection_closed_by_its_user_is_counted_once(pg_url: str) -> None:
+    cfg = PoolConfig(url=pg_url, min_size=1, max_size=1, name=_name())
+    async with open_pool(cfg, adapter="psycopg") as pool:
+        native = pool.native
+        conn = await native.getconn()
+        await conn.close()
+        await native.putconn(conn)  # psycopg_pool discards it and opens a replacement
+        async with native.connection() as conn2:
+            assert conn2 is not conn
+        st = pool.stats()
+        assert st["connection.count.used"] == 0
+        assert st["connection.closed"] == 1 and st["connection.created"] == 2

@@ -37,6 +37,7 @@ import contextvars
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from time import monotonic
 from typing import Any
 
@@ -50,6 +51,7 @@ from poolbridge.drivers.base import raw_scalar
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook as _settle
 from poolbridge.drivers.psycopg.watchdog import watched_connection_class
 from poolbridge.pool.budget import BudgetAtOpen
+from poolbridge.pool.deadlines import Deadlines
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent, HookRunner, Hooks
 from poolbridge.pool.leaks import LeakTracker, Lease
@@ -237,9 +239,21 @@ def _tracked_connection_class(
             if not self._pb_bound_rollback:
                 await super().rollback()
                 return
+            # bounded on the pool's shared timer (a loop timer per rollback would cost ~3 %
+            # of a query): see _within for what the cut does
             self._pb_bound_rollback = False
-            await _within(self, pool.pb_config.connect_timeout, "rollback at checkin",
-                          super().rollback)  # fmt: skip
+            pgconn = self.pgconn
+            seconds = pool.pb_config.connect_timeout
+            deadline = pool.pb_deadlines().arm(seconds, partial(_cut, pgconn))
+            try:
+                await super().rollback()
+            finally:
+                deadline.cancel()
+            if deadline.fired:  # the answer raced the cut: the socket is dead all the same
+                pgconn.finish()
+                raise psycopg.OperationalError(
+                    f"rollback at checkin got no answer within {seconds:.2f} s"
+                )
 
     PBConnection.__name__ = PBConnection.__qualname__ = f"PB{base.__name__}"
     return PBConnection
@@ -298,6 +312,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         self._pb_tasks: set[asyncio.Task[None]] = set()
+        self._pb_timers: Deadlines | None = None  # see pb_deadlines
         self._pb_user_configure = configure
         self._pb_pre_ping = bool(config.pre_ping)
         if self._pb_pre_ping and check is psycopg_pool.AsyncConnectionPool.check_connection:
@@ -418,14 +433,30 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         check = psycopg_pool.AsyncConnectionPool.check_connection
         await _within(conn, bound, "pre-ping", lambda: check(conn))
 
-    async def pb_forget(self, conn: Any, *, was_used: bool = False) -> None:
-        """Count a physical connection closed (once) and fire on_close."""
+    async def pb_forget(self, conn: Any) -> None:
+        """Count a physical connection closed (once; as in use when it was checked out:
+        closed by its user, or at close) and fire on_close."""
         rec = self._pb_conns.pop(id(conn), None)
         if rec is None:
             return
+        was_used = rec.out_since is not None
+        rec.out_since = None
+        if rec.lease is not None:
+            self.pb_leaks.checkin(rec.lease)
+            rec.lease = None
         self.pb_recorder.record_closed(was_used=was_used)
+        if was_used and self._pb_drained is not None and not self._pb_any_out():
+            self._pb_drained.set()
         if self.pb_hooks.has("on_close"):
             await self.pb_hooks.emit("on_close", self._pb_event(rec))
+
+    def pb_deadlines(self) -> Deadlines:
+        """The pool's shared deadline timer on the running loop (made on first use)."""
+        loop = get_running_loop()
+        timers = self._pb_timers
+        if timers is None or timers.loop is not loop:
+            timers = self._pb_timers = Deadlines(loop)
+        return timers
 
     def pb_server_ids(self) -> list[Any]:
         return [rec.server_id for rec in self._pb_conns.values()]
@@ -548,8 +579,10 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             if pgconn.transaction_status in _DIRTY:
                 conn._pb_bound_rollback = True  # whoever rolls it back is bounded
                 if rollback or pending is not None:
-                    with contextlib.suppress(Exception):  # broken: psycopg_pool drops it
+                    try:  # noqa: SIM105 (suppress() would build an object per release)
                         await conn.rollback()
+                    except Exception:  # broken: psycopg_pool drops it
+                        pass
             if pending is not None:
                 await pending
                 await _settle_quietly(conn, self.pb_config.name)
@@ -672,6 +705,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             with contextlib.suppress(BaseException):
                 await task
         await super().close(timeout)
+        if self._pb_timers is not None:
+            self._pb_timers.close()
 
     async def pb_close(self, timeout: float | None) -> None:
         """Close to new checkouts, drain (wait up to ``timeout`` s, None: ``acquire_timeout``,
@@ -693,7 +728,6 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                     "pool %r: closing connection %s still checked out at close",
                     self.name, entry.server_id,
                 )  # fmt: skip
-            # counted here (was_used), before close() would count it as idle
-            await self.pb_forget(conn, was_used=was_used)
             with contextlib.suppress(Exception):
                 await conn.close()
+            await self.pb_forget(conn)  # when close() failed
