@@ -97,6 +97,16 @@ class BridgePool(Pool):
         if poolbridge is None:
             raise TypeError("BridgePool needs poolbridge=<BridgeState>: use create_async_engine()")
         super().__init__(creator, **kw)
+        # what recreate() passes on: the arguments this pool was made with (SQLAlchemy's
+        # Pool keyword arguments) and the dispatch, so listeners survive engine.dispose()
+        self._made_with: dict[str, Any] = dict(
+            kw, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout, use_lifo=use_lifo
+        )
+        self._made_with.pop("_dispatch", None)
+        self._creator_fn = creator
+        # a pool made by recreate() (engine.dispose()) is dormant until first used: no
+        # maintenance task, no refill (SQLAlchemy's fresh pool starts empty too)
+        self._dormant = False
         self._max = pool_size  # max_overflow is ignored on purpose: pool_size is the hard cap
         self._timeout = timeout
         self._state = poolbridge
@@ -182,6 +192,9 @@ class BridgePool(Pool):
     # BridgeState.expired) is inlined, no helper calls
     def _do_get(self) -> ConnectionPoolEntry:
         state = self._state
+        if self._dormant:
+            self._dormant = False
+            state.resume()
         guard = state.guard
         if guard.loop is not get_running_loop():  # other loop, or a forked child
             raise guard.error()
@@ -269,24 +282,22 @@ class BridgePool(Pool):
                 fut.set_result(None)
 
     def recreate(self) -> BridgePool:
+        """A new, empty pool made with the same arguments and the same dispatch (as
+        SQLAlchemy's pools do). It stays dormant until used; this one is retired: what is
+        checked in to it later is closed."""
         self.logger.info("Pool recreating")
-        return type(self)(
-            self._creator,
-            pool_size=self._max,
-            timeout=self._timeout,
-            recycle=self._recycle,
-            echo=self.echo,
-            logging_name=self._orig_logging_name,
-            reset_on_return=self._reset_on_return,
-            pre_ping=self._pre_ping,
-            _dispatch=self.dispatch,
-            dialect=self._dialect,
-            poolbridge=self._state,
+        self._disposed = True
+        self._state.pause()
+        pool = type(self)(
+            self._creator_fn, _dispatch=self.dispatch, poolbridge=self._state, **self._made_with
         )
+        pool._dormant = True
+        return pool
 
     def dispose(self) -> None:
         """Close the idle connections; connections returned later are closed too."""
         self._disposed = True
+        self._state.pause()
         while self._idle:
             rec = self._idle.pop()
             self._idle_since.pop(rec, None)

@@ -31,7 +31,7 @@ from poolbridge.drivers.psycopg.conninfo import settle_after_hook
 from poolbridge.errors import PoolClosed
 from poolbridge.pool.hooks import ConnectionEvent, Emitter, HookName, HookRunner
 from poolbridge.pool.leaks import LeakTracker, Lease
-from poolbridge.pool.loopguard import LoopGuard
+from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import shutdown_socket
@@ -327,9 +327,12 @@ class BridgeState:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Warm up to min_size (concurrently) and start the maintenance task."""
-        loop = self.guard.bind()
-        self._kick = asyncio.Event()
-        self._drained = asyncio.Event()
+        self._bind()
+        await self.warm_up()
+        self._start_task()
+
+    async def warm_up(self) -> None:
+        """Open min_size connections concurrently; the first failure is raised."""
         pool = self._current()
         n = max(0, self.min_keep - pool.open_slots)
         results = await asyncio.gather(
@@ -338,7 +341,34 @@ class BridgeState:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """Bind the loop guard and the task's events to the running loop."""
+        loop = self.guard.bind()
+        self._kick = asyncio.Event()
+        self._drained = asyncio.Event()
+        return loop
+
+    def _start_task(self) -> None:
+        loop = get_running_loop()
         self._task = loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+
+    def pause(self) -> None:
+        """Stop the maintenance task (``engine.dispose()``): nothing refills the pool and no
+        task outlives the loop until the engine is used again (:meth:`resume`)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    def resume(self) -> None:
+        """First use of the pool ``engine.dispose()`` made: bind to the running loop (an
+        engine moved to a new loop by ``dispose(close=False)`` works there, as stock) and
+        start the maintenance task again, which refills to min_size in the background."""
+        if self.closed or self._task is not None:
+            return
+        self._bind()
+        self._start_task()
+        self.kick()
 
     def _current(self) -> BridgePool:
         if self.pool is None:
@@ -358,8 +388,11 @@ class BridgeState:
         assert self._kick is not None
         failures = 0
         while not self.closed:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the task would never end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._tick())
+                async with asyncio.timeout(self._tick()):
+                    await self._kick.wait()
             self._kick.clear()
             if self.closed:
                 return
@@ -424,16 +457,18 @@ class BridgeState:
                 if not fut.done():
                     fut.set_exception(closed_exc)
             pool._waiters.clear()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self.checked_out and self._drained is not None and timeout != 0:
             self._drained.clear()
             self.draining = self._drained
             try:
                 if self.checked_out:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._drained.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await self._drained.wait()
             finally:
                 self.draining = None
         if self.checked_out:
