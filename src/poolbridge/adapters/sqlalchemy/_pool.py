@@ -36,18 +36,11 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import util
-from sqlalchemy.pool import Pool
-from sqlalchemy.pool.base import (
-    ConnectionPoolEntry,
-    PoolProxiedConnection,
-    _AsyncConnDialect,
-    _ConnectionFairy,
-)
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
-from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, ConnMeta, sever
+from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.loopguard import get_running_loop
@@ -81,8 +74,7 @@ class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
 class BridgePool(Pool):
     """A FIFO, hard-capped asyncio pool for SQLAlchemy (see the module docstring)."""
 
-    _is_asyncio = True
-    _dialect = _AsyncConnDialect()
+    _is_asyncio = True  # declares the class asyncio-compatible, as AsyncAdaptedQueuePool does
 
     def __init__(
         self,
@@ -96,6 +88,9 @@ class BridgePool(Pool):
     ) -> None:
         if poolbridge is None:
             raise TypeError("BridgePool needs poolbridge=<BridgeState>: use create_async_engine()")
+        # SQLAlchemy's pre-ping would run unbounded on a stalled link: the checkout
+        # listener pings instead, bounded (see _events._Pinger)
+        kw["pre_ping"] = False
         super().__init__(creator, **kw)
         # what recreate() passes on: the arguments this pool was made with (SQLAlchemy's
         # Pool keyword arguments) and the dispatch, so listeners survive engine.dispose()
@@ -121,72 +116,9 @@ class BridgePool(Pool):
         self._timer_at = 0.0
         self._disposed = False
         self._returning = 0  # given back, held until their async on_checkin ends
-        # pre_ping is ours (bounded, see _ping_ok): SQLAlchemy's own would run unbounded too
-        self._pre_ping = False
         poolbridge.attach(self)
 
-    # -- SQLAlchemy Pool API ---------------------------------------------------------------
-    def connect(self) -> PoolProxiedConnection:
-        """Check a connection out (SQLAlchemy's ``Pool.connect``), then count it, track it
-        for leaks and run on_checkout.
-
-        Not a ``checkout`` event listener: with one, SQLAlchemy dispatches the event and
-        takes its slow checkout path (the pre-ping/reconnect loop) on every query. A
-        failure or cancellation in here invalidates and returns the connection, as
-        SQLAlchemy does when a checkout listener raises. Listeners the application adds
-        still run, inside ``_checkout`` (before this).
-        """
-        fairy = _ConnectionFairy._checkout(self)
-        rec = fairy._connection_record
-        assert rec is not None
-        # not fresh any more: the next checkout pre-pings it (SQLAlchemy clears this flag
-        # only on its slow path)
-        rec.fresh = False
-        state = self._state
-        try:
-            now = monotonic()
-            state.recorder.record_checkout(state.waits.pop(rec, 0.0))
-            state.checked_out[rec] = (now, None if state.leaks is None else state.lease(rec))
-            emit = state.emit_checkout
-            if emit is not None:
-                state.fire_hot(emit, rec, now, None, inline=True)
-        except BaseException as err:
-            with util.safe_reraise():
-                rec._checkin_failed(err, _fairy_was_created=True)
-        return fairy
-
-    def _return_conn(self, record: ConnectionPoolEntry) -> None:
-        """A connection comes back (after the reset-on-return and the application's
-        ``checkin`` listeners): stats, leaks, on_checkin, then the queue.
-
-        An async on_checkin runs as a task (this may run while a cancellation unwinds:
-        awaiting here could abort the checkin); nobody gets the connection before it ends,
-        callers meanwhile wait for it rather than open another connection.
-        """
-        state = self._state
-        out = state.checked_out.pop(record, None)
-        if out is not None:
-            now = monotonic()
-            held = now - out[0]
-            state.recorder.record_checkin(held)
-            if state.leaks is not None:
-                state.leaks.checkin(out[1])
-            emit = state.emit_checkin
-            task = None
-            if emit is not None and record.dbapi_connection is not None:
-                task = state.fire_hot(emit, record, now, held, inline=False)
-            if state.draining is not None:
-                state.checked_in()
-            if task is not None and not task.done():
-                self._returning += 1
-                task.add_done_callback(lambda _: self._returned(record))
-                return
-        else:
-            # its checkout failed after _do_get (a checkout listener raised or was
-            # cancelled, a reconnect failed): connect() never took the wait _do_get noted
-            state.waits.pop(record, None)
-        self._do_return_conn(record)
-
+    # -- SQLAlchemy's subclass points (as QueuePool implements them) -----------------------
     # _do_get and _do_return_conn run once per query: their common path (an idle connection
     # taken, a returned one handed on (as _hand) or made idle, the expiry check of
     # BridgeState.expired) is inlined, no helper calls
@@ -203,6 +135,7 @@ class BridgePool(Pool):
         start = now = monotonic()
         deadline = start + self._timeout
         idle = self._idle
+        metas = state.metas
         while True:
             # the most recently returned idle connection (LIFO keeps the rest idle, so
             # max_idle can shrink the pool), unless someone already waits: then we queue
@@ -210,9 +143,9 @@ class BridgePool(Pool):
             while idle and not self._waiters:
                 rec = idle.pop()
                 self._idle_since.pop(rec, None)
-                meta = rec.info.get("poolbridge")
+                meta = metas.get(rec)
                 if rec.dbapi_connection is None or (
-                    isinstance(meta, ConnMeta)  # state.expired(rec), inlined
+                    meta is not None  # state.expired(rec), inlined
                     and (
                         meta.epoch != state.epoch
                         or (meta.deadline is not None and now >= meta.deadline)
@@ -230,35 +163,36 @@ class BridgePool(Pool):
                     rec = self._create_on_slot(deadline)
                 else:
                     rec = self._wait(start)
-            # a connection never handed out yet is fresh: no ping (as SQLAlchemy does)
-            if not state.config.pre_ping or getattr(rec, "fresh", False):
-                break
-            if self._ping_ok(rec, deadline):
-                break
-            now = monotonic()
-            if now >= deadline:  # the dead connection used up the caller's time
-                raise self._timeout_error(now - start, len(self._waiters) + 1)
-        state.waits[rec] = monotonic() - start  # taken by connect()
+            break
+        # taken by the checkout listener (pre-ping bound, wait time)
+        state.waits[rec] = monotonic() - start
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        info = record.info
         state = self._state
-        meta = info.get("poolbridge")
-        now = monotonic()
+        returning = state.returning
+        if returning:  # an async on_checkin still runs: hand the connection on after it
+            task = returning.pop(record, None)
+            if task is not None and not task.done():
+                self._returning += 1
+                task.add_done_callback(lambda _: self._returned(record))
+                return
+        meta = state.metas.get(record)
+        replace = state.replace
         if (
             self._disposed
             or state.closed
             or record.dbapi_connection is None
-            or info.pop("poolbridge_replace", False)
+            or (replace and record in replace)
             or (
-                isinstance(meta, ConnMeta)  # state.expired(record), inlined
+                meta is not None  # state.expired(record), inlined
                 and (
                     meta.epoch != state.epoch
-                    or (meta.deadline is not None and now >= meta.deadline)
+                    or (meta.deadline is not None and monotonic() >= meta.deadline)
                 )
             )
         ):
+            replace.discard(record)
             self._discard(record)
             return
         waiters = self._waiters
@@ -268,7 +202,7 @@ class BridgePool(Pool):
                 fut.set_result(record)
                 return
         self._idle.append(record)
-        self._idle_since[record] = now
+        self._idle_since[record] = monotonic()
 
     def _returned(self, record: ConnectionPoolEntry) -> None:
         """The on_checkin task of ``record`` ended: hand it over; once nothing is coming
@@ -482,59 +416,6 @@ class BridgePool(Pool):
             raise
         finally:
             CONNECT_DEADLINE.reset(token)
-
-    def _ping_ok(self, rec: ConnectionPoolEntry, deadline: float) -> bool:
-        """pre_ping a reused connection: True when alive; a dead one is cut, closed and its
-        slot given up (the caller goes on acquiring within the same deadline).
-
-        The ping (the dialect's, with its handle_error events) is bounded by
-        ``connect_timeout`` and by the caller's acquire ``deadline``: when the bound passes
-        without an answer, the connection is cut (:func:`sever`), which makes the pending
-        ping fail at once. Cutting instead of cancelling: psycopg answers a cancellation by
-        sending a cancel request and waiting for the server again, up to 10 s.
-        """
-        state = self._state
-        driver_conn = rec.driver_connection
-        bound = max(0.0, min(state.config.connect_timeout, deadline - monotonic()))
-        fired = False
-
-        def cut() -> None:
-            nonlocal fired
-            fired = True
-            with contextlib.suppress(Exception):
-                sever(state.driver, driver_conn)
-
-        # SQLite has no network to stall: its ping is not cut (that would drop the data of
-        # an in-memory database)
-        timer = None if state.driver == "aiosqlite" else get_running_loop().call_later(bound, cut)
-        try:
-            dbapi_conn = rec.dbapi_connection
-            alive = dbapi_conn is not None and bool(self._dialect._do_ping_w_event(dbapi_conn))
-        except Exception as exc:
-            alive = False
-            logger.info("pool %r: pre-ping failed: %r", state.config.name, exc)
-        except BaseException:  # cancelled mid-ping: the connection's state is unknown
-            self._drop_dead(rec)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if alive and not fired:
-            return True
-        if fired:
-            logger.warning(
-                "pool %r: pre-ping got no answer within %.2f s: connection cut",
-                state.config.name, bound,
-            )  # fmt: skip
-        self._drop_dead(rec)
-        return False
-
-    def _drop_dead(self, rec: ConnectionPoolEntry) -> None:
-        """Cut (no round trip: the link may be stalled) and close a connection found dead,
-        and give up its slot."""
-        with contextlib.suppress(Exception):
-            sever(self._state.driver, rec.driver_connection)
-        self._discard(rec)
 
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
         """Count the timeout, fire on_timeout and describe the pool (``waiting``: callers

@@ -52,7 +52,8 @@ logger = logging.getLogger("poolbridge.sqlalchemy")
 
 @dataclass(slots=True)
 class ConnMeta:
-    """Kept in ``record.info["poolbridge"]`` for the physical connection of a record."""
+    """Kept in :attr:`BridgeState.metas` for the physical connection of a record (never in
+    ``record.info``: that dict, also ``Connection.info``, belongs to the application)."""
 
     server_id: int | str | None
     opened: float  # monotonic
@@ -160,6 +161,17 @@ class BridgeState:
         self.last_error: BaseException | None = None  # of the last failed refill
         self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
         self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
+        # poolbridge's own bookkeeping per record, kept out of ``record.info`` (the
+        # application's dict): the connection's metadata, the rotation epoch its connect
+        # started in, records to replace at checkin (a reset that could not be done in
+        # place), records whose connection was never handed out (no pre-ping), and the
+        # on_checkin task a returned connection waits for before anyone gets it
+        self.metas: dict[ConnectionPoolEntry, ConnMeta] = {}
+        self.connect_epochs: dict[ConnectionPoolEntry, int] = {}
+        self.connect_started: dict[ConnectionPoolEntry, float] = {}  # time() of do_connect
+        self.replace: set[ConnectionPoolEntry] = set()
+        self.fresh: set[ConnectionPoolEntry] = set()
+        self.returning: dict[ConnectionPoolEntry, asyncio.Task[None]] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
         # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
         # (a dict the two write and pop inline: no call on the hot path)
@@ -186,7 +198,7 @@ class BridgeState:
     def expired(self, rec: ConnectionPoolEntry) -> bool:
         """Past its lifetime, or opened before the last rotate() (BridgePool inlines this
         on its checkout and checkin paths)."""
-        meta = rec.info.get("poolbridge")
+        meta = self.metas.get(rec)
         if not isinstance(meta, ConnMeta):
             return False
         if meta.epoch != self.epoch:
@@ -245,7 +257,7 @@ class BridgeState:
         self.spawn(greenlet_spawn(rec.close))
 
     def event(self, rec: ConnectionPoolEntry, *, held: float | None = None) -> ConnectionEvent:
-        meta = rec.info.get("poolbridge")
+        meta = self.metas.get(rec)
         sid = meta.server_id if isinstance(meta, ConnMeta) else self.live_ids.get(rec)
         age = monotonic() - meta.opened if isinstance(meta, ConnMeta) else 0.0
         return ConnectionEvent(
@@ -287,7 +299,7 @@ class BridgeState:
         """:meth:`fire` for on_checkout/on_checkin, through the hook's emitter (built once,
         see HookRunner.emitter): a sync hook costs one event and two calls; ``now`` is the
         listener's own clock reading (no second one)."""
-        meta = rec.info.get("poolbridge")
+        meta = self.metas.get(rec)
         if isinstance(meta, ConnMeta):
             sid, age = meta.server_id, now - meta.opened
         else:
@@ -437,7 +449,7 @@ class BridgeState:
         epoch = self.epoch
         counted = 0
         for rec in self.live_ids:
-            meta = rec.info.get("poolbridge")
+            meta = self.metas.get(rec)
             fresh = isinstance(meta, ConnMeta) and meta.epoch == epoch
             counted += fresh or rec in self.checked_out
         return counted >= self.min_keep
