@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -123,5 +122,3 @@ async def test_cancel_at_every_await(target: Target, entry: str) -> None:
             return not await server.live(st.recorded_ids)
 
         assert await eventually(none_left), await server.live(st.recorded_ids)
-
-
