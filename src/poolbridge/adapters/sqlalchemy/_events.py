@@ -252,7 +252,8 @@ class _Pinger:
         DisconnectionError, SQLAlchemy then replaces it)."""
         state = self._state
         config = state.config
-        bound = max(0.0, min(config.connect_timeout, config.acquire_timeout - waited))
+        left = config.acquire_timeout - waited if config.acquire_timeout else config.connect_timeout
+        bound = max(0.0, min(config.connect_timeout, left))
         driver_conn = rec.driver_connection
         deadline = None
         if state.driver != "aiosqlite":

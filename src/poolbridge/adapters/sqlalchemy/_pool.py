@@ -133,7 +133,9 @@ class BridgePool(Pool):
         if state.closed or self._disposed:
             raise PoolClosed(f"pool {state.config.name!r} is closed")
         start = now = monotonic()
-        deadline = start + self._timeout
+        # acquire_timeout=0 (SQLAlchemy's pool_timeout=0): never wait for a connection, but
+        # opening one on a free slot is still bounded by connect_timeout only
+        deadline = start + (self._timeout or state.config.connect_timeout)
         idle = self._idle
         metas = state.metas
         while True:
@@ -239,10 +241,12 @@ class BridgePool(Pool):
             self._release_slot()
         self.logger.info("Pool disposed. %s", self.status())
 
+    # the answers of QueuePool(pool_size=max_size, max_overflow=0), the pool this replaces
     def status(self) -> str:
         return (
-            f"BridgePool max_size={self._max} open={self._open} idle={len(self._idle)} "
-            f"waiting={len(self._waiters)} in_use={self.checkedout()}"
+            f"Pool size: {self.size()}  Connections in pool: {self.checkedin()} "
+            f"Current Overflow: {self.overflow()} "
+            f"Current Checked out connections: {self.checkedout()}"
         )
 
     def size(self) -> int:
@@ -255,10 +259,14 @@ class BridgePool(Pool):
         return len(self._idle)
 
     def overflow(self) -> int:
-        return 0
+        """Connections open or being opened beyond ``size()`` (negative below it), as
+        QueuePool counts them."""
+        return self._open - self._max
 
     def checkedout(self) -> int:
-        return self._state.in_use
+        """Connections not idle in the pool: in use, being opened, or waiting for their
+        on_checkin to end (QueuePool counts a connection being opened as checked out)."""
+        return self._open - len(self._idle)
 
     # -- introspection used by the adapter and tests ---------------------------------------
     @property
@@ -282,6 +290,8 @@ class BridgePool(Pool):
                 f"pool {state.config.name!r}: {len(self._waiters)} callers already wait "
                 f"(max_waiting={state.config.max_waiting})"
             )
+        if not self._timeout:  # acquire_timeout=0: fail at once when exhausted
+            raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
         loop = get_running_loop()
         fut: asyncio.Future[_Grant | _Expired] = loop.create_future()
         deadline = start + self._timeout
@@ -443,7 +453,8 @@ class BridgePool(Pool):
         if self._disposed or self._state.closed or self._open >= self._state.min_keep:
             return False
         self._open += 1
-        rec = self._create_on_slot(monotonic() + self._state.config.acquire_timeout)
+        config = self._state.config
+        rec = self._create_on_slot(monotonic() + (config.acquire_timeout or config.connect_timeout))
         self._hand(rec)
         return True
 
