@@ -1,12 +1,15 @@
 """SQLAlchemy pool/dialect event listeners that feed poolbridge's hooks, stats and leaks.
 
 Listeners are registered on ``engine.sync_engine.pool`` after the engine exists, so they
-run after the dialect's own connect listeners (type codecs, dialect initialisation) and are
-carried over to the pool that ``engine.dispose()`` recreates (SQLAlchemy copies the pool's
-dispatch). The checkout and checkin work (stats, leaks, on_checkout/on_checkin) is no event
-listener: it runs on every query, so :class:`BridgePool` does it in ``connect()`` and
-``_return_conn()``. Counts come from these events and the pool class, never from
-``pool.checkedin()``.
+run after the dialect's own connect listeners (type codecs, dialect initialisation) and
+before any the application adds later; SQLAlchemy carries them over to the pool that
+``engine.dispose()`` recreates (the pool class passes its dispatch on). Everything
+poolbridge adds to a checkout or checkin is a documented pool event: ``connect``,
+``checkout`` (the bounded pre-ping, stats, leak lease, on_checkout), ``checkin`` (stats,
+leaks, on_checkin), ``reset`` (a full reset), ``close``/``detach``; the engine's
+``do_connect`` bounds each connect and reads the current password. poolbridge's own
+per-record state lives in :class:`BridgeState` (keyed by the record), never in
+``record.info`` / ``Connection.info``, which are the application's.
 
 Every listener runs synchronously inside SQLAlchemy; where a driver coroutine or an async
 hook has to run, it is awaited with ``await_`` in SQLAlchemy's greenlet (on_connect,

@@ -3,8 +3,12 @@
 SQLAlchemy's AsyncAdaptedQueuePool starts empty, never closes idle connections, queues
 callers without bound and lets a task that re-acquires in a loop barge ahead of waiters
 (its asyncio.Queue hands an item to whoever calls ``get_nowait()`` first). BridgePool keeps
-SQLAlchemy's record/fairy machinery (so events, recycle, pre-ping, reset-on-return and
-invalidation behave as usual) and replaces only the queue:
+SQLAlchemy's record/fairy machinery (so events, recycle, reset-on-return and invalidation
+behave as usual) and implements only what SQLAlchemy's own pools implement, the way
+QueuePool does: ``_do_get``, ``_do_return_conn``, ``status``, ``dispose``, ``recreate``
+(plus QueuePool's ``size``/``checkedin``/``checkedout``/``overflow``/``timeout`` answers).
+Checkout and checkin work, the bounded pre-ping and hooks are pool event listeners
+(:mod:`._events`). The queue:
 
 - a hard cap of ``max_size`` slots; a slot is taken before a connection is opened (outside
   any lock: there is none, the pool lives on one event loop);
@@ -14,12 +18,12 @@ invalidation behave as usual) and replaces only the queue:
   armed for the earliest deadline, enforces ``acquire_timeout`` for all of them, so a
   wait costs a future and a dict entry (at 100 tasks on 10 connections every checkout waits);
 - ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
-  also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working);
+  also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working;
+  ``acquire_timeout=0`` fails at once when exhausted, as ``pool_timeout=0`` does);
 - per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
-  (run by :class:`BridgeState`'s maintenance task, see :mod:`._sqlalchemy_state`);
-- pre_ping bounded in time: SQLAlchemy's own pre-ping waits forever on a stalled link (no
-  byte flows, no error comes), so BridgePool switches it off and pings a reused connection
-  itself, for at most ``connect_timeout`` and never past the caller's acquire deadline.
+  (run by :class:`BridgeState`'s maintenance task, see :mod:`._state`);
+- ``dispose()`` closes the idle connections and stops the maintenance task; the pool
+  ``recreate()`` makes stays dormant (no task, no refill) until first used.
 
 ``_do_get`` runs inside SQLAlchemy's greenlet, so it can wait on asyncio with ``await_``.
 Every path that gives up a slot (failed connect, cancelled waiter, discarded connection)
@@ -121,7 +125,7 @@ class BridgePool(Pool):
     # -- SQLAlchemy's subclass points (as QueuePool implements them) -----------------------
     # _do_get and _do_return_conn run once per query: their common path (an idle connection
     # taken, a returned one handed on (as _hand) or made idle, the expiry check of
-    # BridgeState.expired) is inlined, no helper calls
+    # BridgeState.expired) is written out in place: no helper calls
     def _do_get(self) -> ConnectionPoolEntry:
         state = self._state
         if self._dormant:
@@ -147,7 +151,7 @@ class BridgePool(Pool):
                 self._idle_since.pop(rec, None)
                 meta = metas.get(rec)
                 if rec.dbapi_connection is None or (
-                    meta is not None  # state.expired(rec), inlined
+                    meta is not None  # as state.expired(rec)
                     and (
                         meta.epoch != state.epoch
                         or (meta.deadline is not None and now >= meta.deadline)
@@ -187,7 +191,7 @@ class BridgePool(Pool):
             or record.dbapi_connection is None
             or (replace and record in replace)
             or (
-                meta is not None  # state.expired(record), inlined
+                meta is not None  # as state.expired(record)
                 and (
                     meta.epoch != state.epoch
                     or (meta.deadline is not None and monotonic() >= meta.deadline)
@@ -198,7 +202,7 @@ class BridgePool(Pool):
             self._discard(record)
             return
         waiters = self._waiters
-        while waiters:  # _hand, inlined
+        while waiters:  # as _hand
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(record)

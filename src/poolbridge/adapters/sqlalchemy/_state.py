@@ -196,8 +196,8 @@ class BridgeState:
         return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
-        """Past its lifetime, or opened before the last rotate() (BridgePool inlines this
-        on its checkout and checkin paths)."""
+        """Past its lifetime, or opened before the last rotate() (BridgePool writes this
+        check out in place on its checkout and checkin paths)."""
         meta = self.metas.get(rec)
         if not isinstance(meta, ConnMeta):
             return False
