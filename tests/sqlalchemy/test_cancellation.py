@@ -127,3 +127,34 @@ async def test_cancel_at_every_await(target: Target, entry: str) -> None:
             return not await server.live(st.recorded_ids)
 
         assert await eventually(none_left), await server.live(st.recorded_ids)
+
+
+async def test_connection_of_a_cancelled_caller_is_pooled(target: Target) -> None:
+    """A caller cancelled while its connection is being opened leaves; the connection, once
+    open, goes to the pool instead of being thrown away, so the next caller does not pay for
+    a new connect (or starve when every caller is cancelled mid-connect)."""
+    from poolbridge.pool.hooks import Hooks
+
+    async def slow_connect(ev: object) -> None:
+        await asyncio.sleep(0.2)
+
+    engine = await create_async_engine(
+        target.config(min_size=0, max_size=1), hooks=Hooks(on_connect=slow_connect)
+    )
+    st = engine_state(engine)
+    try:
+        task = asyncio.ensure_future(engine.connect())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+        async def pooled() -> bool:
+            return engine.sync_engine.pool.checkedin() == 1
+
+        assert await eventually(pooled, timeout=3), engine.sync_engine.pool.status()
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        assert st.recorder.snapshot()["connection.created"] == 1
+    finally:
+        await close_engine(engine)

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.util import await_
-from sqlalchemy.util.concurrency import in_greenlet
+from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
@@ -166,7 +166,7 @@ class BridgePool(Pool):
             if rec is None:
                 if not self._waiters and self._open < self._max and not self._returning:
                     self._open += 1
-                    rec = self._create_on_slot(deadline)
+                    rec = self._open_for_caller(deadline)
                 else:
                     rec = self._wait(start)
             break
@@ -322,7 +322,7 @@ class BridgePool(Pool):
             self._abandon(fut)
             raise self._timeout_error(monotonic() - start, waiting)
         if grant is None:  # a slot was passed to us: open a connection on it
-            return self._create_on_slot(deadline)
+            return self._open_for_caller(deadline)
         return grant
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -396,6 +396,30 @@ class BridgePool(Pool):
             rec.close()
         else:  # e.g. garbage-collection cleanup: close on the loop instead
             self._state.close_later(rec)
+
+    def _open_for_caller(self, deadline: float) -> ConnectionPoolEntry:
+        """Open a connection on a slot already counted, in its own task: a caller cancelled
+        meanwhile leaves, and the connection, once open, goes to the next waiter or the idle
+        list instead of being thrown away (a cancelled connect would otherwise cost every
+        retrying caller a whole new connect)."""
+        task = get_running_loop().create_task(greenlet_spawn(self._create_on_slot, deadline))
+        try:
+            return await_(asyncio.shield(task))
+        except asyncio.CancelledError:
+            # also when the connect has just ended: its result never reached this caller
+            task.add_done_callback(self._adopt)
+            raise
+
+    def _adopt(self, task: asyncio.Task[ConnectionPoolEntry]) -> None:
+        """The connect of a caller that left ended: pool what it opened (its slot was
+        given up already if it failed)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        rec = task.result()
+        if self._disposed or self._state.closed:
+            self._discard(rec)
+        else:
+            self._hand(rec)
 
     def _create_on_slot(self, deadline: float) -> ConnectionPoolEntry:
         """Open a connection on a slot already counted; on failure the slot is passed on."""
