@@ -17,6 +17,7 @@ import contextvars
 import logging
 import random
 import traceback
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import monotonic
@@ -167,8 +168,13 @@ class BridgeState:
         # place), records whose connection was never handed out (no pre-ping), and the
         # on_checkin task a returned connection waits for before anyone gets it
         self.metas: dict[ConnectionPoolEntry, ConnMeta] = {}
-        self.connect_epochs: dict[ConnectionPoolEntry, int] = {}
-        self.connect_started: dict[ConnectionPoolEntry, float] = {}  # time() of do_connect
+        # written at do_connect, taken at connect; weak, as a failed connect takes nothing
+        self.connect_epochs: weakref.WeakKeyDictionary[ConnectionPoolEntry, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.connect_started: weakref.WeakKeyDictionary[ConnectionPoolEntry, float] = (
+            weakref.WeakKeyDictionary()
+        )
         self.replace: set[ConnectionPoolEntry] = set()
         self.fresh: set[ConnectionPoolEntry] = set()
         self.returning: dict[ConnectionPoolEntry, asyncio.Task[None]] = {}
