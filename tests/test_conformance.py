@@ -30,7 +30,7 @@ from tests.conftest import IN_CI, MYSQL_URL, PG_URL, _require
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
-#: (adapter, backend): the columns `make test` must prove (issue 4)
+#: (adapter, backend): the columns `make test` must prove: the default stack of each backend
 REQUIRED = [
     ("psycopg", "postgresql"),
     ("sqlalchemy", "postgresql"),

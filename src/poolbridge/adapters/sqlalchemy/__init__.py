@@ -39,7 +39,7 @@ from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
-from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.stats import PoolStats, StatsRecorder
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -198,7 +198,7 @@ def engine_state(engine: AsyncEngine) -> BridgeState:
     return state  # type: ignore[no-any-return]
 
 
-def engine_stats(engine: AsyncEngine) -> dict[str, Any]:
+def engine_stats(engine: AsyncEngine) -> PoolStats:
     """The documented stats dict (:mod:`poolbridge.pool.stats`) of an engine made by
     :func:`create_async_engine`, counted from poolbridge's own events."""
     state = engine_state(engine)
