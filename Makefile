@@ -49,6 +49,8 @@ LATEST_VENV ?= .venv-latest
 LATEST_PY := $(LATEST_VENV)/bin/python
 LATEST_PACKAGES := 'sqlalchemy[asyncio]' asyncpg 'psycopg[binary]' psycopg-pool aiomysql asyncmy \
 	aiopg aiosqlite tortoise-orm pypika-tortoise peewee peewee-async
+# the conformance columns (four at a time: they wait on servers more than on the CPU) and
+# the pytest plugin: a few minutes, well inside the 10 minutes .ci/run gives this target
 LATEST_TESTS ?= tests/test_conformance.py tests/test_plugin.py
 
 test-latest:
@@ -59,7 +61,7 @@ test-latest:
 	@$(LATEST_PY) -m pip list --format=freeze 2>/dev/null \
 	  | grep -iE '^(sqlalchemy|asyncpg|psycopg|psycopg-pool|aiomysql|asyncmy|aiopg|aiosqlite|tortoise-orm|pypika-tortoise|peewee|peewee-async)==' \
 	  | tr '\n' ' ' | sed 's/^/test-latest: /;s/ $$/\n/'
-	$(LATEST_PY) -m pytest -n 2 --dist loadfile $(LATEST_TESTS) $(PYTEST_ARGS)
+	POOLBRIDGE_CONFORMANCE_JOBS=4 $(LATEST_PY) -m pytest -n 2 --dist loadfile $(LATEST_TESTS) $(PYTEST_ARGS)
 
 soak: $(STAMP_ALL)
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
