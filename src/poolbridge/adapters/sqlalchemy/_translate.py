@@ -109,7 +109,7 @@ def _libpq_option(key: str, value: str) -> str:
     return f"-c {key}={libpq_escape(str(value))}"
 
 
-def _mysql_ssl(mode: str | _ssl.SSLContext) -> _ssl.SSLContext | None:
+def _mysql_ssl(mode: bool | str | _ssl.SSLContext) -> _ssl.SSLContext | None:
     if isinstance(mode, _ssl.SSLContext):
         return mode
     if mode == "disable":
