@@ -22,7 +22,7 @@ from typing import Any
 
 from poolbridge.adapters._doctable import doc_table
 from poolbridge.adapters._engine_backed import engine_under_orm
-from poolbridge.adapters.tortoise.backends import BINDING_KEY, ConfigPassword
+from poolbridge.adapters.tortoise.backends import BINDING_KEY, ENGINE_MODULES, ConfigPassword
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import SQLITE_REFUSED
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
@@ -37,7 +37,8 @@ __all__ = [
     "unsupported",
 ]
 
-#: the ``engine`` path Tortoise imports for poolbridge connections
+#: the package of poolbridge's Tortoise ``engine`` modules (one per backend, see
+#: ENGINE_MODULES); itself a valid ``engine`` path, and a models module without models
 ENGINE_MODULE = "poolbridge.adapters.tortoise.backends"
 ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql", "aiosqlite")
 
@@ -165,7 +166,7 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
         creds_sqlite: dict[str, Any] = {"file_path": path}
         if binding is not None:
             creds_sqlite[BINDING_KEY] = binding
-        return {"engine": ENGINE_MODULE, "credentials": creds_sqlite}
+        return {"engine": ENGINE_MODULES[driver], "credentials": creds_sqlite}
     creds = _host_parts(config)
     creds["minsize"] = config.min_size
     creds["maxsize"] = config.max_size
@@ -193,7 +194,7 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
         creds["connect_timeout"] = config.connect_timeout
     if binding is not None:
         creds[BINDING_KEY] = binding
-    return {"engine": ENGINE_MODULE, "credentials": creds}
+    return {"engine": ENGINE_MODULES[driver], "credentials": creds}
 
 
 def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
