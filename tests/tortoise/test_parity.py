@@ -158,7 +158,7 @@ def _operations(tag: str) -> list[Any]:
         CreateModel(
             first,
             [("id", fields.IntField(primary_key=True)), ("name", fields.CharField(max_length=20))],
-        ),  # fmt: skip
+        ),
         AddField(first, "size", fields.IntField(default=0)),
         AlterField(first, "name", fields.CharField(max_length=40)),
         RenameField(first, "size", "weight"),
@@ -379,7 +379,7 @@ async def test_psycopg_checks_connections_unless_told_not_to(
         (
             "postgresql+asyncpg://u@127.0.0.1/db?max_inactive_connection_lifetime=5",
             "max_inactive_connection_lifetime",
-        ),  # fmt: skip
+        ),
         ("postgresql+psycopg://u@127.0.0.1/db?timeout=5", "timeout"),
         ("mysql://u@127.0.0.1/db?pool_recycle=5", "pool_recycle"),
     ],
