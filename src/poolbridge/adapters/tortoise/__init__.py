@@ -10,11 +10,12 @@ Usage::
 
     TORTOISE_ORM = tortoise_config(config, apps={"models": {"models": ["app.models"]}})
 
-Tortoise's asyncpg/MySQL backends get poolbridge's pool engine under their client (the
-connection's ``engine`` path names poolbridge's module, see ``_tortoise_client``); the
-psycopg backend keeps psycopg_pool with poolbridge's errors, hooks and stats; the SQLite
-backend runs natively. The table of what is native, emulated or unsupported is
-``_tortoise_table``. Importing this module does not import Tortoise.
+Tortoise's asyncpg/MySQL backends and SQLite files get poolbridge's pool engine under their
+client (the connection's ``engine`` path names poolbridge's module for that backend, see
+``backends``); the psycopg backend keeps psycopg_pool with poolbridge's errors, hooks and
+stats; SQLite ``:memory:`` runs on Tortoise's own client. The knob table is ``_translate``,
+the table of Tortoise's own connection keys ``_keys``. Importing this module does not
+import Tortoise.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from poolbridge.adapters.base import (
     require_modules,
 )
 from poolbridge.adapters.tortoise import _translate as table
-from poolbridge.adapters.tortoise._keys import refused_keys
+from poolbridge.adapters.tortoise._keys import keys_doc_table, refused_keys
 from poolbridge.adapters.tortoise._pool import TortoisePool, TortoisePools, warm_up
 from poolbridge.adapters.tortoise.backends import TortoiseBinding
 from poolbridge.config.model import PoolConfig
@@ -50,6 +51,7 @@ __all__ = [
     "connect",
     "doc_table",
     "init",
+    "keys_table",
     "tortoise_config",
 ]
 
@@ -212,6 +214,11 @@ adapter = TortoiseAdapter()
 def doc_table() -> str:
     """The translation table as it appears in docs/adapters/tortoise.md."""
     return table.tortoise_doc_table()
+
+
+def keys_table() -> str:
+    """Tortoise's own connection keys per backend, as docs/adapters/tortoise.md shows them."""
+    return keys_doc_table()
 
 
 def _driver_module(driver: str) -> str:

@@ -60,14 +60,19 @@ ENGINE_EMULATED: dict[str, str] = engine_under_orm(
     },
 )
 
-PSYCOPG_EMULATED: dict[str, str] = psycopg_pool_under_orm(
-    "psycopg_pool under Tortoise's psycopg client",
-    notes={
-        "min_size": ", opened at init()",
-        "pre_ping": " only when pre_ping is set (Tortoise alone always pings)",
-        "password": " (never in the logged conninfo)",
-    },
-)
+PSYCOPG_EMULATED: dict[str, str] = {
+    **psycopg_pool_under_orm(
+        "psycopg_pool under Tortoise's psycopg client",
+        notes={
+            "min_size": ", opened at init()",
+            "pre_ping": "; unset: on, as Tortoise's client always checks (False turns it off)",
+            "password": " (never in the logged conninfo)",
+        },
+    ),
+    "ssl": "a mode name: libpq sslmode on every connection; True or an SSLContext: to "
+    "Tortoise's client as stock, which makes it sslmode=require or verify-full and drops the "
+    "context (UnsupportedOptionWarning says so)",
+}
 PSYCOPG_UNSUPPORTED: dict[str, str] = {}
 
 _ONE = "SQLite :memory: runs on Tortoise's own client: one connection behind an asyncio.Lock"
