@@ -294,7 +294,7 @@ def plain_translation(config: PoolConfig) -> Translation:
             continue  # asyncpg timeout / libpq connect_timeout bound the whole connect
         unsupported.setdefault(knob, _PLAIN_WHY)
     native = dict(t.native)
-    native["pool_pre_ping"] = config.pre_ping
+    native["pool_pre_ping"] = bool(config.pre_ping)  # unset: SQLAlchemy's default (off)
     if is_memory_sqlite(config):
         native.pop("pool_size", None)
         native.pop("max_overflow", None)
