@@ -424,3 +424,36 @@ def test_ssl_true_and_contexts_keep_each_stacks_meaning() -> None:
     mysql_cfg = PoolConfig(url="mysql://u@127.0.0.1/db", ssl=True)
     driver = adapter.driver_for(mysql_cfg)
     assert _translate.engine_config(mysql_cfg, driver).driver_options["ssl"] is True
+
+
+@pytest.mark.asyncio
+async def test_sqlite_query_keys_are_pragmas_and_regexp_as_stock(tmp_path: Any) -> None:
+    path = str(tmp_path / "pragmas.db")
+    keys = {"journal_mode": "DELETE", "install_regexp_functions": True}
+    sql = "SELECT count(*) AS n FROM (SELECT 'abc' AS s) WHERE s REGEXP '^a.c$'"
+    async with stock_client(_stock_engine("sqlite"), {"file_path": path, **keys}) as stock:
+        expected = (await _scalar(stock, "PRAGMA journal_mode"), await _scalar(stock, sql))
+        expected_identity = _identity(stock)
+    assert expected == ("delete", 1)
+    url = f"sqlite:///{path}?journal_mode=DELETE&install_regexp_functions=true"
+    async with pb_client(PoolConfig(url=url, min_size=2, max_size=2)) as client:
+        assert _identity(client) == expected_identity
+        # on every pooled connection, not only the first
+        async with client.acquire_connection() as a, client.acquire_connection() as b:
+            for conn in (a, b):
+                async with conn.execute("PRAGMA journal_mode") as cur:
+                    assert (await cur.fetchone())[0] == "delete"
+        assert await _scalar(client, sql) == 1
+
+
+def test_asyncpg_driver_keys_of_tortoise_are_typed_connect_keywords() -> None:
+    from poolbridge.adapters.tortoise import _translate
+    from poolbridge.drivers.asyncpg import AsyncpgShim
+
+    url = "postgresql://u@127.0.0.1/db?statement_cache_size=0&command_timeout=5"
+    config = PoolConfig(url=url)
+    kw = AsyncpgShim().connect_kwargs(_translate.engine_config(config, "asyncpg"))
+    assert kw["statement_cache_size"] == 0 and kw["command_timeout"] == 5.0
+    assert "dsn" not in kw  # not sent to the server as startup parameters
+    creds = tortoise_config(config)["connections"]["default"]["credentials"]
+    assert creds["statement_cache_size"] == 0  # Tortoise's maintenance path gets them too
