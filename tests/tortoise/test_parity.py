@@ -304,6 +304,22 @@ async def test_mysql_keys_reach_the_server_as_stock(mysql_url: str) -> None:
                 async with conn.cursor() as cur:
                     await cur.execute("SELECT @@character_set_client")
                     assert (await cur.fetchone())[0] == "latin1"
+    # Tortoise's maintenance connection (db_create / db_delete) gets the same keys
+    from tortoise.context import TortoiseContext
+
+    ctx = TortoiseContext()
+    apps = {"pbparity": {"models": [NO_MODELS], "default_connection": "default"}}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*has no models", category=RuntimeWarning)
+        await ctx.init(config=tortoise_config(PoolConfig(url=url), apps=apps))
+    try:
+        with ctx:
+            maintenance = ctx.connections.get("default")
+            await maintenance.create_connection(with_db=False)
+            assert {k: await _scalar(maintenance, q) for k, q in queries.items()} == expected
+            await maintenance.close()
+    finally:
+        await ctx.close_connections()
 
 
 @pytest.mark.asyncio
