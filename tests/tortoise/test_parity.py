@@ -473,3 +473,22 @@ def test_asyncpg_driver_keys_of_tortoise_are_typed_connect_keywords() -> None:
     assert "dsn" not in kw  # not sent to the server as startup parameters
     creds = tortoise_config(config)["connections"]["default"]["credentials"]
     assert creds["statement_cache_size"] == 0  # Tortoise's maintenance path gets them too
+
+
+@pytest.mark.asyncio
+async def test_exhausted_psycopg_pool_raises_what_stock_callers_catch(pg_url: str) -> None:
+    import psycopg_pool
+
+    from poolbridge import PoolTimeout
+
+    creds = {**_stock_credentials(pg_url), "minsize": 1, "maxsize": 1, "timeout": 1}
+    async with stock_client(_stock_engine("psycopg"), creds) as stock, stock.acquire_connection():
+        with pytest.raises(Exception) as stock_error:
+            await stock.execute_query("SELECT 1")
+    assert isinstance(stock_error.value, psycopg_pool.PoolTimeout)
+    config = PoolConfig(url=pg_url, driver="psycopg", min_size=1, max_size=1, acquire_timeout=1)
+    async with pb_client(config) as client, client.acquire_connection():
+        with pytest.raises(PoolTimeout) as pb_error:
+            await client.execute_query("SELECT 1")
+    # an `except psycopg_pool.PoolTimeout` written for stock Tortoise still catches it
+    assert isinstance(pb_error.value, type(stock_error.value))
