@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from poolbridge.config.durations import parse_bool
 from poolbridge.config.model import PoolConfig
@@ -278,8 +278,6 @@ def url_without(url: str, keys: set[str]) -> str:
     base, sep, query = url.partition("?")
     if not sep:
         return url
-    from urllib.parse import parse_qsl
-
     kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k not in keys]
     return f"{base}?{urlencode(kept)}" if kept else base
 

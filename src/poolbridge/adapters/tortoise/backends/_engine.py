@@ -25,7 +25,7 @@ from tortoise.backends.base.client import PoolConnectionWrapper, TransactionCont
 
 from poolbridge.adapters._engine_holder import EngineHolder
 from poolbridge.adapters.tortoise._tx import guarded
-from poolbridge.adapters.tortoise.backends import OneLoopClient, TortoiseBinding
+from poolbridge.adapters.tortoise.backends import BINDING_KEY, OneLoopClient, TortoiseBinding
 from poolbridge.engine.checkout import Engine
 
 __all__ = ["EngineFacade", "EngineSwap", "binding_of"]
@@ -34,8 +34,6 @@ __all__ = ["EngineFacade", "EngineSwap", "binding_of"]
 def binding_of(db_info: dict[str, Any]) -> TortoiseBinding:
     """The :class:`TortoiseBinding` in a connection dict's credentials, or a LookupError
     saying how such a dict is built."""
-    from poolbridge.adapters.tortoise.backends import BINDING_KEY
-
     binding = db_info.get("credentials", {}).get(BINDING_KEY)
     if not isinstance(binding, TortoiseBinding):
         raise LookupError(
