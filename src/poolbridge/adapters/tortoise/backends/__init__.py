@@ -116,8 +116,8 @@ class OneLoopClient:
 
 
 def get_client_class(db_info: dict[str, Any]) -> type[Any]:
-    """Called by Tortoise with a connection dict whose ``engine`` is this package (configs
-    written before each backend had its own module): the client of the driver's module."""
+    """Called by Tortoise with a connection dict whose ``engine`` names this package (saved
+    configs may): the client of the driver's own module, the same class as from there."""
     binding = db_info.get("credentials", {}).get(BINDING_KEY)
     if not isinstance(binding, TortoiseBinding):
         raise LookupError(
