@@ -492,3 +492,31 @@ async def test_exhausted_psycopg_pool_raises_what_stock_callers_catch(pg_url: st
             await client.execute_query("SELECT 1")
     # an `except psycopg_pool.PoolTimeout` written for stock Tortoise still catches it
     assert isinstance(pb_error.value, type(stock_error.value))
+
+
+async def _outcome(run: Any) -> tuple[str, str]:
+    try:
+        await run()
+    except Exception as exc:
+        return type(exc).__name__, str(exc).split(":")[0]
+    return "ok", ""
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("backend", ["asyncpg", "psycopg"])
+async def test_ssl_true_reaches_the_server_as_stock(pg_url: str, backend: str) -> None:
+    # the server answers the TLS request the same way for both (the test server has TLS off:
+    # both fail alike; with TLS on both would connect)
+    creds = {**_stock_credentials(pg_url), "ssl": True, "timeout": 1}
+
+    async def stock() -> None:
+        async with stock_client(_stock_engine(backend), creds) as client:
+            await client.create_connection(with_db=True)
+
+    async def pb() -> None:
+        config = PoolConfig(url=pg_url, driver=backend, ssl=True, acquire_timeout=1,
+                            connect_timeout=1, retry={"attempts": 1})  # fmt: skip
+        async with pb_client(config):
+            pass
+
+    assert await _outcome(pb) == await _outcome(stock)
