@@ -187,6 +187,17 @@ def index_page() -> str:
             "when a page is out of date). The Tortoise and peewee-async pages are written by "
             "hand around their generated tables.",
             "",
+            "**An adapter changes what the PoolConfig sets, and nothing else.** Pool knobs keep "
+            "poolbridge's defaults; everything else (every credential key, connect keyword, "
+            "session setting, error class, class identity and pool attribute the ORM or its "
+            "users read) behaves as it does with the stock stack. Where poolbridge cannot keep "
+            "a stock behaviour it refuses loudly (`UnsupportedOptionError` naming the key), "
+            "never silently; where the stock stack silently discards part of a setting, "
+            "poolbridge says so (`UnsupportedOptionWarning`). Where a stock safety behaviour "
+            "matters and a poolbridge default would remove it, the field is tri-state: "
+            "`pre_ping` left unset (None) does what the stack does stock (Tortoise's psycopg "
+            "client checks every connection on checkout); an explicit value wins.",
+            "",
             *rows,
             "",
             "Third-party adapters: see [the conformance page](../conformance.md#writing-a-"

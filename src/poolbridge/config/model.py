@@ -201,13 +201,13 @@ class PoolConfig:
     statement_timeout: float | None = None
     max_lifetime: float | None = 3600.0
     max_idle: float | None = 600.0
-    pre_ping: bool = False
+    pre_ping: bool | None = None
     max_waiting: int = 0
     reset: Literal["rollback", "full"] = "rollback"
     statement_cache: bool = True
     isolation_level: Literal["read_committed", "repeatable_read", "serializable"] | None = None
     session: Mapping[str, str] = field(default_factory=dict)
-    ssl: str | _ssl.SSLContext | None = None
+    ssl: bool | str | _ssl.SSLContext | None = None
     password: str | PasswordProvider | None = field(default=None, repr=False)
     driver_options: Mapping[str, Any] = field(default_factory=dict)
     leak_timeout: float | None = None

@@ -54,7 +54,8 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "max_idle": _duration("Seconds an idle connection above min_size is kept.", optional=True),
     "pre_ping": {
-        "description": "Check a connection is alive before handing it out.",
+        "description": "Check a connection is alive before handing it out; absent = as the "
+        "stack does stock.",
         "type": "boolean",
     },
     "max_waiting": _int("Callers allowed to queue (TooManyRequests beyond); 0 = unbounded.", 0),
@@ -73,7 +74,10 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
         "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_.]*$"},
         "additionalProperties": {"type": ["string", "integer", "number"]},
     },
-    "ssl": {"description": "TLS mode, translated per driver.", "enum": list(SSL_MODES)},
+    "ssl": {
+        "description": "TLS mode, translated per driver (true: the stack's own meaning).",
+        "anyOf": [{"enum": list(SSL_MODES)}, {"type": "boolean"}],
+    },
     "password": {
         "description": "Password (beats the URL's); prefer a ${VAR} reference.",
         "type": "string",

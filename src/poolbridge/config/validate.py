@@ -8,6 +8,7 @@ the dataclass reads as the list of fields and this module as the list of rules.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import ssl as _ssl
@@ -202,18 +203,31 @@ def _driver_options(value: Any) -> dict[str, Any]:
     return dict(mapping)  # shallow: values reach the driver untouched
 
 
-def _ssl_value(value: Any) -> str | _ssl.SSLContext | None:
-    if value is None or isinstance(value, _ssl.SSLContext):
+def _ssl_value(value: Any) -> bool | str | _ssl.SSLContext | None:
+    # True is kept as such: each stack gives it its own stock meaning (asyncpg: verify-full);
+    # False means no TLS, the same as "disable"
+    if value is None or value is True or isinstance(value, _ssl.SSLContext):
         return value
+    if value is False:
+        return "disable"
     if is_none_word(value):
         return None
-    rule = f"must be None, one of {', '.join(SSL_MODES)}, or an ssl.SSLContext"
+    rule = f"must be None, one of {', '.join(SSL_MODES)}, true, or an ssl.SSLContext"
     if not isinstance(value, str):
         raise ValueError(rule)
     mode = value.strip().lower().replace("_", "-")
-    if mode not in SSL_MODES:
-        raise ValueError(rule)
-    return mode
+    if mode in SSL_MODES:
+        return mode
+    with contextlib.suppress(ValueError):
+        return _ssl_value(parse_bool(mode))
+    raise ValueError(rule)
+
+
+def _optional_bool(value: Any) -> bool | None:
+    """None (unset: as the stack does stock), or a bool; "off" is False here, not None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return None
+    return parse_bool(value)
 
 
 def _password(value: Any) -> Any:
@@ -238,7 +252,7 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "statement_timeout": _optional(_positive_duration),
     "max_lifetime": _optional(_positive_duration),
     "max_idle": _optional(_positive_duration),
-    "pre_ping": parse_bool,
+    "pre_ping": _optional_bool,
     "max_waiting": _int_at_least(0),
     "reset": _choice(RESETS, "_"),
     "statement_cache": parse_bool,
