@@ -278,7 +278,9 @@ def _layer(data: Mapping[str, Any], source: Source, problems: list[str]) -> Laye
             problems.append(suggest(key, (*FIELD_NAMES, "pools")) + f" in {source}")
     url = out.get("url")
     if url is not None and isinstance(url[0], str):
-        stripped, options = split_url_options(url[0], URL_OPTION_NAMES)
+        repeated: list[str] = []
+        stripped, options = split_url_options(url[0], URL_OPTION_NAMES, repeated)
+        problems += [f"{line} [{source}]" for line in repeated]
         out["url"] = (stripped, source)
         for okey, oval in options.items():
             flat = "retry." + okey.removeprefix("retry_") if okey.startswith("retry_") else okey
@@ -322,7 +324,10 @@ def _env_layer(raw: Layer, problems: list[str] | None) -> Layer:
             out.setdefault(k, v)
     if "url" in out and isinstance(out["url"][0], str):
         url, src = out["url"]
-        stripped, options = split_url_options(url, URL_OPTION_NAMES)
+        repeated: list[str] = []
+        stripped, options = split_url_options(url, URL_OPTION_NAMES, repeated)
+        if problems is not None:
+            problems += [f"{line} [{src}]" for line in repeated]
         out["url"] = (stripped, src)
         for okey, oval in options.items():
             flat = "retry." + okey.removeprefix("retry_") if okey.startswith("retry_") else okey
