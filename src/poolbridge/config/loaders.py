@@ -29,6 +29,7 @@ from poolbridge.config.model import (
     RetryPolicy,
     suggest,
 )
+from poolbridge.config.url_rules import structure_problems
 from poolbridge.config.validate import parse_mapping, show, split_url_options
 from poolbridge.errors import ConfigError
 
@@ -277,7 +278,7 @@ def _layer(data: Mapping[str, Any], source: Source, problems: list[str]) -> Laye
         else:
             problems.append(suggest(key, (*FIELD_NAMES, "pools")) + f" in {source}")
     url = out.get("url")
-    if url is not None and isinstance(url[0], str):
+    if url is not None and isinstance(url[0], str) and not structure_problems(url[0]):
         repeated: list[str] = []
         stripped, options = split_url_options(url[0], URL_OPTION_NAMES, repeated)
         problems += [f"{line} [{source}]" for line in repeated]
@@ -322,7 +323,7 @@ def _env_layer(raw: Layer, problems: list[str] | None) -> Layer:
         spread = _layer({"retry": value}, src, problems if problems is not None else [])
         for k, v in spread.items():
             out.setdefault(k, v)
-    if "url" in out and isinstance(out["url"][0], str):
+    if "url" in out and isinstance(out["url"][0], str) and not structure_problems(out["url"][0]):
         url, src = out["url"]
         repeated: list[str] = []
         stripped, options = split_url_options(url, URL_OPTION_NAMES, repeated)

@@ -26,6 +26,7 @@ from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from poolbridge.config.redact import MASK, redact_mapping, redact_url
+from poolbridge.config.url_rules import structure_problems
 from poolbridge.config.validate import (
     CHECKS,
     DRIVERS,
@@ -225,7 +226,8 @@ class PoolConfig:
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         retry_over: dict[str, Any] = {}
         options: dict[str, str] = {}
-        if isinstance(raw["url"], str):
+        if isinstance(raw["url"], str) and not structure_problems(raw["url"]):
+            # a URL that does not parse keeps its query: its "options" may be password pieces
             raw["url"], options = _split(raw["url"], URL_OPTION_NAMES, problems)
             for key, value in options.items():  # URL options beat the other arguments
                 if key.startswith("retry_"):

@@ -13,8 +13,10 @@ generated docs all go through it.
   say "secret" is not a secret (it is what the user wrote there).
 - A URL is masked from ``://`` up to its LAST ``@`` when the part before that ``@`` is not a
   plain ``user:password`` (an unencoded ``/``, ``?`` or ``#`` in the password makes every
-  URL parser split the URL elsewhere); :func:`url_summary` gives scheme and host only, for
-  error lines about a URL that does not parse.
+  URL parser split the URL elsewhere), and after ``://`` entirely when that part holds a
+  ``=`` (the last ``@`` may then sit in a query value, e.g. ``?sslpassword=a@b``);
+  :func:`url_summary` gives scheme and host only, for error lines about a URL that does
+  not parse.
 
 :func:`redact_url`, :func:`redact_text`, :func:`redact_mapping` and :class:`RedactingFilter`
 are the public helpers (docs/configuration.md, "Passwords").
@@ -169,6 +171,8 @@ def redact_url(url: object) -> str:
     head = scheme + "://"
     if "@" in rest:
         userinfo, _, tail = rest.rpartition("@")
+        if "=" in userinfo:  # the last '@' may sit in a query value: the rest may be secret
+            return head + MASK
         if re.search(r"[/?#]", userinfo):  # ambiguous split: mask all of it
             return head + MASK + "@" + _redact_tail(tail)
         user, colon, password = userinfo.partition(":")
@@ -194,6 +198,8 @@ def url_summary(url: object) -> str:
     if not sep or not _SCHEME.fullmatch(scheme):
         return "<text without scheme>"
     at = "@" in rest
+    if at and "=" in rest.rpartition("@")[0]:
+        return f"{scheme}://{MASK}"  # the last '@' may sit in a query value: no host known
     after = rest.rpartition("@")[2] if at else rest
     hostport = after[: _netloc_end(after)]
     if hostport.startswith("["):
