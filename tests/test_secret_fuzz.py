@@ -218,7 +218,7 @@ FAST = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-SOAK = settings(max_examples=1500, deadline=None, suppress_health_check=list(HealthCheck))
+SOAK = settings(max_examples=500, deadline=None, suppress_health_check=list(HealthCheck))
 
 raw_args = (st.sampled_from(SCHEMES), st.sampled_from(RAW_SHAPES), pieces, pieces)
 encoded_args = (st.sampled_from(SCHEMES), st.sampled_from(ENCODED_SHAPES), any_password)
@@ -250,6 +250,7 @@ def test_common_and_one_character_passwords(password: str) -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1200)
 @SOAK
 @given(*raw_args)
 def test_soak_raw_password_never_shows(scheme: str, shape: str, a: str, b: str) -> None:
@@ -257,6 +258,7 @@ def test_soak_raw_password_never_shows(scheme: str, shape: str, a: str, b: str) 
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(1200)
 @SOAK
 @given(*encoded_args)
 def test_soak_outputs_do_not_depend_on_the_password(scheme: str, shape: str, password: str) -> None:
