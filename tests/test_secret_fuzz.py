@@ -74,7 +74,7 @@ RAW_SHAPES = [
 ENCODED_SHAPES = [
     "{scheme}://app:{qpw}@127.0.0.1:5432/db",
     "{scheme}://app@127.0.0.1/db?sslpassword={qpw}&sslmode=require",
-    "{scheme}://app:{qpw}@127.0.0.1/db?api_token={qpw}&options=-c%20app.secret%3D{qpw}",
+    "{scheme}://app:{qpw}@127.0.0.1/db?api_token={qpw}&options={opw}",
 ]
 
 
@@ -195,7 +195,9 @@ def check_raw(scheme: str, shape: str, a: str, b: str) -> None:
 
 
 def _outputs(scheme: str, shape: str, password: str) -> list[str]:
-    url = shape.format(scheme=scheme, qpw=quote(password, safe=""))
+    escaped = password.replace("\\", "\\\\").replace(" ", "\\ ")  # libpq options escaping
+    options = quote(f"-c app.secret={escaped} -c search_path=app", safe="")
+    url = shape.format(scheme=scheme, qpw=quote(password, safe=""), opw=options)
     with workdir() as d:
         texts = every_output(url, password, d)
     return [t.replace(str(d), "<dir>") for t in texts]

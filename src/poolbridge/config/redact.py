@@ -64,9 +64,14 @@ _OPTIONS_KEYS = frozenset({"options"})
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 _IN_TEXT_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>[^\s'\"<>]*)")
-_CONNINFO_SECRET = re.compile(
-    r"(?P<key>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<eq>\s*=\s*)"
-    r"(?P<val>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|(?:\\.|[^\s&;,'\"\\])*)"
+_KEY_EQ = r"(?P<key>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<eq>\s*=\s*)"
+_QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
+#: ``key=value`` in free text: a value ends at whitespace or '&' (a URL query's separator)
+_TEXT_SETTING = re.compile(_KEY_EQ + r"(?P<val>" + _QUOTED + r"|(?:\\.|[^\s&\\])*)")
+#: ``-c key=value`` in libpq options: no quoting, a value ends at whitespace not escaped
+#: with a backslash
+_OPTIONS_SETTING = re.compile(
+    r"(?P<key>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<eq>=)(?P<val>(?:\\.|[^\s\\])*\\?)"
 )
 
 
@@ -102,16 +107,16 @@ def is_sensitive_key(key: object) -> bool:
 def redact_options(text: str) -> str:
     """libpq ``options`` (``-c name=value ...``) with the values of secret-named settings
     masked; other settings stay readable."""
-    return _mask_settings(text)
+    return _mask_settings(text, _OPTIONS_SETTING)
 
 
-def _mask_settings(text: str) -> str:
+def _mask_settings(text: str, pattern: re.Pattern[str] = _TEXT_SETTING) -> str:
     def sub(m: re.Match[str]) -> str:
         if is_sensitive_key(m.group("key")) and m.group("val"):
             return m.group("key") + m.group("eq") + MASK
         return m.group(0)
 
-    return _CONNINFO_SECRET.sub(sub, text)
+    return pattern.sub(sub, text)
 
 
 def _redact_query(query: str) -> str:
@@ -129,7 +134,7 @@ def _redact_query(query: str) -> str:
             pieces.append(f"{raw_key}={MASK}")
         elif eq and key.strip().lower() in _OPTIONS_KEYS:
             value = unquote(raw_val.replace("+", " "))
-            masked = _mask_settings(value)
+            masked = redact_options(value)
             pieces.append(piece if masked == value else f"{raw_key}={quote(masked, safe='=*')}")
         elif not eq and is_sensitive_key(key):
             pieces.append(MASK)  # a bare piece naming a secret: it may be one
@@ -223,7 +228,7 @@ def redact_text(text: str) -> str:
 def _redact_value(key: Any, value: Any) -> Any:
     if isinstance(value, str):
         if isinstance(key, str) and key.strip().lower() in _OPTIONS_KEYS:
-            return _mask_settings(value)
+            return redact_options(value)
         return redact_text(value)
     if isinstance(value, Mapping):
         return redact_mapping(value)
