@@ -4,6 +4,11 @@ Each checker takes the raw value (from code, a dict, TOML, the environment or a 
 and returns the normalised value, or raises ``ValueError(rule)``; :func:`check_fields` turns
 those into ConfigError lines ``<field> <rule> (got <value>)``. Kept apart from config.py so
 the dataclass reads as the list of fields and this module as the list of rules.
+
+Rules every field shares: a string value holds no control character (NUL, newline ...);
+counts are at most :data:`MAX_SIZE`, durations at most :data:`MAX_DURATION`, numbers in
+text are ASCII. Values in the lines go through :func:`show`, which redacts by structure
+(config/redact.py); the URL rules live in config/url_rules.py.
 """
 
 from __future__ import annotations
