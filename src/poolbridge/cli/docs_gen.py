@@ -78,6 +78,7 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
 def knob_cell(adapter: Any, backend: str, driver: str, knob: str) -> str:
     """What ``adapter`` does with ``knob`` on ``driver``, as one Markdown table cell."""
     from poolbridge.config.model import PoolConfig
+    from poolbridge.config.redact import redact_text
     from poolbridge.errors import PoolBridgeError
 
     base_kwargs: dict[str, Any] = {"url": _SAMPLE_URLS[backend], "driver": driver}
@@ -85,7 +86,7 @@ def knob_cell(adapter: Any, backend: str, driver: str, knob: str) -> str:
         base = adapter.translate(PoolConfig(**base_kwargs))
         changed = adapter.translate(PoolConfig(**base_kwargs, **{knob: KNOB_SAMPLES[knob]}))
     except PoolBridgeError as exc:  # refused outright for this driver
-        return f"**no**: {_one_line(str(exc))}"
+        return f"**no**: {_one_line(redact_text(str(exc)))}"
     if knob in changed.unsupported:
         return f"**no**: {_one_line(changed.unsupported[knob])}"
     parts: list[str] = []

@@ -10,15 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from poolbridge.config.model import FIELD_NAMES, RETRY_FIELDS
-from poolbridge.config.validate import DRIVERS, ISOLATION_LEVELS, RESETS, SSL_MODES
+from poolbridge.config.validate import (
+    DRIVERS,
+    ISOLATION_LEVELS,
+    MAX_DURATION,
+    MAX_SIZE,
+    RESETS,
+    SSL_MODES,
+)
 
 __all__ = ["json_schema"]
 
-_DURATION_PATTERN = r"^\s*[+]?(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$"
+_DURATION_PATTERN = r"^ *[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+) *(ms|s|m|h)? *$"
 
 
 def _duration(description: str, *, optional: bool = False, minimum_exclusive: bool = True) -> Any:
-    number: dict[str, Any] = {"type": "number"}
+    number: dict[str, Any] = {"type": "number", "maximum": MAX_DURATION}
     number["exclusiveMinimum" if minimum_exclusive else "minimum"] = 0
     options: list[dict[str, Any]] = [number, {"type": "string", "pattern": _DURATION_PATTERN}]
     if optional:
@@ -27,7 +34,12 @@ def _duration(description: str, *, optional: bool = False, minimum_exclusive: bo
 
 
 def _int(description: str, minimum: int) -> dict[str, Any]:
-    return {"description": description, "type": "integer", "minimum": minimum}
+    return {
+        "description": description,
+        "type": "integer",
+        "minimum": minimum,
+        "maximum": MAX_SIZE,
+    }
 
 
 _DRIVERS = sorted({d for ds in DRIVERS.values() for d in ds})
