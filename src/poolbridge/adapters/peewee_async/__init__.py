@@ -364,4 +364,4 @@ class PeeweePool(Pool[Any]):
             return
         self._closed = True
         self._holder.final = True
-        await self._db.pool_backend.close(timeout)
+        await self._db.pool_backend.drain_close(timeout)
