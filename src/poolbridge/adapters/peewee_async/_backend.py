@@ -30,7 +30,7 @@ import peewee_async
 from peewee_async.pool import PoolBackend
 
 from poolbridge.adapters._engine_holder import EngineHolder, load_shim
-from poolbridge.adapters.peewee_async._pool_view import EnginePoolView
+from poolbridge.adapters.peewee_async._pool_view import pool_view
 from poolbridge.adapters.peewee_async._stock import driver_kwargs
 from poolbridge.config.model import PoolConfig
 from poolbridge.errors import PoolBridgeError, PoolClosed
@@ -131,9 +131,7 @@ class EnginePoolBackend(HolderBackend):
         # the user's URL keys and driver_options win over the defaults peewee adds
         stock = {k: v for k, v in stock.items() if k not in config.database_url.query}
         if stock:
-            config = dataclasses.replace(
-                config, driver_options={**stock, **config.driver_options}
-            )
+            config = dataclasses.replace(config, driver_options={**stock, **config.driver_options})
         self.required_modules = [binding.driver]
         super().__init__(database=database)
         self.holder = EngineHolder(
@@ -150,7 +148,7 @@ class EnginePoolBackend(HolderBackend):
         shim: Any = load_shim(holder.driver)
         kwargs = shim.connect_kwargs(holder.config)
         hooks = self.binding.hooks
-        self.pool = EnginePoolView(
+        self.pool = pool_view(
             engine, holder.driver, kwargs, on_connect=None if hooks is None else hooks.on_connect
         )
 

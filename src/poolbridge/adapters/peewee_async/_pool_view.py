@@ -21,7 +21,7 @@ from typing import Any
 
 from poolbridge.engine.checkout import Engine
 
-__all__ = ["SURFACE", "EnginePoolView"]
+__all__ = ["SURFACE", "EnginePoolView", "MySQLPoolView", "SqlitePoolView", "pool_view"]
 
 _COMMON = (
     "echo", "minsize", "maxsize", "size", "freesize", "closed", "clear", "close",
@@ -33,11 +33,29 @@ _COMMON = (
 #: driver -> the native pool's attributes the view offers
 SURFACE: dict[str, tuple[str, ...]] = {
     "aiopg": (
-        *_COMMON, "timeout", "cursor", "_timeout", "_enable_json", "_enable_hstore",
-        "_enable_uuid", "_dsn", "_on_connect",
-    ),  # fmt: skip
+        *_COMMON,
+        "timeout",
+        "cursor",
+        "_timeout",
+        "_enable_json",
+        "_enable_hstore",
+        "_enable_uuid",
+        "_dsn",
+        "_on_connect",
+    ),
     "aiomysql": _COMMON,
-    "aiosqlite": _COMMON,
+    # peewee-async's own AioSqlitePool (it opens one connection per acquire)
+    "aiosqlite": (
+        "acquire",
+        "release",
+        "has_acquired_connections",
+        "close",
+        "closed",
+        "database",
+        "connect_params",
+        "_opened_connections",
+        "_closed",
+    ),
 }
 
 #: aiopg.connection.TIMEOUT: aiopg's per-operation bound when none is given
@@ -221,3 +239,45 @@ class EnginePoolView:
     def _pb_start_close(self, timeout: float) -> None:
         if self._pb_close_task is None:
             self._pb_close_task = asyncio.ensure_future(self.engine.close(timeout))
+
+
+class SqlitePoolView(EnginePoolView):
+    """The engine shaped like peewee-async's AioSqlitePool (coroutine ``acquire``,
+    ``release`` and ``close``)."""
+
+    def __init__(
+        self, engine: Engine, driver: str, connect_kwargs: dict[str, Any], *, on_connect: Any
+    ) -> None:
+        super().__init__(engine, driver, connect_kwargs, on_connect=on_connect)
+        self.connect_params = {k: v for k, v in connect_kwargs.items() if k != "database"}
+
+    @property
+    def database(self) -> str:
+        return str(self._pb_kwargs.get("database", ""))
+
+    @property
+    def _opened_connections(self) -> frozenset[Any]:
+        return self._used
+
+    def has_acquired_connections(self) -> bool:
+        return bool(self._pb_used)
+
+    async def release(self, conn: Any) -> None:  # type: ignore[override]
+        await self.putconn(conn)
+
+    async def close(self) -> None:  # type: ignore[override]
+        """Close every connection (the engine's close without a drain)."""
+        self._pb_closing = True
+        await self.engine.close(0)
+
+
+class MySQLPoolView(EnginePoolView, asyncio.AbstractServer):
+    """aiomysql's pool is an ``asyncio.AbstractServer`` (``async with pool:`` closes it)."""
+
+
+def pool_view(
+    engine: Engine, driver: str, connect_kwargs: dict[str, Any], *, on_connect: Any
+) -> EnginePoolView:
+    """The view of ``engine`` shaped like the pool ``driver``'s stock backend makes."""
+    cls = {"aiosqlite": SqlitePoolView, "aiomysql": MySQLPoolView}.get(driver, EnginePoolView)
+    return cls(engine, driver, connect_kwargs, on_connect=on_connect)

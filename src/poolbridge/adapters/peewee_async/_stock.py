@@ -179,7 +179,7 @@ def stock_key_table() -> str:
     ]
     for key in keys:
         cells = []
-        for driver, table in STOCK_KEYS.items():
+        for table in STOCK_KEYS.values():
             how, note = table.get(key, table["*"])
             cells.append(f"{how}: {note}" if key in table else f"{how} (as `*`)")
         label = "any other key" if key == "*" else f"`{key}`"
