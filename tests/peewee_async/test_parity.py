@@ -87,12 +87,19 @@ async def _closed_errors(db: Any) -> dict[str, BaseException]:
     await db.aio_connect()
     await db.aio_close()
     model = _model(db)
-    return {
+    errors = {
         "aio_execute_sql": await _raised(db.aio_execute_sql("SELECT 1")),
         "aio_execute": await _raised(db.aio_execute(model.select())),
         "model query": await _raised(model.select().aio_execute()),
         "aio_connection": await _conn_error(db),
     }
+    await db.aio_connect()  # aio_connect() after aio_close() opens the pool again
+    try:
+        row = await db.aio_execute_sql("SELECT 1", fetch_results=peewee_async.databases.fetchone)
+        assert tuple(row) == (1,)
+    finally:
+        await db.aio_close()
+    return errors
 
 
 @pytest.mark.asyncio
@@ -312,7 +319,12 @@ async def test_sync_connection_uses_the_configs_credentials_pg(
     u = urlsplit(url)
     sql = "SELECT current_user"
     stock = _stock(driver, url.replace(f"{ROLE}@", f"{ROLE}:{password}@"))
-    ours = database(PoolConfig(url=url, driver=driver, password=password, name="pb_pw_sync"))
+    ours = database(
+        PoolConfig(
+            url=url, driver=driver, password=password, name="pb_pw_sync",
+            session={"work_mem": "5MB"},
+        )
+    )  # fmt: skip
     assert u.hostname == "127.0.0.1"
     stock_ids = (
         await asyncio.to_thread(_sync_identity, stock, sql),
@@ -323,6 +335,8 @@ async def test_sync_connection_uses_the_configs_credentials_pg(
         await _async_identity(ours, sql),
     )
     assert ours_ids == stock_ids == (ROLE, ROLE)
+    # the session settings of the async connections hold on the sync one too
+    assert await asyncio.to_thread(_sync_identity, ours, "SHOW work_mem") == "5MB"
     assert password not in repr(ours.connect_params)  # resolved per connect, not kept
 
 
@@ -338,7 +352,12 @@ async def test_sync_connection_uses_the_configs_credentials_mysql(mysql_url: str
             cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")
             cur.execute(f"GRANT SELECT ON test.* TO '{user}'@'%'")
         url = f"mysql://{user}@{u.hostname}:{u.port or 3306}/test"
-        ours = database(PoolConfig(url=url, driver="aiomysql", password=password, name="pb_pw_my"))
+        ours = database(
+            PoolConfig(
+                url=url, driver="aiomysql", password=password, name="pb_pw_my",
+                session={"wait_timeout": 1234},
+            )
+        )  # fmt: skip
         stock = _stock("aiomysql", url.replace(f"{user}@", f"{user}:{password}@"))
         sql = "SELECT CURRENT_USER()"
         stock_ids = (
@@ -350,6 +369,8 @@ async def test_sync_connection_uses_the_configs_credentials_mysql(mysql_url: str
             await _async_identity(ours, sql),
         )
         assert ours_ids == stock_ids == (f"{user}@%", f"{user}@%")
+        wait = "SELECT @@SESSION.wait_timeout"
+        assert await asyncio.to_thread(_sync_identity, ours, wait) == 1234
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")

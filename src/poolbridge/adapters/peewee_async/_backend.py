@@ -33,6 +33,7 @@ from poolbridge.adapters._engine_holder import EngineHolder, load_shim
 from poolbridge.adapters.peewee_async._pool_view import pool_view
 from poolbridge.adapters.peewee_async._stock import driver_kwargs
 from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import mysql_session_sql
 from poolbridge.errors import PoolBridgeError, PoolClosed
 from poolbridge.pool.hooks import Hooks
 
@@ -241,7 +242,18 @@ class MySQLDatabase(peewee_async.MySQLDatabase):  # type: ignore[misc]
     pool_backend_cls = EnginePoolBackend
 
     def _connect(self) -> Any:
-        return _connect_from_config(self, super()._connect)
+        conn = _connect_from_config(self, super()._connect)
+        # the session settings the engine's connections get (pymysql has no startup
+        # parameters: SET statements, as the aiomysql shim sends them)
+        statements = mysql_session_sql(self.pool_backend.holder.config)
+        try:
+            with conn.cursor() as cur:
+                for sql in statements:
+                    cur.execute(sql)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
 
 class SqliteDatabase(peewee_async.SqliteDatabase):  # type: ignore[misc]

@@ -181,7 +181,7 @@ def stock_key_table() -> str:
         cells = []
         for table in STOCK_KEYS.values():
             how, note = table.get(key, table["*"])
-            cells.append(f"{how}: {note}" if key in table else f"{how} (as `*`)")
+            cells.append(f"{how}: {note}" if key in table else f"{how}, as any other key")
         label = "any other key" if key == "*" else f"`{key}`"
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
