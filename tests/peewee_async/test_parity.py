@@ -319,10 +319,15 @@ async def test_sync_connection_uses_the_configs_credentials_pg(
     u = urlsplit(url)
     sql = "SELECT current_user"
     stock = _stock(driver, url.replace(f"{ROLE}@", f"{ROLE}:{password}@"))
+
+    async def provider() -> str:
+        return password
+
     ours = database(
         PoolConfig(
-            url=url, driver=driver, password=password, name="pb_pw_sync",
-            session={"work_mem": "5MB"},
+            url=url, driver=driver, name="pb_pw_sync", session={"work_mem": "5MB"},
+            # a coroutine provider on one driver: the sync connect resolves it too
+            password=password if driver == "aiopg" else provider,
         )
     )  # fmt: skip
     assert u.hostname == "127.0.0.1"
