@@ -162,9 +162,9 @@ async def test_exhausted_pool_error_classes(request: pytest.FixtureRequest, driv
         stock_db = _stock(driver, url, min_size=1, max_size=1, timeout=0.3)
     else:
         stock_db = _stock(driver, url, minsize=1, maxsize=1)
-    stock = await _exhausted_error(stock_db, 1.0)
+    stock = await _exhausted_error(stock_db, 0.6)
     ours = await _exhausted_error(
-        _ours(driver, url, min_size=1, max_size=1, acquire_timeout=0.3), 1.0
+        _ours(driver, url, min_size=1, max_size=1, acquire_timeout=0.3), 0.6
     )
     assert ours is not None
     if driver == "psycopg":
@@ -494,3 +494,40 @@ async def test_aio_close_returns_at_once_like_stock(
     stock = await _close_while_holding(_stock(driver, url))
     ours = await _close_while_holding(_ours(driver, url, min_size=1, acquire_timeout=10))
     assert stock < 2 and ours < 2, (stock, ours)
+
+
+def test_a_database_name_other_than_the_urls_is_refused() -> None:
+    from poolbridge.adapters.peewee_async import PostgresqlDatabase, pool_params
+
+    cfg = PoolConfig(url="postgresql://u@127.0.0.1/db", driver="aiopg", name="pb_pw_name")
+    with pytest.raises(UnsupportedOptionError) as err:
+        PostgresqlDatabase("other", pool_params=pool_params(cfg))
+    assert "database" in err.value.problems
+    assert PostgresqlDatabase("db", pool_params=pool_params(cfg)).database == "db"
+
+
+def test_sync_connect_params_carry_the_async_tls() -> None:
+    """The embedded server is built without TLS and the system servers may not be
+    reconfigured: the TLS parameters are compared with the async connection's as data."""
+    import ssl
+
+    from poolbridge.adapters.peewee_async._backend import sync_connect_params
+    from poolbridge.drivers.aiomysql import AiomysqlShim
+    from poolbridge.drivers.aiopg import AiopgShim
+
+    pg = PoolConfig(url="postgresql://u@127.0.0.1:5439/db", driver="aiopg", ssl="verify-full")
+    sync, aio = sync_connect_params("aiopg", pg), AiopgShim().connect_kwargs(pg)
+    assert sync["sslmode"] == aio["sslmode"] == "verify-full"
+    assert {k: sync[k] for k in ("host", "port", "user")} == {
+        "host": "127.0.0.1",
+        "port": 5439,
+        "user": "u",
+    }
+    assert sync_connect_params("psycopg", pg)["sslmode"] == "verify-full"
+    ctx = ssl.create_default_context()
+    my = PoolConfig(url="mysql://u@127.0.0.1/test", driver="aiomysql", ssl=ctx)
+    assert (
+        sync_connect_params("aiomysql", my)["ssl"]
+        is AiomysqlShim().connect_kwargs(my)["ssl"]
+        is ctx
+    )
