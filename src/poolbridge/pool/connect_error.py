@@ -160,6 +160,8 @@ class WarmUpWatch:
         await close()
         if error is None:  # tripped before the warm-up timed out
             error = self.last or ConnectionError("connection attempts failed")
+        if isinstance(self.last, PoolBridgeError):  # on_connect failed (HookError): say so
+            error = self.last
         raise open_error(
             self.config,
             error,
