@@ -67,9 +67,8 @@ def _check_error(err: BaseException, stack: Stack, where: str, secret: str) -> C
     assert chain, "the driver's error is not chained"
     assert err.__cause__ is chain[0]
     roots = {type(e).__module__.partition(".")[0] for e in chain}
-    assert roots & set(DRIVER_MODULES[stack.driver]) or any(isinstance(e, OSError) for e in chain), (
-        [type(e) for e in chain]
-    )
+    from_driver = roots & set(DRIVER_MODULES[stack.driver])
+    assert from_driver or any(isinstance(e, OSError) for e in chain), [type(e) for e in chain]
     shown = str(err) + repr(err) + "".join(traceback.format_exception(err))
     assert secret not in shown
     return err
