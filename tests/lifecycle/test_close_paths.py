@@ -30,7 +30,10 @@ BOUND = 30.0
 #: after its client hung up)
 SETTLE = 3.0
 
-Scenario = Callable[[PoolConfig, Hooks], Awaitable[None]]
+#: a scenario opens, uses and closes; it may return a cleanup that runs after the checks
+#: (whatever their outcome), so a failing close path leaves nothing behind in the process
+Cleanup = Callable[[], Awaitable[None]]
+Scenario = Callable[[PoolConfig, Hooks], Awaitable[Cleanup | None]]
 
 
 def _stacks(adapter: str | None = None) -> list[Any]:
@@ -67,16 +70,20 @@ async def _scenario(stack: Stack, url: str, body: Scenario) -> None:
     def record(ev: ConnectionEvent) -> None:
         ids.add(ev.connection_id)
 
-    await body(_config(stack, url), Hooks(on_connect=record))
-    if stack.backend != "sqlite":
-        assert ids, "the pool recorded no connection: nothing was checked"
-    leftover = await _leftover_tasks()
-    assert not leftover, f"tasks still running after close: {leftover}"
-    async with Server(stack, url) as server:
-        until = monotonic() + SETTLE
-        while await server.alive(ids) and monotonic() < until:
-            await asyncio.sleep(0.05)
-        assert await server.alive(ids) == set(), "server connections left after close"
+    cleanup = await body(_config(stack, url), Hooks(on_connect=record))
+    try:
+        if stack.backend != "sqlite":
+            assert ids, "the pool recorded no connection: nothing was checked"
+        leftover = await _leftover_tasks()
+        assert not leftover, f"tasks still running after close: {leftover}"
+        async with Server(stack, url) as server:
+            until = monotonic() + SETTLE
+            while await server.alive(ids) and monotonic() < until:
+                await asyncio.sleep(0.05)
+            assert await server.alive(ids) == set(), "server connections left after close"
+    finally:
+        if cleanup is not None:
+            await cleanup()
 
 
 def run_bounded(stack: Stack, url: str, body: Scenario) -> None:
@@ -114,12 +121,13 @@ def test_pool_close(stack: Stack, request: pytest.FixtureRequest) -> None:
     from poolbridge import open_pool
     from poolbridge.adapters.registry import get_adapter
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         pool = await open_pool(cfg, adapter=stack.adapter, hooks=hooks)
         async with pool.acquire() as conn:
             assert await get_adapter(stack.adapter).fetch_scalar(conn, "SELECT 1") == 1
         await pool.close()
         assert pool.closed
+        return None
 
     run_bounded(stack, _url(stack, request), body)
 
@@ -129,12 +137,13 @@ def test_fastapi_lifespan(stack: Stack, request: pytest.FixtureRequest) -> None:
     pytest.importorskip("fastapi")
     from poolbridge.integrations.fastapi import PoolBridge
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         bridge = PoolBridge(cfg, adapter=stack.adapter, hooks=hooks, close_timeout=5.0)
         async with bridge.lifespan(None), bridge.pool.acquire():
             pass
         with pytest.raises(RuntimeError):
             bridge.pool  # noqa: B018 - closed: no pool outside the lifespan
+        return None
 
     run_bounded(stack, _url(stack, request), body)
 
@@ -153,10 +162,11 @@ async def _use_engine(engine: Any) -> None:
 def test_sqlalchemy_close_engine(stack: Stack, request: pytest.FixtureRequest) -> None:
     from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         engine = await create_async_engine(cfg, hooks=hooks)
         await _use_engine(engine)
         await close_engine(engine)
+        return None
 
     run_bounded(stack, _url(stack, request), body)
 
@@ -168,12 +178,13 @@ def test_sqlalchemy_close_engine(stack: Stack, request: pytest.FixtureRequest) -
 )
 @pytest.mark.parametrize("stack", _stacks("sqlalchemy"))
 def test_sqlalchemy_engine_dispose(stack: Stack, request: pytest.FixtureRequest) -> None:
-    from poolbridge.adapters.sqlalchemy import create_async_engine
+    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         engine = await create_async_engine(cfg, hooks=hooks)
         await _use_engine(engine)
         await engine.dispose()
+        return lambda: close_engine(engine, 0)
 
     run_bounded(stack, _url(stack, request), body)
 
@@ -185,13 +196,14 @@ def test_sqlalchemy_engine_dispose(stack: Stack, request: pytest.FixtureRequest)
 def test_tortoise_close_connections(stack: Stack, request: pytest.FixtureRequest) -> None:
     from poolbridge.adapters.tortoise import init
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         from tortoise import Tortoise, connections
 
         await init(cfg, {"models": ["tests.tortoise.models_tortoise"]}, hooks=hooks)
         conn = connections.get("default")
         assert (await conn.execute_query_dict("SELECT 1 AS one"))[0]["one"] == 1
         await Tortoise.close_connections()
+        return None
 
     run_bounded(stack, _url(stack, request), body)
 
@@ -203,12 +215,13 @@ def test_tortoise_close_connections(stack: Stack, request: pytest.FixtureRequest
 def test_peewee_aio_close(stack: Stack, request: pytest.FixtureRequest) -> None:
     from poolbridge.adapters.peewee_async import database
 
-    async def body(cfg: PoolConfig, hooks: Hooks) -> None:
+    async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
         db = database(cfg, hooks=hooks)
         await db.aio_connect()
         async with db.aio_connection() as conn, conn.cursor() as cur:
             await cur.execute("SELECT 1")
             assert (await cur.fetchone())[0] == 1
         await db.aio_close()
+        return None
 
     run_bounded(stack, _url(stack, request), body)

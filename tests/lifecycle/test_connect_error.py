@@ -14,6 +14,7 @@ import asyncio
 import traceback
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,8 +24,6 @@ from poolbridge.testing.servers.embedded import free_port
 from poolbridge.testing.servers.proxy import TcpProxy
 
 from ._stacks import STACKS, Stack
-
-pytestmark = pytest.mark.asyncio
 
 SERVER_STACKS = [pytest.param(s, id=s.id) for s in STACKS if s.backend != "sqlite"]
 
@@ -74,6 +73,7 @@ def _check_error(err: BaseException, stack: Stack, where: str, secret: str) -> C
     return err
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("stack", SERVER_STACKS)
 async def test_refused_port_is_one_connect_error(stack: Stack) -> None:
     port = free_port()
@@ -132,6 +132,7 @@ def mysql_user(mysql_url: str) -> Iterator[tuple[str, str]]:
         admin.close()
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("stack", SERVER_STACKS)
 async def test_wrong_password_is_one_connect_error_tried_once(
     stack: Stack, request: pytest.FixtureRequest
@@ -164,6 +165,7 @@ async def test_wrong_password_is_one_connect_error_tried_once(
     assert attempts_on_the_wire == 1
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize("stack", SERVER_STACKS)
 async def test_unknown_database_is_not_retried(
     stack: Stack, request: pytest.FixtureRequest
@@ -180,3 +182,84 @@ async def test_unknown_database_is_not_retried(
     err = _check_error(info.value, stack, f"127.0.0.1:{proxy.port}", "no-secret-in-this-url")
     assert missing in str(err)
     assert not err.retryable and err.attempts == 1
+
+
+# -- the per-driver rules ----------------------------------------------------------------
+
+
+def _rule_cases() -> list[Any]:
+    import asyncpg.exceptions as pg
+    import psycopg
+    import psycopg2  # type: ignore[import-untyped]
+    import pymysql.err
+
+    class Wrapper(Exception):  # SQLAlchemy's DBAPIError keeps the driver's error in .orig
+        def __init__(self, orig: BaseException) -> None:
+            super().__init__(str(orig))
+            self.orig = orig
+
+    fatal = 'connection to server at "127.0.0.1", port 5432 failed: FATAL:  '
+    cases: list[tuple[str, BaseException, bool]] = [
+        ("refused", ConnectionRefusedError(111, "refused"), False),
+        ("timeout", TimeoutError(), False),
+        ("unknown keyword", TypeError("connect() got an unexpected keyword argument"), True),
+        ("asyncpg password", pg.InvalidPasswordError("password authentication failed"), True),
+        ("asyncpg no database", pg.InvalidCatalogNameError('database "x" does not exist'), True),
+        ("asyncpg bad setting", pg.UndefinedObjectError("unrecognized configuration"), True),
+        (
+            "asyncpg starting up",
+            pg.CannotConnectNowError("the database system is starting up"),
+            False,
+        ),
+        ("asyncpg too many", pg.TooManyConnectionsError("sorry, too many clients already"), False),
+        (
+            "psycopg password",
+            psycopg.OperationalError(fatal + "password authentication failed"),
+            True,
+        ),
+        (
+            "psycopg no database",
+            psycopg.OperationalError(fatal + 'database "x" does not exist'),
+            True,
+        ),
+        (
+            "psycopg starting up",
+            psycopg.OperationalError(fatal + "the database system is starting up"),
+            False,
+        ),
+        (
+            "psycopg too many",
+            psycopg.OperationalError(fatal + "sorry, too many clients already"),
+            False,
+        ),
+        ("psycopg refused", psycopg.OperationalError("port 1 failed: Connection refused"), False),
+        ("psycopg bad option", psycopg.ProgrammingError('invalid connection option "x"'), True),
+        (
+            "psycopg2 password",
+            psycopg2.OperationalError("FATAL:  password authentication failed"),
+            True,
+        ),
+        (
+            "psycopg2 shutting down",
+            psycopg2.OperationalError("FATAL:  the database system is shutting down"),
+            False,
+        ),
+        ("mysql access denied", pymysql.err.OperationalError(1045, "Access denied"), True),
+        ("mysql unknown database", pymysql.err.OperationalError(1049, "Unknown database"), True),
+        ("mysql too many", pymysql.err.OperationalError(1040, "Too many connections"), False),
+        ("mysql refused", pymysql.err.OperationalError(2003, "Can't connect"), False),
+        (
+            "wrapped password",
+            Wrapper(pg.InvalidPasswordError("password authentication failed")),
+            True,
+        ),
+        ("wrapped refused", Wrapper(ConnectionRefusedError(111, "refused")), False),
+    ]
+    return [pytest.param(exc, permanent, id=name) for name, exc, permanent in cases]
+
+
+@pytest.mark.parametrize(("exc", "permanent"), _rule_cases())
+def test_permanent_connect_error_rules(exc: BaseException, permanent: bool) -> None:
+    from poolbridge.drivers.connect_errors import is_permanent_connect_error
+
+    assert is_permanent_connect_error(exc) is permanent

@@ -8,7 +8,7 @@ keyword, an invalid DSN) fails the same way every time, so retrying only delays 
 and, for authentication, adds failed logins on the server.
 
 :func:`is_permanent_connect_error` walks the error's chain (``__cause__``, SQLAlchemy's
-``.orig``, an implicit ``__context__``) and asks the rules of the driver whose error it
+``.orig``) and asks the rules of the driver whose error it
 meets (:mod:`poolbridge.drivers.asyncpg`, the libpq rules of
 :mod:`poolbridge.drivers.base` for psycopg and aiopg, :mod:`poolbridge.drivers._mysql`
 for aiomysql and asyncmy). The engine's shims, psycopg's pool and SQLAlchemy's pool class
@@ -40,8 +40,8 @@ _ARGUMENT_ERRORS = (TypeError, ValueError, LookupError, AttributeError, NotImple
 
 
 def error_chain(exc: BaseException, limit: int = 16) -> Iterator[BaseException]:
-    """``exc``, then what it wraps: ``__cause__``, ``.orig`` (SQLAlchemy's DBAPIError),
-    and ``__context__`` unless suppressed; each error once."""
+    """``exc``, then what it wraps: ``__cause__`` and ``.orig`` (SQLAlchemy's DBAPIError);
+    each error once."""
     seen: set[int] = set()
     todo = [exc]
     while todo and len(seen) < limit:
@@ -50,8 +50,9 @@ def error_chain(exc: BaseException, limit: int = 16) -> Iterator[BaseException]:
             continue
         seen.add(id(e))
         yield e
-        orig = getattr(e, "orig", None)
-        for nxt in (e.__cause__, orig, None if e.__suppress_context__ else e.__context__):
+        # not __context__: an error a driver handled on its way (a KeyError while parsing
+        # options, say) would count as the reason the connect failed
+        for nxt in (e.__cause__, getattr(e, "orig", None)):
             if isinstance(nxt, BaseException):
                 todo.append(nxt)
 
