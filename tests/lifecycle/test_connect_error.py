@@ -11,6 +11,7 @@ asks for scram-sha-256, and a MariaDB user created with a password (dropped afte
 from __future__ import annotations
 
 import asyncio
+import socket
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -202,6 +203,8 @@ def _rule_cases() -> list[Any]:
     cases: list[tuple[str, BaseException, bool]] = [
         ("refused", ConnectionRefusedError(111, "refused"), False),
         ("timeout", TimeoutError(), False),
+        ("dns", socket.gaierror(-2, "Name or service not known"), False),
+        ("psycopg dns", psycopg.OperationalError("failed to resolve host 'db.invalid'"), False),
         ("unknown keyword", TypeError("connect() got an unexpected keyword argument"), True),
         ("asyncpg password", pg.InvalidPasswordError("password authentication failed"), True),
         ("asyncpg no database", pg.InvalidCatalogNameError('database "x" does not exist'), True),
