@@ -69,6 +69,15 @@ def _check_error(err: BaseException, stack: Stack, where: str, secret: str) -> C
     roots = {type(e).__module__.partition(".")[0] for e in chain}
     from_driver = roots & set(DRIVER_MODULES[stack.driver])
     assert from_driver or any(isinstance(e, OSError) for e in chain), [type(e) for e in chain]
+    # stock parity: what the stack's own open raises still catches it
+    if stack.adapter == "tortoise":
+        from tortoise.exceptions import DBConnectionError
+
+        assert isinstance(err, DBConnectionError)
+    if stack.adapter in ("psycopg", "peewee_async") and stack.driver == "psycopg":
+        import psycopg_pool
+
+        assert isinstance(err, psycopg_pool.PoolTimeout)
     shown = str(err) + repr(err) + "".join(traceback.format_exception(err))
     assert secret not in shown
     return err

@@ -58,6 +58,7 @@ def open_error(
     cause: BaseException | None = None,
     attempts: int | None = None,
     retryable: bool = True,
+    error_class: type[ConnectError] = ConnectError,
 ) -> BaseException:
     """The error an open raises for ``exc``: ``raise open_error(config, exc, ...)``.
 
@@ -66,7 +67,9 @@ def open_error(
     ``__cause__`` is ``cause`` (default: ``exc``; pass the driver's last error when ``exc``
     is a pool's own timeout). Errors that already say what went wrong are returned as they
     are: a ConnectError, poolbridge's other errors (HookError from on_connect, ConfigError,
-    PoolClosed) and non-``Exception``\\s (cancellation).
+    PoolClosed) and non-``Exception``\\s (cancellation). ``error_class`` is a ConnectError
+    subclass that is also what the stack's stock open raises (psycopg_pool's PoolTimeout,
+    Tortoise's DBConnectionError), so existing ``except`` clauses keep working.
     """
     if not isinstance(exc, Exception) or isinstance(exc, ConnectError):
         return exc
@@ -92,7 +95,7 @@ def open_error(
     message = f"pool {config.name!r}: cannot connect to {where}{tail}: {_detail(cause)}"
     if how:
         message += f" [{how}]"
-    err = ConnectError(message, host=host, port=port, attempts=attempts, retryable=retryable)
+    err = error_class(message, host=host, port=port, attempts=attempts, retryable=retryable)
     err.__cause__ = cause
     err.__suppress_context__ = True
     return err
@@ -109,9 +112,15 @@ class WarmUpWatch:
     after the first successful warm-up are not counted.
     """
 
-    def __init__(self, config: PoolConfig, is_permanent: Callable[[BaseException], bool]) -> None:
+    def __init__(
+        self,
+        config: PoolConfig,
+        is_permanent: Callable[[BaseException], bool],
+        error_class: type[ConnectError] = ConnectError,
+    ) -> None:
         self.config = config
         self.is_permanent = is_permanent
+        self.error_class = error_class
         self.failed = 0
         self.last: BaseException | None = None
         self.permanent = False
@@ -168,4 +177,5 @@ class WarmUpWatch:
             cause=self.last or error,
             attempts=self.failed,
             retryable=not self.permanent,
+            error_class=self.error_class,
         )

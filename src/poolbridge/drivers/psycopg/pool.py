@@ -55,7 +55,14 @@ from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import backstop, shutdown_socket
 
-__all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
+__all__ = [
+    "ConnectError",
+    "PBConnectionPool",
+    "PoolClosed",
+    "PoolTimeout",
+    "PsycopgHolder",
+    "TooManyRequests",
+]
 
 logger = logging.getLogger("poolbridge.adapters.psycopg")
 _pool_logger = logging.getLogger("psycopg.pool")  # psycopg_pool's, for what getconn/putconn log
@@ -71,6 +78,12 @@ _ACQUIRE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar
 
 class PoolTimeout(errors.PoolTimeout, psycopg_pool.PoolTimeout):
     """poolbridge's PoolTimeout that is also a psycopg_pool.PoolTimeout."""
+
+
+class ConnectError(errors.ConnectError, psycopg_pool.PoolTimeout):
+    """poolbridge's ConnectError that is also a psycopg_pool.PoolTimeout: what a stock
+    ``open(wait=True)`` raises when the pool cannot fill, so ``except PoolTimeout`` (and
+    Tortoise's own translation of it) keep working."""
 
 
 class TooManyRequests(errors.TooManyRequests, psycopg_pool.TooManyRequests):
@@ -214,7 +227,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
         self._pb_timers: Deadlines | None = None  # see _pb_deadlines
         self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
-        self._pb_warm = WarmUpWatch(config, is_permanent_connect_error)  # ConnectError at open
+        self._pb_warm = WarmUpWatch(config, is_permanent_connect_error, ConnectError)
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         kwargs["configure"] = self._pb_configure
