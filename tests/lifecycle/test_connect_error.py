@@ -38,7 +38,7 @@ DRIVER_MODULES = {
     "asyncmy": ("asyncmy",),
 }
 
-ATTEMPTS = 3
+ATTEMPTS = 2  # psycopg_pool waits ~1 s before its second attempt
 
 
 def _secret() -> str:
