@@ -59,11 +59,11 @@ def next_local_id() -> int:
     return next(_local_ids)
 
 
-def ssl_context(ssl: str | _ssl.SSLContext | None) -> _ssl.SSLContext | None:
+def ssl_context(ssl: bool | str | _ssl.SSLContext | None) -> _ssl.SSLContext | None:
     """``config.ssl`` as an SSLContext (None = no TLS).
 
     "require" encrypts without verifying; "verify-ca" checks the chain but not the host
-    name; "verify-full" checks both (libpq's meanings).
+    name; "verify-full" and True check both (libpq's meanings; asyncpg's for True).
     """
     if ssl is None or ssl == "disable":
         return None

@@ -2,7 +2,7 @@
 
 Why it exists: several native pools wait forever when exhausted, let a greedy task barge
 ahead of waiters, have no lifetime by age, or leak connections when an acquire is wrapped in
-a timeout (DESIGN.md, "The pool engine"). The engine implements every PoolConfig knob once.
+a timeout (docs/internals.md, "Pool engine API"). The engine implements every PoolConfig knob once.
 
 How it stays fair, fast and safe:
 

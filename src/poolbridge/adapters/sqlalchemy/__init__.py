@@ -41,7 +41,7 @@ from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
 from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
-from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.stats import PoolStats, StatsRecorder
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -209,7 +209,7 @@ def engine_state(engine: AsyncEngine) -> BridgeState:
     return state  # type: ignore[no-any-return]
 
 
-def engine_stats(engine: AsyncEngine) -> dict[str, Any]:
+def engine_stats(engine: AsyncEngine) -> PoolStats:
     """The documented stats dict (:mod:`poolbridge.pool.stats`) of an engine made by
     :func:`create_async_engine`, counted from poolbridge's own events."""
     state = engine_state(engine)

@@ -1,6 +1,6 @@
-"""Measurement machinery shared by the benchmark scripts in this directory.
+"""Measurement machinery shared by ``poolbridge bench`` and the scripts in ``benchmarks/``.
 
-Why shared: every script compares pools on a machine that other processes load, so they
+Why shared: every benchmark compares pools on a machine that other processes load, so they
 all need the same defences — interleaved rounds (every round runs every cell once, in a
 shuffled order, so drift hits every pool alike), a fresh pool or a fresh process per
 measurement (no variant keeps a luckier set of connections), and the median with its
