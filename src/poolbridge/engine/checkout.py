@@ -231,6 +231,10 @@ class Engine(EngineCore):
         """Server-side ids of every open connection (idle and checked out)."""
         return [c.server_id for c in self._conns.values()]
 
+    def idle_natives(self) -> list[Any]:
+        """The idle native connections (a snapshot, for introspection)."""
+        return [c.native for c in self._idle]
+
     @property
     def idle_count(self) -> int:
         return len(self._idle)
