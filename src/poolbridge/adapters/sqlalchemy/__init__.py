@@ -36,7 +36,9 @@ from poolbridge.adapters.base import (
 )
 from poolbridge.adapters.sqlalchemy import _translate as _t
 from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
 from poolbridge.pool.stats import PoolStats, StatsRecorder
@@ -182,11 +184,20 @@ async def create_async_engine(
 
 
 async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+    failed_before = state.recorder.errors
     try:
         await state.start()
-    except BaseException:
-        await state.shutdown(engine.dispose, 0)
-        raise
+        return
+    except BaseException as exc:
+        error = exc
+    await state.shutdown(engine.dispose, 0)
+    # one error type for "cannot reach the server" on every pool (ConnectError)
+    raise open_error(
+        state.config,
+        error,
+        attempts=state.recorder.errors - failed_before,
+        retryable=not is_permanent_connect_error(error),
+    )
 
 
 def engine_state(engine: AsyncEngine) -> BridgeState:
