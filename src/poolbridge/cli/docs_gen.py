@@ -78,6 +78,7 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
 def knob_cell(adapter: Any, backend: str, driver: str, knob: str) -> str:
     """What ``adapter`` does with ``knob`` on ``driver``, as one Markdown table cell."""
     from poolbridge.config.model import PoolConfig
+    from poolbridge.config.redact import redact_text
     from poolbridge.errors import PoolBridgeError
 
     base_kwargs: dict[str, Any] = {"url": _SAMPLE_URLS[backend], "driver": driver}
@@ -85,7 +86,7 @@ def knob_cell(adapter: Any, backend: str, driver: str, knob: str) -> str:
         base = adapter.translate(PoolConfig(**base_kwargs))
         changed = adapter.translate(PoolConfig(**base_kwargs, **{knob: KNOB_SAMPLES[knob]}))
     except PoolBridgeError as exc:  # refused outright for this driver
-        return f"**no**: {_one_line(str(exc))}"
+        return f"**no**: {_one_line(redact_text(str(exc)))}"
     if knob in changed.unsupported:
         return f"**no**: {_one_line(changed.unsupported[knob])}"
     parts: list[str] = []
@@ -189,6 +190,17 @@ def index_page() -> str:
             "own `translate()` (`python -m poolbridge.cli.docs_gen`; `tests/test_docs.py` fails "
             "when a page is out of date). The Tortoise and peewee-async pages are written by "
             "hand around their generated tables.",
+            "",
+            "**An adapter changes what the PoolConfig sets, and nothing else.** Pool knobs keep "
+            "poolbridge's defaults; everything else (every credential key, connect keyword, "
+            "session setting, error class, class identity and pool attribute the ORM or its "
+            "users read) behaves as it does with the stock stack. Where poolbridge cannot keep "
+            "a stock behaviour it refuses loudly (`UnsupportedOptionError` naming the key), "
+            "never silently; where the stock stack silently discards part of a setting, "
+            "poolbridge says so (`UnsupportedOptionWarning`). Where a stock safety behaviour "
+            "matters and a poolbridge default would remove it, the field is tri-state: "
+            "`pre_ping` left unset (None) does what the stack does stock (Tortoise's psycopg "
+            "client checks every connection on checkout); an explicit value wins.",
             "",
             *rows,
             "",

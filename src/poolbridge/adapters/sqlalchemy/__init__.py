@@ -36,10 +36,12 @@ from poolbridge.adapters.base import (
 )
 from poolbridge.adapters.sqlalchemy import _translate as _t
 from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
-from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.stats import PoolStats, StatsRecorder
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -183,11 +185,20 @@ async def create_async_engine(
 
 
 async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+    failed_before = state.recorder.errors
     try:
         await state.start()
-    except BaseException:
-        await state.shutdown(engine.dispose, 0)
-        raise
+        return
+    except BaseException as exc:
+        error = exc
+    await state.shutdown(engine.dispose, 0)
+    # one error type for "cannot reach the server" on every pool (ConnectError)
+    raise open_error(
+        state.config,
+        error,
+        attempts=state.recorder.errors - failed_before,
+        retryable=not is_permanent_connect_error(error),
+    )
 
 
 def engine_state(engine: AsyncEngine) -> BridgeState:
@@ -199,7 +210,7 @@ def engine_state(engine: AsyncEngine) -> BridgeState:
     return state  # type: ignore[no-any-return]
 
 
-def engine_stats(engine: AsyncEngine) -> dict[str, Any]:
+def engine_stats(engine: AsyncEngine) -> PoolStats:
     """The documented stats dict (:mod:`poolbridge.pool.stats`) of an engine made by
     :func:`create_async_engine`, counted from poolbridge's own events."""
     state = engine_state(engine)

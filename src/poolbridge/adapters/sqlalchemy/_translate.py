@@ -122,7 +122,7 @@ def _libpq_option(key: str, value: str) -> str:
     return f"-c {key}={libpq_escape(str(value))}"
 
 
-def _mysql_ssl(mode: str | _ssl.SSLContext) -> _ssl.SSLContext | None:
+def _mysql_ssl(mode: bool | str | _ssl.SSLContext) -> _ssl.SSLContext | None:
     if isinstance(mode, _ssl.SSLContext):
         return mode
     if mode == "disable":
@@ -310,7 +310,7 @@ def plain_translation(config: PoolConfig) -> Translation:
             continue  # asyncpg timeout / libpq connect_timeout bound the whole connect
         unsupported.setdefault(knob, _PLAIN_WHY)
     native = dict(t.native)
-    native["pool_pre_ping"] = config.pre_ping
+    native["pool_pre_ping"] = bool(config.pre_ping)  # unset: SQLAlchemy's default (off)
     if is_memory_sqlite(config):
         native.pop("pool_size", None)
         native.pop("max_overflow", None)
