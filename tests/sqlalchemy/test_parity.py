@@ -242,3 +242,31 @@ async def test_application_name_reaches_the_server(server_target: Target, where:
     finally:
         await close_engine(ours)
     assert got == expected == seen == name
+
+
+async def test_pool_pre_ping_argument_is_honoured(server_target: Target) -> None:
+    """SQLAlchemy's own ``pool_pre_ping=True`` keeps its meaning (a connection killed by the
+    server is replaced at checkout, the caller sees no error), as on a stock engine."""
+    t = server_target
+    assert t.server is not None
+    server = t.server
+    id_sql = "SELECT pg_backend_pid()" if t.backend == "postgresql" else "SELECT CONNECTION_ID()"
+
+    async def scenario(engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            sid = (await conn.execute(text(id_sql))).scalar()
+        await server.kill(sid)
+        await asyncio.sleep(0.2)
+        async with engine.connect() as conn:
+            return int((await conn.execute(text("SELECT 1"))).scalar())
+
+    stock = stock_create(_stock_url(t), pool_size=1, max_overflow=0, pool_pre_ping=True)
+    try:
+        expected = await scenario(stock)
+    finally:
+        await stock.dispose()
+    ours = await create_async_engine(t.config(min_size=0, max_size=1), pool_pre_ping=True)
+    try:
+        assert await scenario(ours) == expected == 1
+    finally:
+        await close_engine(ours)

@@ -21,6 +21,7 @@ mysql+asyncmy, sqlite+aiosqlite (file, or in-memory with max_size=1).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import perf_counter
@@ -146,6 +147,10 @@ def _build(
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
     from poolbridge.adapters.sqlalchemy._state import BridgeState
 
+    sa_kw = dict(engine_kw)
+    if "pool_pre_ping" in sa_kw and config.pre_ping is None:
+        # SQLAlchemy's own argument asks for the pre-ping: poolbridge's (bounded) one does it
+        config = dataclasses.replace(config, pre_ping=bool(sa_kw.pop("pool_pre_ping")))
     adapter.check_available(config)
     driver = adapter.driver_for(config)
     _check_memory(config)
@@ -161,7 +166,7 @@ def _build(
     )
     kw = _native_kwargs(config, t, driver)
     url = kw.pop("url")
-    kw.update(engine_kw)
+    kw.update(sa_kw)
     kw["poolclass"] = BridgePool
     kw["poolbridge"] = state
     engine = sa_create(url, **kw)
