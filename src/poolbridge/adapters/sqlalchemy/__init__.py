@@ -326,6 +326,9 @@ _DOC_NOTES = """
   fails at once when every connection is in use, and opening a connection on a free slot
   is still bounded by `connect_timeout`.
 - The pool timeout is `PoolTimeout`, which is also a `sqlalchemy.exc.TimeoutError`.
+- `create_async_engine(config, pool_pre_ping=True)` turns on the pre-ping when the config
+  leaves `pre_ping` unset. It is poolbridge's pre-ping, bounded by `connect_timeout`; a
+  `pre_ping` set in the config wins.
 - `Connection.info` (the connection record's `.info`) holds only what your code puts there.
 - Your own pool listeners run after poolbridge's on the same event. If one of them raises
   `DisconnectionError`, SQLAlchemy replaces the connection, as stock.
