@@ -171,11 +171,6 @@ def test_sqlalchemy_close_engine(stack: Stack, request: pytest.FixtureRequest) -
     run_bounded(stack, _url(stack, request), body)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="engine.dispose() refills the pool and leaves its maintenance task running "
-    "(fixed on the sqlalchemy branch)",
-)
 @pytest.mark.parametrize("stack", _stacks("sqlalchemy"))
 def test_sqlalchemy_engine_dispose(stack: Stack, request: pytest.FixtureRequest) -> None:
     from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
