@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 STAMP_ALL := $(VENV)/.installed-all-dev
 STAMP_DEMO := $(VENV)/.installed-demo
 
-.PHONY: demo test soak lint typecheck bench docs clean pgbouncer
+.PHONY: demo test test-latest soak lint typecheck bench docs clean pgbouncer
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,6 +40,29 @@ PYTEST_WORKERS ?= 4
 test: lint pgbouncer
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
+# test-latest: the conformance suite against the newest release of every ORM and driver, in
+# a venv of its own, to learn what their next releases break before users do. pyproject.toml
+# caps a library only where poolbridge uses a private member of it; here those caps are
+# ignored on purpose (pip names each cap it passes and installs the newest anyway), because
+# the newest release past a cap is exactly what this run is for.
+LATEST_VENV ?= .venv-latest
+LATEST_PY := $(LATEST_VENV)/bin/python
+LATEST_PACKAGES := 'sqlalchemy[asyncio]' asyncpg 'psycopg[binary]' psycopg-pool aiomysql asyncmy \
+	aiopg aiosqlite tortoise-orm pypika-tortoise peewee peewee-async
+# the conformance columns (four at a time: they wait on servers more than on the CPU) and
+# the pytest plugin: a few minutes, well inside the 10 minutes .ci/run gives this target
+LATEST_TESTS ?= tests/test_conformance.py tests/test_plugin.py
+
+test-latest:
+	test -x $(LATEST_PY) || python3 -m venv $(LATEST_VENV)
+	$(LATEST_PY) -m pip install -q --upgrade pip
+	$(LATEST_PY) -m pip install -q --upgrade --upgrade-strategy eager -e '.[all,dev]'
+	$(LATEST_PY) -m pip install -q --upgrade $(LATEST_PACKAGES)
+	@$(LATEST_PY) -m pip list --format=freeze 2>/dev/null \
+	  | grep -iE '^(sqlalchemy|asyncpg|psycopg|psycopg-pool|aiomysql|asyncmy|aiopg|aiosqlite|tortoise-orm|pypika-tortoise|peewee|peewee-async)==' \
+	  | tr '\n' ' ' | sed 's/^/test-latest: /;s/ $$/\n/'
+	POOLBRIDGE_CONFORMANCE_JOBS=4 $(LATEST_PY) -m pytest -n 2 --dist loadfile $(LATEST_TESTS) $(PYTEST_ARGS)
+
 soak: $(STAMP_ALL)
 	$(PY) -m pytest -m soak -p no:cacheprovider $(PYTEST_ARGS)
 
@@ -47,4 +70,4 @@ bench: $(STAMP_ALL)
 	$(PY) -m poolbridge bench --json bench.json --png bench.png
 
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LATEST_VENV) build dist .mypy_cache .ruff_cache .pytest_cache

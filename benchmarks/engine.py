@@ -3,7 +3,8 @@
 Every measurement runs in a FRESH subprocess (no warm caches or leftover connections
 shared between pools); rounds are interleaved (each round runs every measurement once, in
 a shuffled order) so that drift on a shared machine hits every pool alike. Reported: the
-median and the spread (min..max) over rounds, then the ratios the issue sets targets for.
+median and the spread (min..max) over rounds, then the ratios docs/performance.md sets
+targets for.
 
 Measurements, all with a pool of 10 connections:
 
@@ -34,7 +35,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from _common import acquire_release_us, interleaved, median_spread, rate, run_child
+from poolbridge.cli.bench.measure import (
+    acquire_release_us,
+    interleaved,
+    median_spread,
+    rate,
+    run_child,
+)
 
 PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}

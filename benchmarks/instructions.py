@@ -1,7 +1,7 @@
 """Client-side CPU instructions per operation of a bench cell, poolbridge vs hand (valgrind).
 
 Wall-clock ratios on a shared 2-core machine swing by 2x between rounds (see
-docs/performance.md), far more than the 2..5 % the issue-9 targets are about. The number of
+docs/performance.md), far more than the 2..5 % its targets are about. The number of
 instructions the client process executes per operation does not depend on what else runs
 on the machine, so it attributes a few percent reliably. Each variant runs the cell's
 operation N1 and N2 times in a fresh process under ``valgrind --tool=callgrind`` (no
@@ -27,17 +27,14 @@ import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DONE = "instructions.py: completed"
 
 
 def child(spec: str, variant: str, n: int) -> None:
     """Run exactly ``n`` operations of ``spec`` (STACK:QUERY:TASKS) on a fresh pool."""
-    import bench
-    from _stacks_drivers import setup, teardown
+    from poolbridge.cli.bench import run as bench
+    from poolbridge.cli.bench.drivers import setup, teardown
 
     name, query, tasks = spec.rsplit(":", 2)
     stack = next(s for s in bench.STACKS if s[0] == name)

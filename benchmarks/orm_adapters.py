@@ -24,7 +24,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from _common import interleaved, median_spread, print_table, rate, run_child
+from poolbridge.cli.bench.measure import interleaved, median_spread, print_table, rate, run_child
 
 PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 SIZE = 10

@@ -25,10 +25,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from _stacks_drivers import MYSQL_URL, PG_URL  # noqa: E402 - after the path insert
+from poolbridge.cli.bench.drivers import URLS  # noqa: E402 - after the path insert
 
 #: the variables the stacks read their server URLs from (the children get the proxies')
 ENV_OF = {"postgresql": "POOLBRIDGE_TEST_PG_URL", "mysql": "POOLBRIDGE_TEST_MYSQL_URL"}
@@ -52,14 +51,13 @@ async def _child(spec: str, variant: str, n: int, env: dict[str, str]) -> None:
 
 
 async def measure(specs: list[str], variants: list[str], n1: int, n2: int) -> int:
-    import bench
-
+    from poolbridge.cli.bench import run as bench
     from poolbridge.testing.servers.proxy import TcpProxy
 
     backend_of = {name: backend for name, backend in bench.STACKS}
     proxies: dict[str, TcpProxy] = {}
     env = dict(os.environ)
-    for backend, url in (("postgresql", PG_URL), ("mysql", MYSQL_URL)):
+    for backend, url in URLS.items():
         u = urlsplit(url)
         proxy = await TcpProxy(u.hostname or "127.0.0.1", u.port or 0).start()
         proxies[backend] = proxy
@@ -89,7 +87,7 @@ async def measure(specs: list[str], variants: list[str], n1: int, n2: int) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
-    import bench
+    from poolbridge.cli.bench import run as bench
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stack", action="append", help="only this stack (repeatable)")

@@ -23,8 +23,8 @@ from poolbridge.cli import docs_gen
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 FRAGMENT = "<!-- not-tested: fragment -->"
-#: files owned by other engineers whose blocks do not run yet: strict xfail, so the entry
-#: must be removed (and the test then guards the file) as soon as the file is fixed
+#: doc files whose code blocks are known not to run: strict xfail, so an entry must go (and
+#: the test then guards the file) as soon as that file's blocks run
 PENDING = {}
 _BLOCK = re.compile(r"(?P<before>[^\n]*)\n```python\n(?P<code>.*?)\n```", re.S)
 

@@ -37,11 +37,22 @@ def test_driver_options_and_ssl_are_claimed(adapter: object, url: str, driver: s
         assert "ssl" in t.emulated and "ssl" not in t.unsupported
 
 
-@pytest.mark.parametrize("adapter", [tortoise.adapter, peewee_async.adapter])
+@pytest.mark.parametrize("adapter", [peewee_async.adapter])
 def test_psycopg_refuses_an_ssl_context(adapter: object) -> None:
     cfg = PoolConfig(url=PG, driver="psycopg", ssl=ssl.create_default_context())
     t = adapter.translate(cfg)  # type: ignore[attr-defined]
     assert "ssl" in t.unsupported and "ssl" not in t.emulated
+
+
+def test_tortoise_psycopg_takes_an_ssl_context_as_stock_and_says_what_it_drops() -> None:
+    # stock Tortoise reduces the context to an sslmode and drops it: accepted, with a warning
+    from poolbridge.errors import UnsupportedOptionWarning
+
+    cfg = PoolConfig(url=PG, driver="psycopg", ssl=ssl.create_default_context())
+    t = tortoise.adapter.translate(cfg)
+    assert "ssl" in t.emulated and "ssl" not in t.unsupported
+    with pytest.warns(UnsupportedOptionWarning, match="drops the context"):
+        tortoise.tortoise_config(cfg)
 
 
 def test_tortoise_memory_refuses_driver_options() -> None:

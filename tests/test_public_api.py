@@ -35,3 +35,23 @@ def test_load_is_the_loader() -> None:
 
     assert poolbridge.load is load
     assert poolbridge.PoolConfig.from_env.__doc__
+
+
+def test_open_pool_has_a_typed_overload_per_builtin_adapter() -> None:
+    """``open_pool(cfg, adapter="asyncpg")`` is typed by the name; any other str gives
+    Pool[Any]."""
+    import inspect
+    import typing
+
+    from poolbridge.adapters.registry import BUILTIN_ADAPTERS
+
+    found = {}
+    for overload in typing.get_overloads(poolbridge.open_pool):
+        hint = str(inspect.signature(overload).parameters["adapter"].annotation)
+        returns = str(inspect.signature(overload).return_annotation)
+        match = re.fullmatch(r"Literal\[['\"](\w+)['\"]\]", hint)
+        found[match.group(1) if match else hint] = returns
+    typed = set(BUILTIN_ADAPTERS) - {"tortoise", "peewee_async"}  # connection type varies
+    assert typed <= set(found), f"no overload for {sorted(typed - set(found))}"
+    assert all("Any" not in found[name] for name in typed if name != "psycopg"), found
+    assert found["str"] == "PoolOpener[Pool[Any]]"

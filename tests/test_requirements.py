@@ -1,7 +1,7 @@
 """Every knob an adapter claims (native or emulated) is proven by an open conformance row.
 
-DESIGN: "A knob listed native or emulated for an adapter must have a conformance requirement
-that is open for that adapter". A knob counts as claimed unless the adapter lists it as
+A knob listed native or emulated for an adapter is a promise, so a conformance requirement
+open for that adapter must prove it. A knob counts as claimed unless the adapter lists it as
 unsupported; a row closed for the whole backend (SQLite has no server) exempts it, a row the
 adapter closes itself does not.
 """

@@ -60,3 +60,14 @@ def test_histogram_buckets_are_cumulative_with_upper_bounds_inclusive() -> None:
     values = list(b.values())
     assert values == sorted(values) and values[-1] == h.count == 6
     assert math.isclose(h.sum, 0.0005 + 0.003 + 0.005 + 0.7 + 10.0 + 99.0)
+
+
+def test_pool_stats_type_names_every_key_a_snapshot_has() -> None:
+    from poolbridge.pool.stats import HistogramSnapshot, PoolStats
+
+    assert tuple(PoolStats.__annotations__) == STAT_KEYS
+    assert PoolStats.__required_keys__ == frozenset(STAT_KEYS)
+    snap = StatsRecorder(min_size=1, max_size=2).snapshot()
+    for key in STAT_KEYS:
+        if key.endswith("_time"):
+            assert set(snap[key]) == set(HistogramSnapshot.__annotations__)

@@ -4,7 +4,7 @@ ask the server, through that adapter, whether the pool fits its connection budge
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from poolbridge.adapters.registry import get_adapter
 from poolbridge.config.model import PoolConfig
@@ -17,9 +17,55 @@ from poolbridge.pool.budget import (
 from poolbridge.pool.handle import Pool, PoolOpener
 from poolbridge.pool.hooks import Hooks
 
+if TYPE_CHECKING:  # the connection types only: no driver is imported at run time
+    import aiomysql
+    import aiopg
+    import aiosqlite
+    import asyncmy
+    import asyncpg
+    import psycopg
+    from sqlalchemy.ext.asyncio import AsyncConnection
+
 __all__ = ["check_budget", "open_pool"]
 
 logger = logging.getLogger("poolbridge.budget")
+
+
+# One overload per built-in adapter: ``acquire()`` yields that stack's connection type.
+# Tortoise and peewee-async yield the connection of whichever driver the URL selects, and a
+# third-party adapter's type is unknown here: those are ``Pool[Any]``.
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["sqlalchemy"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[AsyncConnection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["psycopg"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[psycopg.AsyncConnection[Any]]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["asyncpg"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[asyncpg.Connection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["aiopg"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[aiopg.Connection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["aiomysql"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[aiomysql.Connection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["asyncmy"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[asyncmy.Connection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: Literal["aiosqlite"], *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[aiosqlite.Connection]]: ...
+@overload
+def open_pool(
+    config: PoolConfig, adapter: str, *, hooks: Hooks | None = None
+) -> PoolOpener[Pool[Any]]: ...
 
 
 def open_pool(
@@ -29,6 +75,8 @@ def open_pool(
 
     ``pool = await open_pool(cfg, adapter="sqlalchemy")`` or
     ``async with open_pool(cfg, adapter="asyncpg") as pool: ...`` (closed on exit).
+    The pool is typed by the adapter name: ``open_pool(cfg, adapter="asyncpg")`` gives a
+    ``Pool[asyncpg.Connection]``, ``"sqlalchemy"`` a ``Pool[AsyncConnection]``.
     """
 
     async def factory() -> Pool[Any]:

@@ -14,7 +14,7 @@ from .storm import assert_accounted, cancel_storm, settle
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.server]
 
-CYCLES = {"asyncpg": 1000, "aiomysql": 1000}  # the acceptance; ~200 elsewhere
+CYCLES = {"asyncpg": 1000, "aiomysql": 1000}  # the default drivers: long storms; ~200 elsewhere
 
 
 @pytest.fixture(params=ADAPTERS)

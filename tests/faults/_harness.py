@@ -69,7 +69,7 @@ def stacks(backend: str) -> list[Any]:
             continue
         try:
             impl = get_adapter(name)
-        except Exception:  # an adapter module being written right now may not import
+        except Exception:  # an adapter whose ORM is half installed cannot import
             continue
         for driver in impl.drivers.get(backend, ()):
             stack = Stack(name, backend, driver)

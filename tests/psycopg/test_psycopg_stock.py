@@ -279,14 +279,13 @@ async def test_check_given_to_the_class_is_run(pg_url: str, pre_ping: bool) -> N
         assert holder.recorder.snapshot()["connection.closed"] == 1
 
 
-async def test_wait_and_reopen_raise_poolbridges_types(pg_url: str) -> None:
+async def test_warm_up_and_reopen_raise_poolbridges_types(pg_url: str) -> None:
     unreachable = "postgresql://root@127.0.0.1:1/test"
     holder = _holder(unreachable, connect_timeout=0.5)
     pool = PBConnectionPool(unreachable, poolbridge=holder, min_size=1, max_size=1)
-    with pytest.raises(PoolTimeout) as info:
+    with pytest.raises(errors.ConnectError) as info:
         await pool.open(wait=True, timeout=0.5)
     assert isinstance(info.value, psycopg_pool.PoolTimeout)
-    assert "last error: OperationalError" in str(info.value)
     with pytest.raises(errors.PoolClosed) as closed:
         await pool.open()  # psycopg_pool cannot reopen a closed pool
     assert isinstance(closed.value, psycopg_pool.PoolClosed)

@@ -256,7 +256,9 @@ def test_several_configs_give_several_connections() -> None:
     assert set(conf["connections"]) == {"main", "reports"}
     assert conf["connections"]["main"]["credentials"]["maxsize"] == 2
     assert conf["connections"]["reports"]["credentials"]["maxsize"] == 3
-    assert conf["connections"]["reports"]["engine"] == pb_tortoise.table.ENGINE_MODULE
+    mysql = pb_tortoise.table.mysql_driver_of_tortoise()
+    assert conf["connections"]["reports"]["engine"] == pb_tortoise.table.ENGINE_MODULES[mysql]
+    assert conf["connections"]["main"]["engine"].endswith(".backends.asyncpg")
 
 
 @pytest.mark.asyncio

@@ -2,8 +2,9 @@
 
 ``config show`` resolves a pool exactly like :func:`poolbridge.load` and prints every value
 (redacted) with its source; with ``--adapter`` it adds each adapter's translation table.
-Nothing printed here may contain the password: values go through the redaction helpers and
-the whole output through a last pass that masks the config's known secrets.
+Nothing printed here may contain a secret: every value goes through
+:mod:`poolbridge.config.redact` (masking by structure: URL userinfo and secret-named keys at
+any depth), and the whole output through a last structural pass (URLs, ``password=...``).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def config_show(ns: argparse.Namespace) -> int:
         out = json.dumps(_as_json(loaded, reports), indent=2, default=str)
     else:
         out = _as_text(loaded, reports)
-    print(redact_text(out, secrets=config.secrets()))
+    print(redact_text(out))
     return 1 if any(r.get("status") == "error" for r in reports.values()) else 0
 
 
@@ -104,7 +105,7 @@ def adapter_report(name: str, config: PoolConfig) -> dict[str, Any]:
     except Exception as exc:  # a broken adapter must not hide the others
         return {"status": "error", "reason": f"{type(exc).__name__}: {exc}"}
     explicit = explicit_fields(config)
-    report["native"] = redact_mapping(translation.native, secrets=config.secrets())
+    report["native"] = redact_mapping(translation.native)
     report["emulated"] = dict(translation.emulated)
     report["unsupported"] = {
         k: {

@@ -26,7 +26,12 @@ __all__ = [
 NONE_WORDS: frozenset[str] = frozenset({"", "none", "null", "off"})
 
 _UNITS: dict[str, float] = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_RE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*(ms|s|m|h)?\s*$", re.IGNORECASE)
+# ASCII digits and spaces only: "١٢" (Arabic-Indic digits) or a trailing newline is refused,
+# not read as 12 or stripped
+_DURATION_RE = re.compile(
+    r"[ ]*([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))[ ]*(ms|s|m|h)?[ ]*", re.IGNORECASE
+)
+_INT_RE = re.compile(r"[ ]*[+-]?[0-9]+[ ]*")
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off"})
 
@@ -45,7 +50,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
+        m = _DURATION_RE.fullmatch(value)
         if m is None:
             raise ValueError(DURATION_RULE)
         seconds = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
@@ -57,12 +62,14 @@ def parse_duration(value: object) -> float:
 
 
 def parse_int(value: object) -> int:
-    """An integer from an int or a decimal string (bools and fractional numbers refused)."""
+    """An integer from an int or an ASCII decimal string (bools and fractional numbers refused)."""
     if isinstance(value, bool):
         raise ValueError("must be an integer")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+    if isinstance(value, str) and _INT_RE.fullmatch(value):
+        if len(value) > 1000:  # int() refuses thousands of digits with its own message
+            raise ValueError("is too large")
         return int(value)
     raise ValueError("must be an integer")
 

@@ -29,6 +29,7 @@ from poolbridge.config.model import (
     RetryPolicy,
     suggest,
 )
+from poolbridge.config.url_rules import structure_problems
 from poolbridge.config.validate import parse_mapping, show, split_url_options
 from poolbridge.errors import ConfigError
 
@@ -277,8 +278,10 @@ def _layer(data: Mapping[str, Any], source: Source, problems: list[str]) -> Laye
         else:
             problems.append(suggest(key, (*FIELD_NAMES, "pools")) + f" in {source}")
     url = out.get("url")
-    if url is not None and isinstance(url[0], str):
-        stripped, options = split_url_options(url[0], URL_OPTION_NAMES)
+    if url is not None and isinstance(url[0], str) and not structure_problems(url[0]):
+        repeated: list[str] = []
+        stripped, options = split_url_options(url[0], URL_OPTION_NAMES, repeated)
+        problems += [f"{line} [{source}]" for line in repeated]
         out["url"] = (stripped, source)
         for okey, oval in options.items():
             flat = "retry." + okey.removeprefix("retry_") if okey.startswith("retry_") else okey
@@ -320,9 +323,12 @@ def _env_layer(raw: Layer, problems: list[str] | None) -> Layer:
         spread = _layer({"retry": value}, src, problems if problems is not None else [])
         for k, v in spread.items():
             out.setdefault(k, v)
-    if "url" in out and isinstance(out["url"][0], str):
+    if "url" in out and isinstance(out["url"][0], str) and not structure_problems(out["url"][0]):
         url, src = out["url"]
-        stripped, options = split_url_options(url, URL_OPTION_NAMES)
+        repeated: list[str] = []
+        stripped, options = split_url_options(url, URL_OPTION_NAMES, repeated)
+        if problems is not None:
+            problems += [f"{line} [{src}]" for line in repeated]
         out["url"] = (stripped, src)
         for okey, oval in options.items():
             flat = "retry." + okey.removeprefix("retry_") if okey.startswith("retry_") else okey

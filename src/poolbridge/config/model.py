@@ -15,7 +15,6 @@ See docs/configuration.md for every field, unit, default and rule.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import inspect
@@ -26,11 +25,13 @@ from functools import cached_property
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from poolbridge.config.redact import MASK, redact_mapping, redact_text, redact_url
+from poolbridge.config.redact import MASK, redact_mapping, redact_url
+from poolbridge.config.url_rules import structure_problems
 from poolbridge.config.validate import (
     CHECKS,
     DRIVERS,
     RETRY_CHECKS,
+    URL_OPTION_NAMES,
     check_fields,
     parse_mapping,
     parse_url_scheme,
@@ -179,13 +180,19 @@ class DatabaseURL:
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
         )
 
-
-def _raw_secrets(raw: Mapping[str, Any]) -> list[str]:
-    """Secret strings of a not-yet-validated config, to mask them in error lines."""
-    found = [raw.get("password")]
-    with contextlib.suppress(TypeError, ValueError, AttributeError):
-        found.append(urlsplit(raw.get("url") or "").password)
-    return [s for s in found if isinstance(s, str)]
+    def __repr__(self) -> str:
+        shown = {
+            "scheme": self.scheme,
+            "backend": self.backend,
+            "driver": self.driver,
+            "username": self.username,
+            "password": None if self.password is None else MASK,
+            "host": self.host,
+            "port": self.port,
+            "database": self.database,
+            "query": redact_mapping(self.query),
+        }
+        return f"DatabaseURL({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,13 +208,13 @@ class PoolConfig:
     statement_timeout: float | None = None
     max_lifetime: float | None = 3600.0
     max_idle: float | None = 600.0
-    pre_ping: bool = False
+    pre_ping: bool | None = None
     max_waiting: int = 0
     reset: Literal["rollback", "full"] = "rollback"
     statement_cache: bool = True
     isolation_level: Literal["read_committed", "repeatable_read", "serializable"] | None = None
     session: Mapping[str, str] = field(default_factory=dict)
-    ssl: str | _ssl.SSLContext | None = None
+    ssl: bool | str | _ssl.SSLContext | None = None
     password: str | PasswordProvider | None = field(default=None, repr=False)
     driver_options: Mapping[str, Any] = field(default_factory=dict)
     leak_timeout: float | None = None
@@ -219,8 +226,9 @@ class PoolConfig:
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         retry_over: dict[str, Any] = {}
         options: dict[str, str] = {}
-        if isinstance(raw["url"], str):
-            raw["url"], options = _split(raw["url"], URL_OPTION_NAMES)
+        if isinstance(raw["url"], str) and not structure_problems(raw["url"]):
+            # a URL that does not parse keeps its query: its "options" may be password pieces
+            raw["url"], options = _split(raw["url"], URL_OPTION_NAMES, problems)
             for key, value in options.items():  # URL options beat the other arguments
                 if key.startswith("retry_"):
                     retry_over[key.removeprefix("retry_")] = value
@@ -241,7 +249,7 @@ class PoolConfig:
         if problems:
             from_url = {k.replace("retry_", "retry.", 1) for k in options}
             lines = [f"{p} [url query]" if p.split(" ", 1)[0] in from_url else p for p in problems]
-            raise ConfigError([redact_text(p, secrets=_raw_secrets(raw)) for p in lines])
+            raise ConfigError(lines)  # every value in them went through show(): redacted
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -282,7 +290,10 @@ class PoolConfig:
         return str(result)
 
     def secrets(self) -> tuple[str, ...]:
-        """Known secret strings of this config (for redacting text that may contain them)."""
+        """The config's secret strings (the password field and the URL's password).
+
+        For a caller's own checks (e.g. asserting a log holds neither); poolbridge itself
+        never searches text for them: it redacts by structure (config/redact.py)."""
         found = [self.database_url.password, self.password]
         return tuple(s for s in found if isinstance(s, str) and s)
 
@@ -291,8 +302,10 @@ class PoolConfig:
 
         ``PoolConfig.from_dict(c.to_dict()) == c`` always holds (a password provider or an
         SSLContext is kept as the same object). ``redact=True`` gives a display form: URL
-        password masked, ``password`` as ``"***"`` (or ``"<provider>"``), SSLContext as
-        ``"<SSLContext>"``, driver_options redacted; that form is not meant to be loaded back.
+        password and secret-named query values masked, ``password`` as ``"***"`` (or
+        ``"<provider>"``), SSLContext as ``"<SSLContext>"``, secret-named keys of
+        ``session`` and ``driver_options`` (at any depth) masked; that form is not meant
+        to be loaded back.
         """
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
@@ -303,12 +316,13 @@ class PoolConfig:
                 value = dict(value)
             out[f.name] = value
         if redact:
-            out["url"] = redact_url(self.url, secrets=self.secrets())
+            out["url"] = redact_url(self.url)
             pw = self.password
             out["password"] = None if pw is None else MASK if isinstance(pw, str) else "<provider>"
             if isinstance(self.ssl, _ssl.SSLContext):
                 out["ssl"] = "<SSLContext>"
-            out["driver_options"] = redact_mapping(self.driver_options, secrets=self.secrets())
+            out["session"] = redact_mapping(self.session)
+            out["driver_options"] = redact_mapping(self.driver_options)
         return out
 
     def __repr__(self) -> str:
@@ -351,7 +365,9 @@ class PoolConfig:
 _install_strict_init(PoolConfig, "")
 
 FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(PoolConfig))
-#: names taken from a URL query (and from POOLBRIDGE_* variables): fields + retry_<sub>
-URL_OPTION_NAMES: frozenset[str] = frozenset(
+_EXPECTED_OPTIONS = frozenset(
     [n for n in FIELD_NAMES if n not in ("url", "retry")] + [f"retry_{r}" for r in RETRY_FIELDS]
+)
+assert _EXPECTED_OPTIONS == URL_OPTION_NAMES, (
+    "validate.URL_OPTION_NAMES out of sync with PoolConfig"
 )

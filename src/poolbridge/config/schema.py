@@ -10,15 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from poolbridge.config.model import FIELD_NAMES, RETRY_FIELDS
-from poolbridge.config.validate import DRIVERS, ISOLATION_LEVELS, RESETS, SSL_MODES
+from poolbridge.config.validate import (
+    DRIVERS,
+    ISOLATION_LEVELS,
+    MAX_DURATION,
+    MAX_SIZE,
+    RESETS,
+    SSL_MODES,
+)
 
 __all__ = ["json_schema"]
 
-_DURATION_PATTERN = r"^\s*[+]?(\d+(\.\d*)?|\.\d+)\s*(ms|s|m|h)?\s*$"
+_DURATION_PATTERN = r"^ *[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+) *(ms|s|m|h)? *$"
 
 
 def _duration(description: str, *, optional: bool = False, minimum_exclusive: bool = True) -> Any:
-    number: dict[str, Any] = {"type": "number"}
+    number: dict[str, Any] = {"type": "number", "maximum": MAX_DURATION}
     number["exclusiveMinimum" if minimum_exclusive else "minimum"] = 0
     options: list[dict[str, Any]] = [number, {"type": "string", "pattern": _DURATION_PATTERN}]
     if optional:
@@ -27,7 +34,12 @@ def _duration(description: str, *, optional: bool = False, minimum_exclusive: bo
 
 
 def _int(description: str, minimum: int) -> dict[str, Any]:
-    return {"description": description, "type": "integer", "minimum": minimum}
+    return {
+        "description": description,
+        "type": "integer",
+        "minimum": minimum,
+        "maximum": MAX_SIZE,
+    }
 
 
 _DRIVERS = sorted({d for ds in DRIVERS.values() for d in ds})
@@ -54,7 +66,8 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "max_idle": _duration("Seconds an idle connection above min_size is kept.", optional=True),
     "pre_ping": {
-        "description": "Check a connection is alive before handing it out.",
+        "description": "Check a connection is alive before handing it out; absent = as the "
+        "stack does stock.",
         "type": "boolean",
     },
     "max_waiting": _int("Callers allowed to queue (TooManyRequests beyond); 0 = unbounded.", 0),
@@ -73,7 +86,10 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
         "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_.]*$"},
         "additionalProperties": {"type": ["string", "integer", "number"]},
     },
-    "ssl": {"description": "TLS mode, translated per driver.", "enum": list(SSL_MODES)},
+    "ssl": {
+        "description": "TLS mode, translated per driver (true: the stack's own meaning).",
+        "anyOf": [{"enum": list(SSL_MODES)}, {"type": "boolean"}],
+    },
     "password": {
         "description": "Password (beats the URL's); prefer a ${VAR} reference.",
         "type": "string",

@@ -2,7 +2,7 @@
 
 Why it exists: several native pools wait forever when exhausted, let a greedy task barge
 ahead of waiters, have no lifetime by age, or leak connections when an acquire is wrapped in
-a timeout (DESIGN.md, "The pool engine"). The engine implements every PoolConfig knob once.
+a timeout (docs/internals.md, "Pool engine API"). The engine implements every PoolConfig knob once.
 
 How it stays fair, fast and safe:
 
@@ -38,6 +38,7 @@ from typing import Any
 
 from poolbridge.engine.lifecycle import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent
 
@@ -95,6 +96,7 @@ class Engine(EngineCore):
             self._refill()
             return
         deadline = monotonic() + self.config.acquire_timeout
+        failed_before = self.recorder.errors
         self._opening += self._min
         results = await asyncio.gather(
             *(self._open_one(deadline) for _ in range(self._min)), return_exceptions=True
@@ -107,7 +109,14 @@ class Engine(EngineCore):
                 self._idle.append(r)
         if errors:
             await self.close(timeout=0)
-            raise errors[0]
+            # one error type for "cannot reach the server" on every pool (ConnectError)
+            is_retryable = getattr(self.driver, "is_retryable_connect_error", None)
+            raise open_error(
+                self.config,
+                errors[0],
+                attempts=self.recorder.errors - failed_before,
+                retryable=is_retryable is None or is_retryable(errors[0]),
+            )
 
     def acquire(self) -> _Acquire:
         """Async context manager yielding the native connection (returned on exit)."""
@@ -221,6 +230,10 @@ class Engine(EngineCore):
     def server_ids(self) -> list[int | str | None]:
         """Server-side ids of every open connection (idle and checked out)."""
         return [c.server_id for c in self._conns.values()]
+
+    def idle_natives(self) -> list[Any]:
+        """The idle native connections (a snapshot, for introspection)."""
+        return [c.native for c in self._idle]
 
     @property
     def idle_count(self) -> int:

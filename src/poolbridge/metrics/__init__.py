@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from poolbridge.errors import AdapterNotAvailable
-from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.stats import PoolStats, StatsRecorder
 
 __all__ = ["MetricsNotAvailable", "StatsSource", "import_extra"]
 
@@ -40,7 +40,7 @@ class StatsSource(Protocol):
     adapter: str
     recorder: StatsRecorder
 
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> PoolStats: ...
 
 
 def import_extra(module: str, extra: str) -> ModuleType:

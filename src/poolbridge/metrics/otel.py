@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -166,7 +166,7 @@ class PoolInstruments:
             return [e.pool for e in self._entries.values()]
 
     # -- callbacks --------------------------------------------------------------------
-    def _snapshot(self) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    def _snapshot(self) -> list[tuple[Mapping[str, Any], dict[str, str]]]:
         with self._lock:
             entries = list(self._entries.values())
         return [(e.pool.stats(), e.attributes) for e in entries]

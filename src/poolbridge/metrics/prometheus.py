@@ -28,7 +28,8 @@ from __future__ import annotations
 import math
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from poolbridge.metrics import MetricsNotAvailable, StatsSource
 
@@ -166,7 +167,8 @@ class PoolCollector:
         """One sample set per exported pool, read from ``pool.stats()`` now."""
         count, gauges, counters, histograms = self._families()
         for pool in self.pools():
-            stats = pool.stats()
+            # read by the key names in GAUGES/COUNTERS/HISTOGRAMS, so as a plain mapping
+            stats: Mapping[str, Any] = pool.stats()
             labels = [pool.name, pool.adapter]
             count.add_metric([*labels, "idle"], stats["connection.count.idle"])
             count.add_metric([*labels, "used"], stats["connection.count.used"])

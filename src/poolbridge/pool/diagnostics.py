@@ -3,7 +3,7 @@
 poolbridge's engine, the SQLAlchemy queue pool and the hooked psycopg_pool all raise
 PoolTimeout when no connection frees up within ``acquire_timeout``. The message is what a
 user reads in a log at 3 a.m. to tell "pool too small" from "a task holds connections for
-minutes", so it reads the same whichever stack produced it (errors.md, DESIGN.md "Errors").
+minutes", so it reads the same whichever stack produced it (docs/errors.md).
 Pure formatting: callers collect the numbers, this module imports only the standard library.
 """
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.pool.hooks import HookRunner, Hooks
-from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.stats import PoolStats, StatsRecorder
 
 __all__ = ["Pool", "PoolOpener"]
 
@@ -83,7 +83,7 @@ class Pool(abc.ABC, Generic[ConnT]):
         """
         raise NotImplementedError(f"adapter {self.adapter!r} does not support rotate()")
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> PoolStats:
         """The stats dict documented in :mod:`poolbridge.pool.stats`."""
         snapshot = self.recorder.snapshot()
         snapshot["connection.hook_failures"] = sum(self.hook_runner.failures.values())

@@ -23,7 +23,7 @@ from poolbridge.errors import PoolTimeout, UnsupportedOptionError
 
 __all__ = ["SQLITE_NO_PASSWORD", "settle", "with_password"]
 
-#: why SQLite refuses a password, at open (drivers._common.SQLITE_REFUSED) and at rotate()
+#: why SQLite refuses a password, at open (drivers.base.SQLITE_REFUSED) and at rotate()
 SQLITE_NO_PASSWORD = "SQLite has no server to authenticate to: there is no password"
 
 #: seconds between two looks at the pool while waiting for it to settle

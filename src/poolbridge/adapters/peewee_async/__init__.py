@@ -72,6 +72,7 @@ __all__ = [
     "database",
     "doc_table",
     "pool_params",
+    "stock_key_table",
 ]
 
 _CLASSES = {
@@ -245,6 +246,13 @@ def doc_table() -> str:
     )
 
 
+def stock_key_table() -> str:
+    """The stock-key table as it appears in docs/adapters/peewee_async.md."""
+    from poolbridge.adapters.peewee_async._stock import stock_key_table as render
+
+    return render()
+
+
 async def _first(db: Any, cursor: Any) -> Any:
     """peewee-async fetch_results: the first value of the first row, None without rows."""
     if cursor.description is None:  # a statement without a result set
@@ -269,8 +277,9 @@ def _fresh_connection_context() -> Any:
 def pool_params(config: PoolConfig, *, hooks: Hooks | None = None) -> dict[str, Any]:
     """``pool_params=`` for poolbridge's database classes (PostgresqlDatabase, ...).
 
-    Connection parameters (host, user, password...) come from ``config``; other
-    connect keyword arguments given to the database are ignored by poolbridge's backends.
+    Connection parameters (host, user, password...) and pool knobs come from ``config``;
+    the database's other connect keyword arguments reach the driver as stock (a key the
+    config owns is refused when the database is built; see docs/adapters/peewee_async.md).
     Raises UnsupportedOptionError for explicitly set knobs the backend cannot honour.
     """
     from poolbridge.adapters.peewee_async._backend import PeeweeBinding
@@ -282,7 +291,8 @@ def pool_params(config: PoolConfig, *, hooks: Hooks | None = None) -> dict[str, 
 
 def database(config: PoolConfig, *, hooks: Hooks | None = None, **db_kwargs: Any) -> Any:
     """A peewee-async database configured by ``config`` (pool opened at aio_connect or
-    first use). ``db_kwargs`` go to the database class (e.g. ``field_types``)."""
+    first use). ``db_kwargs`` go to the database class (e.g. ``field_types``, or connect
+    kwargs such as ``init_command`` that reach the driver as stock)."""
     params = pool_params(config, hooks=hooks)
     cls = _database_class(params["poolbridge"].driver)
     name = config.database_url.database or (":memory:" if config.backend == "sqlite" else "")
@@ -364,4 +374,4 @@ class PeeweePool(Pool[Any]):
             return
         self._closed = True
         self._holder.final = True
-        await self._db.pool_backend.close(timeout)
+        await self._db.pool_backend.drain_close(timeout)

@@ -10,16 +10,16 @@ Usage::
 
     TORTOISE_ORM = tortoise_config(config, apps={"models": {"models": ["app.models"]}})
 
-Tortoise's asyncpg/MySQL backends get poolbridge's pool engine under their client (the
-connection's ``engine`` path names poolbridge's module, see ``_tortoise_client``); the
-psycopg backend keeps psycopg_pool with poolbridge's errors, hooks and stats; the SQLite
-backend runs natively. The table of what is native, emulated or unsupported is
-``_tortoise_table``. Importing this module does not import Tortoise.
+Tortoise's asyncpg/MySQL backends and SQLite files get poolbridge's pool engine under their
+client (the connection's ``engine`` path names poolbridge's module for that backend, see
+``backends``); the psycopg backend keeps psycopg_pool with poolbridge's errors, hooks and
+stats; SQLite ``:memory:`` runs on Tortoise's own client. The knob table is ``_translate``,
+the table of Tortoise's own connection keys ``_keys``. Importing this module does not
+import Tortoise.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -36,10 +36,11 @@ from poolbridge.adapters.base import (
     require_modules,
 )
 from poolbridge.adapters.tortoise import _translate as table
+from poolbridge.adapters.tortoise._keys import keys_doc_table, refused_keys
 from poolbridge.adapters.tortoise._pool import TortoisePool, TortoisePools, warm_up
 from poolbridge.adapters.tortoise.backends import TortoiseBinding
 from poolbridge.config.model import PoolConfig
-from poolbridge.errors import PoolClosed, UnsupportedOptionError
+from poolbridge.errors import PoolClosed, UnsupportedOptionError, UnsupportedOptionWarning
 from poolbridge.pool.hooks import Hooks
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "connect",
     "doc_table",
     "init",
+    "keys_table",
     "tortoise_config",
 ]
 
@@ -95,6 +97,7 @@ class TortoiseAdapter(Adapter):
         driver = self.driver_for(config)
         native = table.connection_dict(config, driver, binding=None)
         unsupported = table.unsupported(config, driver)
+        unsupported.update(refused_keys(config, driver))
         if table.on_engine(config, driver):
             from poolbridge.adapters._engine_holder import shim_unsupported
 
@@ -106,7 +109,7 @@ class TortoiseAdapter(Adapter):
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> TortoisePool:
         """One connection in its own TortoiseContext (no models), warmed up to min_size."""
         self.check_available(config)
-        enforce(self.name, config, self.translate(config))
+        self.enforce(config)
         from tortoise.context import TortoiseContext
 
         ctx = TortoiseContext()
@@ -121,6 +124,18 @@ class TortoiseAdapter(Adapter):
         client = ctx.connections.get(config.name)
         pool = TortoisePool(config, client, context=ctx, owns_context=True)
         return await open_or_close(pool, warm_up(client))
+
+    def enforce(self, config: PoolConfig) -> None:
+        """Refuse Tortoise keys the stack cannot keep (always explicit: the user wrote them),
+        then :func:`~poolbridge.adapters.base.enforce` the knobs; warn for what the stock
+        stack would silently discard."""
+        driver = self.driver_for(config)
+        refused = refused_keys(config, driver)
+        if refused:
+            raise UnsupportedOptionError(self.name, refused)
+        enforce(self.name, config, self.translate(config))
+        for message in table.dropped_warnings(config, driver):
+            warnings.warn(message, UnsupportedOptionWarning, stacklevel=3)
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
         # every backend meets every row (SQLite: file databases, on the engine); SQLite
@@ -201,6 +216,11 @@ def doc_table() -> str:
     return table.tortoise_doc_table()
 
 
+def keys_table() -> str:
+    """Tortoise's own connection keys per backend, as docs/adapters/tortoise.md shows them."""
+    return keys_doc_table()
+
+
 def _driver_module(driver: str) -> str:
     return {"psycopg": "psycopg_pool"}.get(driver, driver)
 
@@ -232,15 +252,10 @@ def tortoise_config(
     for name, cfg in _as_mapping(config, connection).items():
         driver = adapter.driver_for(cfg)
         if not _checked:
-            enforce(adapter.name, cfg, adapter.translate(cfg))
+            adapter.enforce(cfg)
         binding = None
         if not (driver == "aiosqlite" and table.in_memory(cfg)):
-            engine_config = cfg
-            if driver in ("asyncmy", "aiomysql"):
-                engine_config = dataclasses.replace(
-                    cfg, driver_options=table.mysql_engine_options(cfg)
-                )
-            binding = TortoiseBinding(cfg, engine_config, driver, hooks)
+            binding = TortoiseBinding(cfg, table.engine_config(cfg, driver), driver, hooks)
         connections[name] = table.connection_dict(cfg, driver, binding)
     return {"connections": connections, "apps": dict(apps or {})}
 

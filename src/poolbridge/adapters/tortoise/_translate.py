@@ -16,15 +16,24 @@ Three kinds of backend:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import ssl as _ssl
+from collections.abc import Mapping
 from typing import Any
 
 from poolbridge.adapters._doctable import doc_table
 from poolbridge.adapters._engine_backed import engine_under_orm
-from poolbridge.adapters.tortoise.backends import BINDING_KEY, ConfigPassword
+from poolbridge.adapters.tortoise._keys import (
+    KEYS,
+    MYSQL_NOT_TO_DRIVER,
+    family_of,
+    tortoise_keys,
+    url_without,
+)
+from poolbridge.adapters.tortoise.backends import BINDING_KEY, ENGINE_MODULES, ConfigPassword
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import SQLITE_REFUSED, pg_application_name
+from poolbridge.drivers.base import SQLITE_REFUSED, pg_application_name, ssl_context
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
 
 __all__ = [
@@ -37,7 +46,8 @@ __all__ = [
     "unsupported",
 ]
 
-#: the ``engine`` path Tortoise imports for poolbridge connections
+#: the package of poolbridge's Tortoise ``engine`` modules (one per backend, see
+#: ENGINE_MODULES); itself a valid ``engine`` path, and a models module without models
 ENGINE_MODULE = "poolbridge.adapters.tortoise.backends"
 ENGINE_DRIVERS = ("asyncpg", "asyncmy", "aiomysql", "aiosqlite")
 
@@ -50,14 +60,19 @@ ENGINE_EMULATED: dict[str, str] = engine_under_orm(
     },
 )
 
-PSYCOPG_EMULATED: dict[str, str] = psycopg_pool_under_orm(
-    "psycopg_pool under Tortoise's psycopg client",
-    notes={
-        "min_size": ", opened at init()",
-        "pre_ping": " only when pre_ping is set (Tortoise alone always pings)",
-        "password": " (never in the logged conninfo)",
-    },
-)
+PSYCOPG_EMULATED: dict[str, str] = {
+    **psycopg_pool_under_orm(
+        "psycopg_pool under Tortoise's psycopg client",
+        notes={
+            "min_size": ", opened at init()",
+            "pre_ping": "; unset: on, as Tortoise's client always checks (False turns it off)",
+            "password": " (never in the logged conninfo)",
+        },
+    ),
+    "ssl": "a mode name: libpq sslmode on every connection; True or an SSLContext: to "
+    "Tortoise's client as stock, which makes it sslmode=require or verify-full and drops the "
+    "context (UnsupportedOptionWarning says so)",
+}
 PSYCOPG_UNSUPPORTED: dict[str, str] = {}
 
 _ONE = "SQLite :memory: runs on Tortoise's own client: one connection behind an asyncio.Lock"
@@ -98,6 +113,19 @@ def on_engine(config: PoolConfig, driver: str) -> bool:
     return driver in ENGINE_DRIVERS and not in_memory(config)
 
 
+def dropped_warnings(config: PoolConfig, driver: str) -> list[str]:
+    """What the stock stack silently discards of this config (poolbridge says it instead)."""
+    if driver == "psycopg" and isinstance(config.ssl, _ssl.SSLContext):
+        mode = "verify-full" if config.ssl.check_hostname else "require"
+        return [
+            f"pool {config.name!r}: Tortoise's psycopg client reduces the ssl SSLContext to "
+            f"sslmode={mode} and drops the context itself (its CA, certificates, protocol "
+            "versions and ciphers); pass sslrootcert/sslcert/sslkey in the URL query for "
+            "libpq, or give ssl as a mode name"
+        ]
+    return []
+
+
 def emulated(config: PoolConfig, driver: str) -> dict[str, str]:
     if driver == "psycopg":
         return dict(PSYCOPG_EMULATED)
@@ -109,10 +137,7 @@ def emulated(config: PoolConfig, driver: str) -> dict[str, str]:
 def unsupported(config: PoolConfig, driver: str) -> dict[str, str]:
     """Knobs this config sets (or defaults to) that the chosen backend cannot honour."""
     if driver == "psycopg":
-        out: dict[str, str] = {}
-        if isinstance(config.ssl, _ssl.SSLContext):
-            out["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext object"
-        return out
+        return {}
     if driver == "aiosqlite" and in_memory(config):
         out = {}
         for fname, why in SQLITE_REASONS.items():
@@ -156,27 +181,35 @@ def _host_parts(config: PoolConfig) -> dict[str, Any]:
 def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dict[str, Any]:
     """The ``{"engine": ..., "credentials": {...}}`` dict of one Tortoise connection.
 
-    Unknown values (an SSLContext, driver options) are passed by reference, never copied.
+    Tortoise's own keys found in the URL query or driver_options (see ``_keys``) are in the
+    credentials, where Tortoise's client code gives them their stock meaning. Unknown
+    values (an SSLContext, driver options) are passed by reference, never copied.
     """
+    keys = tortoise_keys(config, driver)
     if driver == "aiosqlite":
         path = config.database_url.database or ":memory:"
+        creds_sqlite: dict[str, Any] = {"file_path": path, **keys}
         if in_memory(config):
-            return {"engine": "tortoise.backends.sqlite", "credentials": {"file_path": path}}
-        creds_sqlite: dict[str, Any] = {"file_path": path}
+            return {"engine": "tortoise.backends.sqlite", "credentials": creds_sqlite}
         if binding is not None:
             creds_sqlite[BINDING_KEY] = binding
-        return {"engine": ENGINE_MODULE, "credentials": creds_sqlite}
+        return {"engine": ENGINE_MODULES[driver], "credentials": creds_sqlite}
     creds = _host_parts(config)
     creds["minsize"] = config.min_size
     creds["maxsize"] = config.max_size
     if driver == "asyncpg":
         creds.setdefault("port", 5432)
+        # the user's (driver_options, session, URL query), else the pool name; a Tortoise
+        # key wins
         creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.connect_timeout  # asyncpg: timeout = CONNECT timeout
         if config.ssl is not None:
             creds["ssl"] = config.ssl
+        creds.update(keys)
     elif driver == "psycopg":
         creds.setdefault("port", 5432)
+        # the user's (driver_options, session, URL query), else the pool name; a Tortoise
+        # key wins
         creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.acquire_timeout  # psycopg_pool: timeout = ACQUIRE timeout
         creds["max_lifetime"] = config.max_lifetime if config.max_lifetime is not None else 1e9
@@ -186,23 +219,78 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
         settings: dict[str, Any] = {"connect_timeout": str(max(1, round(config.connect_timeout)))}
         if isinstance(config.ssl, str):
             settings["sslmode"] = config.ssl
-        settings.update(config.database_url.query)
-        creds["server_settings"] = settings
+        elif config.ssl is not None:
+            creds["ssl"] = config.ssl  # Tortoise's client reduces it to an sslmode, as stock
+        settings.update((k, v) for k, v in config.database_url.query.items() if k not in keys)
+        user_settings = keys.pop("server_settings", None) or {}
+        creds.update(keys)
+        creds["server_settings"] = {**settings, **user_settings}
     else:  # MySQL
         creds.setdefault("port", 3306)
         creds["connect_timeout"] = config.connect_timeout
+        ssl = mysql_ssl(config)
+        if ssl is not None:
+            creds["ssl"] = ssl
+        creds.update(keys)
     if binding is not None:
         creds[BINDING_KEY] = binding
-    return {"engine": ENGINE_MODULE, "credentials": creds}
+    return {"engine": ENGINE_MODULES[driver], "credentials": creds}
 
 
-def mysql_engine_options(config: PoolConfig) -> dict[str, Any]:
-    """Driver options Tortoise's MySQL client relies on (set on EVERY engine connection)."""
-    opts: dict[str, Any] = {"autocommit": True, "charset": "utf8mb4",
-                            "sql_mode": "STRICT_TRANS_TABLES"}  # fmt: skip
-    opts.update(config.database_url.query)
-    opts.update(config.driver_options)
-    return opts
+def mysql_ssl(config: PoolConfig) -> Any:
+    """What the MySQL driver gets for ``config.ssl``: True and an SSLContext as they are
+    (the driver's own meaning, as with Tortoise alone), a mode name as an SSLContext."""
+    if config.ssl is True or isinstance(config.ssl, _ssl.SSLContext):
+        return config.ssl
+    return ssl_context(config.ssl)
+
+
+def engine_config(config: PoolConfig, driver: str) -> PoolConfig:
+    """The config poolbridge's pool under Tortoise's client runs: ``config`` with Tortoise's
+    keys taken out of the URL query and driver_options and given their stock meaning
+    (session settings, driver keywords), and the stack's stock defaults where ``config``
+    leaves a knob unset (psycopg: Tortoise's client checks every connection on checkout)."""
+    keys = tortoise_keys(config, driver)
+    family = family_of(driver)
+    query = config.database_url.query
+    # SQLite: every query key is a PRAGMA, applied by the client
+    taken = set(query) if family == "sqlite" else {k for k in query if k in keys}
+    options = {k: v for k, v in config.driver_options.items() if k not in keys}
+    session = dict(config.session)
+    changes: dict[str, Any] = {}
+    if family == "asyncpg":
+        pg: dict[str, str] = {}
+        server_settings = keys.get("server_settings")
+        if isinstance(server_settings, Mapping):
+            pg.update({str(k): str(v) for k, v in server_settings.items()})
+        if keys.get("schema"):
+            pg["search_path"] = str(keys["schema"])
+        if keys.get("application_name"):
+            pg["application_name"] = str(keys["application_name"])
+        session = {**pg, **session}
+        for key, value in keys.items():
+            rule = KEYS[family].get(key)
+            if rule is not None and rule.to_driver:
+                options.setdefault(key, value)
+    elif family == "psycopg":
+        if config.pre_ping is None:
+            changes["pre_ping"] = True  # Tortoise's psycopg client: check=check_connection
+    elif family == "mysql":
+        opts: dict[str, Any] = {"charset": "utf8mb4", "sql_mode": "STRICT_TRANS_TABLES"}
+        opts.update((k, v) for k, v in keys.items() if k not in MYSQL_NOT_TO_DRIVER)
+        opts.update(options)
+        opts["autocommit"] = True  # Tortoise's MySQL client always runs in autocommit
+        if config.ssl is True:  # the driver's own meaning of True, as with Tortoise alone
+            opts["ssl"] = True
+            changes["ssl"] = None
+        options = opts
+    return dataclasses.replace(
+        config,
+        url=url_without(config.url, taken),
+        driver_options=options,
+        session=session,
+        **changes,
+    )
 
 
 def tortoise_doc_table() -> str:

@@ -69,6 +69,8 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
     kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
     if isinstance(config.ssl, str):
         kw["sslmode"] = config.ssl
+    elif config.ssl is True:  # libpq has no "true": PoolConfig's generic meaning
+        kw["sslmode"] = "verify-full"
     if not config.statement_cache:
         kw["prepare_threshold"] = None
     kw.update(url.query)  # libpq keys as stock (sslmode, host=<socket dir>, options ...)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from poolbridge.pool.handle import Pool
+from poolbridge.pool.stats import PoolStats
 from poolbridge.testing.harness import Case, Session
 
 MAX_SIZE = 4
@@ -34,7 +35,7 @@ async def _server_count(s: Session) -> int:
     return int((await s.admin.fetch(sql))[0][0])
 
 
-def _open(st: dict[str, Any]) -> int:
+def _open(st: PoolStats) -> int:
     idle, used = st["connection.count.idle"], st["connection.count.used"]
     assert idle >= 0 and used >= 0, f"negative counts: {st}"
     assert used <= MAX_SIZE and idle + used <= MAX_SIZE, f"more than max_size: {st}"

@@ -2,9 +2,11 @@
 
 Tortoise picks a backend client by importing the connection's ``engine`` module path and
 asking it for ``get_client_class(db_info)`` (or ``client_class``). poolbridge's connection
-dicts name this module, so Tortoise instantiates poolbridge's clients: subclasses of
-Tortoise's own asyncpg / MySQL / psycopg clients whose pool is poolbridge's (see
-``_tortoise_engine_clients`` and ``_tortoise_psycopg``).
+dicts name one module per backend (:data:`ENGINE_MODULES`: ``.asyncpg``, ``.psycopg``,
+``.mysql``, ``.sqlite``), so Tortoise instantiates poolbridge's clients: subclasses of
+Tortoise's own clients whose pool is poolbridge's, defined in modules whose path names the
+backend as Tortoise's own do (its migration tools read ``__module__`` and the ``engine``
+path). This package itself stays a valid ``engine`` path for configs that name it.
 
 What the client needs beyond Tortoise's usual credentials travels in the credentials under
 the key ``"poolbridge"`` as a :class:`TortoiseBinding` object. Tortoise copies credentials
@@ -27,6 +29,7 @@ from poolbridge.pool.stats import StatsRecorder
 
 __all__ = [
     "BINDING_KEY",
+    "ENGINE_MODULES",
     "ConfigPassword",
     "OneLoopClient",
     "TortoiseBinding",
@@ -36,13 +39,14 @@ __all__ = [
 #: credentials key carrying the :class:`TortoiseBinding`
 BINDING_KEY = "poolbridge"
 
-#: driver -> "module:ClassName" of the client Tortoise instantiates for it
-_CLIENTS = {
-    "asyncpg": "poolbridge.adapters.tortoise.backends._clients:AsyncpgEngineClient",
-    "asyncmy": "poolbridge.adapters.tortoise.backends._clients:MySQLEngineClient",
-    "aiomysql": "poolbridge.adapters.tortoise.backends._clients:MySQLEngineClient",
-    "psycopg": "poolbridge.adapters.tortoise.backends._psycopg:PsycopgHookedClient",
-    "aiosqlite": "poolbridge.adapters.tortoise.backends._clients:SqliteEngineClient",
+#: the ``engine`` module of each driver: its path names the backend, as Tortoise's own
+#: ``tortoise.backends.<backend>`` do (Tortoise's migration tools read that name)
+ENGINE_MODULES: dict[str, str] = {
+    "asyncpg": f"{__name__}.asyncpg",
+    "psycopg": f"{__name__}.psycopg",
+    "asyncmy": f"{__name__}.mysql",
+    "aiomysql": f"{__name__}.mysql",
+    "aiosqlite": f"{__name__}.sqlite",
 }
 
 
@@ -112,13 +116,14 @@ class OneLoopClient:
 
 
 def get_client_class(db_info: dict[str, Any]) -> type[Any]:
-    """Called by Tortoise with the connection dict: the client class for its driver."""
+    """Called by Tortoise with a connection dict whose ``engine`` names this package (saved
+    configs may): the client of the driver's own module, the same class as from there."""
     binding = db_info.get("credentials", {}).get(BINDING_KEY)
     if not isinstance(binding, TortoiseBinding):
         raise LookupError(
             "a poolbridge Tortoise connection needs credentials['poolbridge']: build the "
             "config with poolbridge.adapters.tortoise.tortoise_config()"
         )
-    module_name, _, cls_name = _CLIENTS[binding.driver].partition(":")
-    cls: type[Any] = getattr(importlib.import_module(module_name), cls_name)
+    module = importlib.import_module(ENGINE_MODULES[binding.driver])
+    cls: type[Any] = module.get_client_class(db_info)
     return cls

@@ -1,6 +1,6 @@
-"""Measurement machinery shared by the benchmark scripts in this directory.
+"""Measurement machinery shared by ``poolbridge bench`` and the scripts in ``benchmarks/``.
 
-Why shared: every script compares pools on a machine that other processes load, so they
+Why shared: every benchmark compares pools on a machine that other processes load, so they
 all need the same defences — interleaved rounds (every round runs every cell once, in a
 shuffled order, so drift hits every pool alike), a fresh pool or a fresh process per
 measurement (no variant keeps a luckier set of connections), and the median with its
@@ -54,6 +54,11 @@ async def rate(
         await asyncio.sleep(warmup)
         start_count, t0 = count, time.perf_counter()
         await asyncio.sleep(seconds)
+        # on a starved machine a short window can end before any operation completed:
+        # extend it until one did (bounded), so a rate is never a meaningless zero
+        give_up = time.perf_counter() + 30.0
+        while count == start_count and time.perf_counter() < give_up:
+            await asyncio.sleep(0.005)
         done, elapsed = count - start_count, time.perf_counter() - t0
     finally:
         stop = True

@@ -1,12 +1,23 @@
-"""The driver stacks of bench.py: psycopg and the engine-backed raw drivers.
+"""The driver stacks of ``poolbridge bench``: psycopg and the engine-backed raw drivers.
 
 Each opener takes a variant and yields :class:`Ops` on a freshly opened pool of max_size
 10, closing it on exit:
 
 - ``poolbridge``: ``poolbridge.open_pool(PoolConfig(...), adapter=...)``;
-- ``hand``: the driver's pool with the arguments equivalent to that PoolConfig, written
-  out (min 1, max 10; psycopg_pool gets the adapter's own translation);
+- ``hand``: the driver's pool configured by hand with its own API, with the values that
+  PoolConfig means (min 1, max 10, the same timeouts and lifetimes) written out here as
+  literals, never computed by poolbridge's translation: the comparison is poolbridge
+  against what a user would write without it;
 - ``raw``: the driver's pool with its defaults.
+
+Both sides of a comparison run with the same autocommit: the MySQL pools get
+``autocommit=True`` in every variant (aiomysql's pool closes a connection returned inside a
+transaction, so a native MySQL pool needs it; poolbridge gets it through ``driver_options``),
+psycopg keeps the driver's default (off) in every variant.
+
+The server URLs come from :func:`set_urls` (``poolbridge bench --postgresql URL --mysql
+URL``), else from ``POOLBRIDGE_TEST_PG_URL`` / ``POOLBRIDGE_TEST_MYSQL_URL``, else the
+loopback test servers of a poolbridge checkout.
 
 The "small ORM query" of a raw driver is a parametrised ``SELECT id, name FROM <table>
 WHERE id = ?`` returning one row.
@@ -20,11 +31,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("POOLBRIDGE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+#: backend -> server URL; :func:`set_urls` replaces them
+URLS: dict[str, str] = {
+    "postgresql": os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test"),
+    "mysql": os.environ.get("POOLBRIDGE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test"),
+}
 SIZE = 10
+#: the PoolConfig every poolbridge variant uses, and what its defaults mean natively: the
+#: hand variants below spell these values out in each driver's own arguments
+NAME = "pb_bench"
+ACQUIRE_TIMEOUT = 30.0
+CONNECT_TIMEOUT = 10
+MAX_LIFETIME = 3600.0
+MAX_IDLE = 600.0
 #: one small table per backend, unique to this process, created by setup() and dropped
 TABLE = f"pb_bench_{uuid.uuid4().hex[:10]}"
 ROWS = 10
@@ -43,18 +64,26 @@ class Ops:
 Opener = Callable[[str], AbstractAsyncContextManager[Ops]]
 
 
+def set_urls(urls: dict[str, str]) -> None:
+    """Benchmark against these servers (backend -> URL; a ``+driver`` suffix of the scheme
+    is dropped: each stack names its driver itself)."""
+    for backend, url in urls.items():
+        scheme, sep, rest = url.partition("://")
+        URLS[backend] = scheme.split("+", 1)[0] + sep + rest
+
+
 def url_for(backend: str) -> str:
-    return PG_URL if backend == "postgresql" else MYSQL_URL
+    return URLS[backend]
 
 
 def mysql_kwargs(db_key: str = "db") -> dict[str, Any]:
-    """aiomysql/asyncmy connect arguments for MYSQL_URL (``db`` or ``database``)."""
-    u = urlsplit(MYSQL_URL)
+    """aiomysql/asyncmy connect arguments for the MySQL URL (``db`` or ``database``)."""
+    u = urlsplit(url_for("mysql"))
     return {
         "host": u.hostname or "127.0.0.1",
         "port": u.port or 3306,
-        "user": u.username or "root",
-        "password": u.password or "",
+        "user": unquote(u.username or "root"),
+        "password": unquote(u.password or ""),
         db_key: u.path.lstrip("/") or "test",
     }
 
@@ -62,7 +91,7 @@ def mysql_kwargs(db_key: str = "db") -> dict[str, Any]:
 def config(backend: str, **kw: Any) -> Any:
     from poolbridge import PoolConfig
 
-    return PoolConfig(url=url_for(backend), min_size=1, max_size=SIZE, name="pb_bench", **kw)
+    return PoolConfig(url=url_for(backend), min_size=1, max_size=SIZE, name=NAME, **kw)
 
 
 # -- the table ------------------------------------------------------------------------
@@ -72,7 +101,7 @@ async def setup(backend: str) -> None:
     if backend == "postgresql":
         import asyncpg
 
-        conn = await asyncpg.connect(PG_URL)
+        conn = await asyncpg.connect(url_for(backend))
         try:
             await conn.execute(f"CREATE TABLE {TABLE} (id integer PRIMARY KEY, name varchar(32))")
             await conn.executemany(f"INSERT INTO {TABLE} VALUES ($1, $2)", rows)
@@ -95,7 +124,7 @@ async def teardown(backend: str) -> None:
     if backend == "postgresql":
         import asyncpg
 
-        conn = await asyncpg.connect(PG_URL)
+        conn = await asyncpg.connect(url_for(backend))
         try:
             await conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         finally:
@@ -171,17 +200,23 @@ async def open_psycopg(variant: str, native: bool = False) -> AsyncIterator[Ops]
     from psycopg_pool import AsyncConnectionPool
 
     import poolbridge
-    from poolbridge.adapters.psycopg import conninfo_kwargs
-    from poolbridge.drivers.psycopg.conninfo import pool_options
 
-    cfg = config("postgresql")
     pool: Any
     if variant == "poolbridge":
-        pool = await poolbridge.open_pool(cfg, adapter="psycopg")
+        pool = await poolbridge.open_pool(config("postgresql"), adapter="psycopg")
         acquire = pool.native.connection if native else pool.acquire
     else:
-        kw = pool_options(cfg) if variant == "hand" else {}
-        pool = AsyncConnectionPool("", kwargs=conninfo_kwargs(cfg, None), open=False, **kw)
+        kw: dict[str, Any] = {}
+        if variant == "hand":
+            kw = dict(
+                min_size=1,
+                max_size=SIZE,
+                timeout=ACQUIRE_TIMEOUT,
+                max_lifetime=MAX_LIFETIME,
+                max_idle=MAX_IDLE,
+                kwargs={"application_name": NAME, "connect_timeout": CONNECT_TIMEOUT},
+            )
+        pool = AsyncConnectionPool(url_for("postgresql"), open=False, **kw)
         await pool.open(wait=True)
         acquire = pool.connection
     try:
@@ -200,9 +235,16 @@ async def open_asyncpg(variant: str) -> AsyncIterator[Ops]:
     if variant == "poolbridge":
         pool = await poolbridge.open_pool(config("postgresql"), adapter="asyncpg")
     elif variant == "hand":
-        pool = await asyncpg.create_pool(PG_URL, min_size=1, max_size=SIZE)
+        pool = await asyncpg.create_pool(
+            url_for("postgresql"),
+            min_size=1,
+            max_size=SIZE,
+            max_inactive_connection_lifetime=MAX_IDLE,
+            timeout=CONNECT_TIMEOUT,
+            server_settings={"application_name": NAME},
+        )
     else:  # defaults: min_size=10, max_size=10, the full reset query on every release
-        pool = await asyncpg.create_pool(PG_URL)
+        pool = await asyncpg.create_pool(url_for("postgresql"))
     try:
         yield _ops(pool.acquire, _pg_1, _pg_row)
     finally:
@@ -229,14 +271,16 @@ async def open_dbapi(driver: str, variant: str) -> AsyncIterator[Ops]:
             await pool.close()
         return
     mod: Any = __import__(driver)
-    kw: dict[str, Any] = {"minsize": 1, "maxsize": SIZE} if variant == "hand" else {}
+    kw: dict[str, Any] = {}
+    if variant == "hand":  # pool_recycle: these pools close a connection idle that long
+        kw = {"minsize": 1, "maxsize": SIZE, "pool_recycle": MAX_IDLE}
     if driver == "aiopg":
-        u = urlsplit(PG_URL)
+        u = urlsplit(url_for("postgresql"))
         kw.update(
             host=u.hostname,
             port=u.port or 5432,
-            user=u.username or "root",
-            password=u.password or "",
+            user=unquote(u.username or "root"),
+            password=unquote(u.password or ""),
             dbname=u.path.lstrip("/"),
         )
     else:

@@ -1,4 +1,9 @@
-"""Tortoise's psycopg client on a hooked psycopg_pool (poolbridge errors, hooks, stats).
+"""Tortoise ``engine`` module for PostgreSQL on psycopg: a hooked psycopg_pool.
+
+The path names the backend as Tortoise's own ``tortoise.backends.psycopg`` does: Tortoise's
+migration executor picks the psycopg schema editor from the client class's ``__module__``,
+and ``tortoise sqlmigrate`` wraps the printed SQL in BEGIN/COMMIT when the ``engine`` path
+names "psycopg", as it does for the stock client.
 
 psycopg_pool honours every pool knob, so this backend keeps it; what Tortoise lacks here
 is poolbridge's surface. Its pool raised ``psycopg_pool.PoolTimeout`` untranslated after a
@@ -17,10 +22,11 @@ from tortoise.backends.psycopg.client import AsyncConnectionPool, PsycopgClient
 
 from poolbridge.adapters.tortoise._tx import guarded
 from poolbridge.adapters.tortoise.backends import ConfigPassword, OneLoopClient, TortoiseBinding
+from poolbridge.adapters.tortoise.backends._engine import binding_of
 from poolbridge.drivers.psycopg.conninfo import libpq_options
 from poolbridge.drivers.psycopg.pool import PBConnectionPool, PsycopgHolder
 
-__all__ = ["PsycopgHookedClient", "TortoiseHookedPool"]
+__all__ = ["PsycopgHookedClient", "TortoiseHookedPool", "client_class", "get_client_class"]
 
 
 class TortoiseHookedPool(PBConnectionPool, AsyncConnectionPool):
@@ -53,6 +59,8 @@ class PsycopgHookedClient(OneLoopClient, PsycopgClient):
         if not holder.config.statement_cache:
             conn_kwargs["prepare_threshold"] = None
         kwargs["kwargs"] = conn_kwargs
+        if holder.config.pre_ping is False:  # explicitly off: Tortoise's own check too
+            kwargs.pop("check", None)
         pool = TortoiseHookedPool(poolbridge=holder, **kwargs)
         await pool.open()
         holder.pool = pool
@@ -69,3 +77,12 @@ class PsycopgHookedClient(OneLoopClient, PsycopgClient):
             await pool.pb_close(10.0)
             return
         await super()._close()
+
+
+client_class = PsycopgHookedClient
+
+
+def get_client_class(db_info: dict[str, Any]) -> type[PsycopgHookedClient]:
+    """Called by Tortoise with the connection dict."""
+    binding_of(db_info)
+    return PsycopgHookedClient

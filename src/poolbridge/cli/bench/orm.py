@@ -1,8 +1,9 @@
-"""The ORM stacks of bench.py: SQLAlchemy asyncio, Tortoise ORM and peewee-async.
+"""The ORM stacks of ``poolbridge bench``: SQLAlchemy asyncio, Tortoise ORM and peewee-async.
 
-Variants as in ``_stacks_drivers``: ``poolbridge`` (the adapter's entry point),
-``hand`` (the ORM configured natively with the equivalent arguments), ``raw`` (the ORM's
-own pool with its defaults). The small ORM query selects one row by primary key through
+Variants as in :mod:`poolbridge.cli.bench.drivers`: ``poolbridge`` (the adapter, opened
+with ``open_pool`` or the adapter's initialiser), ``hand`` (the ORM configured with its own
+API and the values PoolConfig means, written out here), ``raw`` (the ORM's own pool with its
+defaults). The small ORM query selects one row by primary key through
 the ORM's query API: a SQLAlchemy Core ``select()`` on a Table, Tortoise ``Model.get``,
 peewee-async ``aio_get``.
 """
@@ -11,19 +12,37 @@ from __future__ import annotations
 
 import sys
 import types
-import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from _stacks_drivers import ROW_ID, SIZE, TABLE, Ops, config, url_for
+from poolbridge.cli.bench.drivers import (
+    ACQUIRE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    MAX_LIFETIME,
+    NAME,
+    ROW_ID,
+    SIZE,
+    TABLE,
+    Ops,
+    config,
+    url_for,
+)
 
 _SA_SCHEME = {
     "asyncpg": "postgresql",
     "psycopg": "postgresql",
     "aiomysql": "mysql",
     "asyncmy": "mysql",
+}
+#: connect_args a user would write for each driver: the connect timeout in the driver's own
+#: keyword, and the pool's name as application_name where PostgreSQL takes one
+_SA_CONNECT_ARGS: dict[str, dict[str, Any]] = {
+    "asyncpg": {"timeout": CONNECT_TIMEOUT, "server_settings": {"application_name": NAME}},
+    "psycopg": {"connect_timeout": CONNECT_TIMEOUT, "application_name": NAME},
+    "aiomysql": {"connect_timeout": CONNECT_TIMEOUT},
+    "asyncmy": {"connect_timeout": CONNECT_TIMEOUT},
 }
 
 
@@ -32,19 +51,27 @@ async def open_sqlalchemy(driver: str, variant: str) -> AsyncIterator[Ops]:
     from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create
 
-    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_kwargs
+    import poolbridge
 
     backend = _SA_SCHEME[driver]
-    cfg = config(backend, driver=driver)
+    url = f"{backend}+{driver}://{url_for(backend).split('://', 1)[1]}"
+    pool: Any = None
     if variant == "poolbridge":
-        engine = await create_async_engine(cfg)
-    elif variant == "hand":  # the equivalent native arguments (pool_size=10, ...)
-        with warnings.catch_warnings():  # knobs plain kwargs cannot carry: said once
-            warnings.simplefilter("ignore")
-            kw = engine_kwargs(cfg)
-        engine = sa_create(kw.pop("url"), **kw)
+        pool = await poolbridge.open_pool(config(backend, driver=driver), adapter="sqlalchemy")
+        engine = pool.native
+    elif variant == "hand":  # QueuePool of exactly 10, the same timeouts and recycling
+        engine = sa_create(
+            url,
+            pool_size=SIZE,
+            max_overflow=0,
+            pool_timeout=ACQUIRE_TIMEOUT,
+            pool_recycle=MAX_LIFETIME,
+            pool_pre_ping=False,
+            pool_reset_on_return="rollback",
+            connect_args=_SA_CONNECT_ARGS[driver],
+        )
     else:  # SQLAlchemy's defaults (QueuePool pool_size=5, max_overflow=10)
-        engine = sa_create(f"{backend}+{driver}://{url_for(backend).split('://', 1)[1]}")
+        engine = sa_create(url)
     items = Table(
         TABLE, MetaData(), Column("id", Integer, primary_key=True), Column("name", String(32))
     )
@@ -61,8 +88,8 @@ async def open_sqlalchemy(driver: str, variant: str) -> AsyncIterator[Ops]:
     try:
         yield Ops(select1, orm, engine.connect)
     finally:
-        if variant == "poolbridge":
-            await close_engine(engine)
+        if pool is not None:
+            await pool.close()
         else:
             await engine.dispose()
 
@@ -98,6 +125,7 @@ async def open_tortoise(backend: str, variant: str) -> AsyncIterator[Ops]:
 
     module = _models_module("tortoise")
     item: Any = sys.modules[module].Item
+    close: Callable[[], Awaitable[Any]]
     if variant == "poolbridge":
         from poolbridge.adapters.tortoise import init
 
@@ -108,8 +136,8 @@ async def open_tortoise(backend: str, variant: str) -> AsyncIterator[Ops]:
         creds: dict[str, Any] = {
             "host": u.hostname,
             "port": u.port,
-            "user": u.username or "root",
-            "password": u.password or "",
+            "user": unquote(u.username or "root"),
+            "password": unquote(u.password or ""),
             "database": u.path.lstrip("/"),
         }
         if variant == "hand":
@@ -141,19 +169,25 @@ async def open_peewee(backend: str, variant: str) -> AsyncIterator[Ops]:
     import peewee
     import peewee_async
 
-    if variant == "poolbridge":
-        from poolbridge.adapters.peewee_async import database
+    import poolbridge
 
-        db = database(config(backend))
+    pool: Any = None
+    if variant == "poolbridge":
+        pool = await poolbridge.open_pool(config(backend), adapter="peewee_async")
+        db = pool.native
     else:
         u = urlsplit(url_for(backend))
-        kw: dict[str, Any] = {"host": u.hostname, "port": u.port, "user": u.username or "root"}
+        kw: dict[str, Any] = {
+            "host": u.hostname,
+            "port": u.port,
+            "user": unquote(u.username or "root"),
+            "password": unquote(u.password or ""),
+        }
         if variant == "hand":
             kw["pool_params"] = {"minsize": 1, "maxsize": SIZE}
         if backend == "postgresql":
             db = peewee_async.PostgresqlDatabase(u.path.lstrip("/"), **kw)
         else:
-            kw["password"] = u.password or ""
             if variant == "hand":
                 kw["pool_params"]["autocommit"] = True
             else:
@@ -168,7 +202,8 @@ async def open_peewee(backend: str, variant: str) -> AsyncIterator[Ops]:
             database = db
             table_name = TABLE
 
-    await db.aio_connect()
+    if pool is None:
+        await db.aio_connect()
 
     async def select1() -> Any:
         return await db.aio_execute_sql("SELECT 1")
@@ -179,4 +214,7 @@ async def open_peewee(backend: str, variant: str) -> AsyncIterator[Ops]:
     try:
         yield Ops(select1, orm, db.aio_connection)
     finally:
-        await db.aio_close()
+        if pool is not None:
+            await pool.close()
+        else:
+            await db.aio_close()
