@@ -26,6 +26,7 @@ import dataclasses
 import inspect
 from typing import Any, ClassVar
 
+import peewee
 import peewee_async
 from peewee_async.pool import PoolBackend
 
@@ -145,7 +146,13 @@ class EnginePoolBackend(HolderBackend):
 
     async def create(self) -> None:
         holder = self.holder
-        engine = await holder.open()
+        if holder.driver == "aiosqlite":
+            # stock opens no connection here: a connect error reaches the caller through
+            # peewee's exception wrapper on first use (peewee.OperationalError)
+            with peewee.__exception_wrapper__:
+                engine = await holder.open()
+        else:
+            engine = await holder.open()
         shim: Any = load_shim(holder.driver)
         kwargs = shim.connect_kwargs(holder.config)
         hooks = self.binding.hooks
