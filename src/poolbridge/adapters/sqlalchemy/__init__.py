@@ -184,8 +184,17 @@ async def create_async_engine(
 async def _start(engine: AsyncEngine, state: BridgeState) -> None:
     try:
         await state.start()
-    except BaseException:
+    except BaseException as exc:
         await state.shutdown(engine.dispose, 0)
+        dbapi_error = engine.dialect.loaded_dbapi.Error
+        if isinstance(exc, dbapi_error):
+            # what engine.connect() raises stock for a failed connect (sqlalchemy.exc's
+            # OperationalError...), the driver's error as its cause
+            from sqlalchemy import exc as sa_exc
+
+            raise sa_exc.DBAPIError.instance(
+                None, None, exc, dbapi_error, dialect=engine.dialect
+            ) from exc
         raise
 
 
@@ -294,6 +303,7 @@ class SQLAlchemyAdapter(Adapter):
     """SQLAlchemy asyncio (see the module docstring)."""
 
     name: ClassVar[str] = "sqlalchemy"
+    stock_twin_path: ClassVar[str | None] = "poolbridge.adapters.sqlalchemy._twin:SQLAlchemyTwin"
     extra: ClassVar[str] = "sqlalchemy"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = _t.DRIVERS
 

@@ -306,7 +306,7 @@ def test_sync_connection_identity_is_stock(poolbridge_case: Case) -> None:
 
 
 async def _pool(s: Session) -> None:
-    twin, spec = _twin(s), _spec(s, min_size=2, max_size=4)
+    twin, spec = _twin(s), _spec(s, min_size=1, max_size=4)
     async with _built(lambda: twin.stock(spec)) as stock, _built(lambda: twin.ours(spec)) as ours:
         for stack in (stock, ours):
             await stack.connect()
