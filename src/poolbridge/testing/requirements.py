@@ -294,8 +294,7 @@ PARITY_REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "parity_exhausted",
-        "an exhausted pool raises what stock raises (a PoolTimeout where stock waits "
-        "forever)",
+        "an exhausted pool raises what stock raises (a PoolTimeout where stock waits forever)",
         (),
         parity=True,
     ),

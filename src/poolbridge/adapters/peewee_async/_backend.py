@@ -149,7 +149,7 @@ class EnginePoolBackend(HolderBackend):
         if holder.driver == "aiosqlite":
             # stock opens no connection here: a connect error reaches the caller through
             # peewee's exception wrapper on first use (peewee.OperationalError)
-            with peewee.__exception_wrapper__:
+            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
                 engine = await holder.open()
         else:
             engine = await holder.open()

@@ -92,8 +92,10 @@ class PeeweeSide(StackSide):
         out: dict[str, Any] = {n: getattr(db, n, None) for n in names}
         out["field_types"] = dict(db.field_types)
         out["operations"] = dict(db.operations)
-        out["async database class"] = [c for c in type(db).__mro__ if c.__module__.startswith(
-            ("peewee_async", "peewee", "playhouse"))][0]  # fmt: skip
+        stock_modules = ("peewee_async", "peewee", "playhouse")
+        out["async database class"] = next(
+            c for c in type(db).__mro__ if c.__module__.startswith(stock_modules)
+        )
         return out
 
     async def ddl(self, table: str) -> list[str]:
@@ -107,7 +109,7 @@ class PeeweeSide(StackSide):
                 database = self.db
                 table_name = table
 
-        schema = Thing._schema
+        schema: Any = Thing._schema  # type: ignore[attr-defined]
         contexts = [schema._create_table(), *schema._create_indexes(), schema._drop_table()]
         return [ctx.query()[0] for ctx in contexts]
 
@@ -155,7 +157,9 @@ class PeeweeAsyncTwin(StockTwin):
             return {"application_name": "pb_parity_app"}
         if backend == "mysql":
             return {"init_command": "SET time_zone = '+02:00'", "charset": "latin1"}
-        return {"pragmas": {"journal_mode": "delete"}}
+        # SQLite: peewee's ``pragmas`` reach only the synchronous connection stock; the
+        # async one takes aiosqlite's connect kwargs, none of which a PRAGMA reports
+        return {}
 
     def ssl_form(self, backend: str, driver: str) -> Any:
         if backend == "mysql":

@@ -124,6 +124,7 @@ class SQLAlchemyTwin(StockTwin):
         connect_args = dict(spec.keys)
         if spec.ssl is not None:
             connect_args.update(_stock_ssl(spec.driver, spec.ssl))
+
         async def make() -> Any:
             return create_async_engine(
                 _stock_url(spec),

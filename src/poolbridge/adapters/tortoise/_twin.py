@@ -140,9 +140,11 @@ class TortoiseSide(StackSide):
         migration.operations = [
             CreateModel(
                 first,
-                [("id", fields.IntField(primary_key=True)),
-                 ("name", fields.CharField(max_length=20))],
-            ),  # fmt: skip
+                [
+                    ("id", fields.IntField(primary_key=True)),
+                    ("name", fields.CharField(max_length=20)),
+                ],
+            ),
             AddField(first, "size", fields.IntField(default=0)),
             AlterField(first, "name", fields.CharField(max_length=40)),
             RenameField(first, "size", "weight"),
