@@ -196,8 +196,14 @@ def render_tables(results: list[ColumnResult], *, faults: bool) -> list[str]:
     return lines
 
 
-def exit_problems(results: list[ColumnResult], *, explicit_adapters: bool) -> list[str]:
-    """Why the run is not a success (empty: every open requirement passed)."""
+def exit_problems(
+    results: list[ColumnResult], *, explicit_adapters: bool, rows: tuple[str, ...] = ()
+) -> list[str]:
+    """Why the run is not a success (empty: every open requirement passed); ``rows``: only
+    the requirements matching one of these globs were run."""
+    from fnmatch import fnmatch
+
+    wanted = [r for r in REQUIREMENTS if not rows or any(fnmatch(r.name, p) for p in rows)]
     problems: list[str] = []
     for res in results:
         c = res.column
@@ -210,7 +216,7 @@ def exit_problems(results: list[ColumnResult], *, explicit_adapters: bool) -> li
             problems.append(f"{where}: {res.broken.splitlines()[0]}")
             continue
         cells = res.cells()
-        for req in REQUIREMENTS:
+        for req in wanted:
             if req.name not in cells:
                 problems.append(f"{where}: {req.name}: no result")
                 continue
