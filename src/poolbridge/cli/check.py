@@ -317,7 +317,7 @@ def check(ns: argparse.Namespace) -> int:
         for line in render_tables(results, faults=faults):
             print(line)
         if ns.json:
-            write_json(Path(ns.json), results, faults=faults, seconds=elapsed)
+            write_json(Path(ns.json), results, faults=faults, seconds=elapsed, rows=rows)
         if ns.junit:
             write_junit(Path(ns.junit), results)
     problems = exit_problems(results, explicit_adapters=adapters != ["all"], rows=rows)

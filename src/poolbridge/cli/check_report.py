@@ -236,7 +236,9 @@ def _requirement(r: Requirement) -> dict[str, Any]:
     return {"name": r.name, "description": r.description, "knobs": list(r.knobs), "fault": r.fault}
 
 
-def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> dict[str, Any]:
+def _json_doc(
+    results: list[ColumnResult], *, faults: bool, seconds: float, rows: tuple[str, ...] = ()
+) -> dict[str, Any]:
     columns: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
     for res in results:
@@ -268,7 +270,7 @@ def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> d
                     "items": [_item(x) for x in req_cells],
                 }
             )
-    problems = exit_problems(results, explicit_adapters=False)
+    problems = exit_problems(results, explicit_adapters=False, rows=rows)
     return {
         "ok": not problems,
         "faults": faults,
@@ -280,9 +282,16 @@ def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> d
     }
 
 
-def write_json(path: Path, results: list[ColumnResult], *, faults: bool, seconds: float) -> None:
+def write_json(
+    path: Path,
+    results: list[ColumnResult],
+    *,
+    faults: bool,
+    seconds: float,
+    rows: tuple[str, ...] = (),
+) -> None:
     """Machine-readable results: columns, one cell per requirement x column, problems."""
-    doc = _json_doc(results, faults=faults, seconds=seconds)
+    doc = _json_doc(results, faults=faults, seconds=seconds, rows=rows)
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
