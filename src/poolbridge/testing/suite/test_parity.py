@@ -275,7 +275,7 @@ async def _connect_and_query(stack: StackSide) -> Any:
 
 async def _broken(s: Session) -> None:
     twin = _twin(s)
-    spec = _spec(s, url=_missing_database(s.url, s.backend), timeout=1.0, fail_fast=True)
+    spec = _spec(s, url=_missing_database(s.url, s.backend), timeout=0.5, fail_fast=True)
     async with _built(lambda: twin.stock(spec)) as stock:
         expected = await _outcome(lambda: asyncio.wait_for(_connect_and_query(stock), 15))
     async with _built(lambda: twin.ours(spec)) as ours:
@@ -339,7 +339,7 @@ def test_pool_attributes_are_stock(poolbridge_case: Case) -> None:
 async def _ssl(s: Session) -> None:
     twin = _twin(s)
     form = twin.ssl_form(s.backend, s.case.target.driver)
-    spec = _spec(s, ssl=form, timeout=1.0, fail_fast=True)
+    spec = _spec(s, ssl=form, timeout=0.5, fail_fast=True)
     async with _built(lambda: twin.stock(spec)) as stock:
         expected = await _outcome(lambda: asyncio.wait_for(_connect_and_query(stock), 15))
     async with _built(lambda: twin.ours(spec)) as ours:
