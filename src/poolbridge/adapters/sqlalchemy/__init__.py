@@ -36,7 +36,9 @@ from poolbridge.adapters.base import (
 )
 from poolbridge.adapters.sqlalchemy import _translate as _t
 from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
 from poolbridge.pool.stats import PoolStats, StatsRecorder
@@ -182,20 +184,20 @@ async def create_async_engine(
 
 
 async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+    failed_before = state.recorder.errors
     try:
         await state.start()
+        return
     except BaseException as exc:
-        await state.shutdown(engine.dispose, 0)
-        dbapi_error = engine.dialect.loaded_dbapi.Error
-        if isinstance(exc, dbapi_error):
-            # what engine.connect() raises stock for a failed connect (sqlalchemy.exc's
-            # OperationalError...), the driver's error as its cause
-            from sqlalchemy import exc as sa_exc
-
-            raise sa_exc.DBAPIError.instance(
-                None, None, exc, dbapi_error, dialect=engine.dialect
-            ) from exc
-        raise
+        error = exc
+    await state.shutdown(engine.dispose, 0)
+    # one error type for "cannot reach the server" on every pool (ConnectError)
+    raise open_error(
+        state.config,
+        error,
+        attempts=state.recorder.errors - failed_before,
+        retryable=not is_permanent_connect_error(error),
+    )
 
 
 def engine_state(engine: AsyncEngine) -> BridgeState:

@@ -48,6 +48,7 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, ConnMeta, sever
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.loopguard import get_running_loop
@@ -458,7 +459,11 @@ class BridgePool(Pool):
                         waited = monotonic() - (deadline - self._timeout)
                         waiting = len(self._waiters) + 1  # this caller too
                         raise self._timeout_error(waited, waiting) from exc
-                    if attempt >= policy.attempts or monotonic() + delay >= deadline:
+                    if (
+                        attempt >= policy.attempts
+                        or monotonic() + delay >= deadline
+                        or is_permanent_connect_error(exc)  # wrong password, unknown db ...
+                    ):
                         raise
                     state.recorder.record_retry()
                     logger.warning(
