@@ -26,7 +26,6 @@ import dataclasses
 import inspect
 from typing import Any, ClassVar
 
-import peewee
 import peewee_async
 from peewee_async.pool import PoolBackend
 
@@ -146,13 +145,7 @@ class EnginePoolBackend(HolderBackend):
 
     async def create(self) -> None:
         holder = self.holder
-        if holder.driver == "aiosqlite":
-            # stock opens no connection here: a connect error reaches the caller through
-            # peewee's exception wrapper on first use (peewee.OperationalError)
-            with peewee.__exception_wrapper__:  # type: ignore[attr-defined]
-                engine = await holder.open()
-        else:
-            engine = await holder.open()
+        engine = await holder.open()
         shim: Any = load_shim(holder.driver)
         kwargs = shim.connect_kwargs(holder.config)
         hooks = self.binding.hooks

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import peewee
 import peewee_async
 import psycopg
 
@@ -96,12 +95,7 @@ class PsycopgHookedBackend(HolderBackend):
             **self.pool_kwargs,
         }
         pool = PBConnectionPool("", kwargs=connect_kwargs, poolbridge=holder, **options)
-        try:
-            await pool.pb_open()
-        except errors.PoolTimeout as exc:
-            # stock opens without waiting and the first query's getconn() times out inside
-            # peewee's exception wrapper: the caller sees peewee.OperationalError
-            raise peewee.OperationalError(str(exc)) from exc
+        await pool.pb_open()
         holder.pool = pool
         self.pool = pool
 
