@@ -300,7 +300,8 @@ PARITY_REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "parity_broken",
-        "connecting to a database that does not exist fails with the stock error class",
+        "connecting to a database that does not exist fails with the stock error class "
+        "(or a ConnectError chaining an error of the stock error's chain)",
         (),
         parity=True,
     ),
