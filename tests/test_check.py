@@ -27,7 +27,7 @@ from poolbridge.cli.check_report import (
     write_json,
     write_junit,
 )
-from poolbridge.testing.requirements import REQUIREMENTS
+from poolbridge.testing.requirements import PARITY_REQUIREMENTS, REQUIREMENTS
 
 ROWS = [r.name for r in REQUIREMENTS]
 
@@ -55,12 +55,14 @@ def test_check_on_embedded_postgres(tmp_path: Path) -> None:
     }
     assert set(table) == set(ROWS)
     assert table["refill"] == ["pass"] and table["pre_ping"] == ["pass"]
+    assert table["parity_closed"] == ["closed", "[1]"]
     doc = json.loads(out_json.read_text())
     assert doc["ok"] is True and doc["faults"] is True
     assert [c["column"] for c in doc["columns"]] == ["asyncpg[asyncpg]"]
     assert "password" not in json.dumps(doc["columns"])
     cells = {c["requirement"]: c["outcome"] for c in doc["cells"]}
-    assert cells == dict.fromkeys(ROWS, "pass")
+    # a raw driver adapter has no stock twin: its parity rows are closed
+    assert cells == {r: "closed" if r.startswith("parity_") else "pass" for r in ROWS}
     root = ET.parse(out_xml).getroot()
     assert root.tag == "testsuites"
     assert int(root.get("tests", "0")) >= len(ROWS)
@@ -172,3 +174,26 @@ def test_plan_columns_one_per_adapter_driver_server() -> None:
     assert all(f"+{c.driver}://" in c.url for c in cols)
     only = plan_columns(["sqlalchemy"], ["postgresql+psycopg://u@h/db"])
     assert [c.name for c in only] == ["sqlalchemy[psycopg]"]
+
+
+def test_check_runs_the_stock_parity_rows_of_the_orm_adapters(tmp_path: Path) -> None:
+    """The parity rows report through ``poolbridge check`` like the knob rows (SQLite: no
+    server needed; the server columns run in tests/test_conformance.py)."""
+    out_json = tmp_path / "r.json"
+    url = f"sqlite:///{tmp_path}/parity.db"
+    r = run_check(url, "--adapter", "tortoise,peewee_async,sqlalchemy", "--requirement",
+                  "parity_*", "--json", str(out_json), cwd=tmp_path)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "every open requirement passed" in r.stdout
+    doc = json.loads(out_json.read_text())
+    parity = {p.name for p in PARITY_REQUIREMENTS}
+    cells: dict[str, dict[str, str]] = {}
+    for c in doc["cells"]:
+        cells.setdefault(c["column"], {})[c["requirement"]] = c["outcome"]
+    assert set(cells) == {"tortoise[aiosqlite]", "peewee_async[aiosqlite]",
+                          "sqlalchemy[aiosqlite]"}  # fmt: skip
+    for column, rows in cells.items():
+        assert set(rows) == parity, column  # only the rows asked for ran
+        assert rows["parity_identity"] == rows["parity_closed"] == "pass", column
+        assert rows["parity_ssl"] == "closed", column  # SQLite: no TLS
+        assert set(rows.values()) <= {"pass", "closed"}, (column, rows)

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from poolbridge.adapters import registry
+from poolbridge.testing.requirements import PARITY_REQUIREMENTS, REQUIREMENTS
 
 pytest_plugins = ["pytester"]
 
@@ -303,3 +304,94 @@ def test_package_module_alone_is_a_complete_plugin(
         "--poolbridge-dburl", CLOSED_PORT_URL, plugins=[pkg],
     )  # fmt: skip
     result.stdout.fnmatch_lines(["*test_limits.py::test_min_size_after_open*"])
+
+
+FAKE_TWIN = """
+import contextlib
+
+from poolbridge.adapters.base import StackSide, StockTwin
+from poolbridge.adapters.psycopg import PsycopgAdapter
+
+
+class Side(StackSide):
+    def __init__(self, error):
+        self.error = error
+        self.closed = False
+
+    async def connect(self):
+        pass
+
+    async def scalar(self, sql):
+        if self.closed:
+            raise self.error("closed")
+        return 1
+
+    def hold(self):
+        return contextlib.nullcontext()
+
+    async def close(self):
+        self.closed = True
+
+
+class StockError(RuntimeError):
+    pass
+
+
+class Twin(StockTwin):
+    async def stock(self, spec):
+        return Side(StockError)
+
+    async def ours(self, spec):
+        return Side(OURS)
+
+
+class Fake(PsycopgAdapter):
+    name = "pbfake"
+    stock_twin_path = "pbfake_twin:Twin"
+
+
+adapter = Fake()
+"""
+
+
+@pytest.mark.parametrize(("ours", "outcome"), [("KeyError", "FAIL"), ("StockSub", "pass")])
+def test_third_party_stock_twin_is_held_to_the_parity_rows(
+    pytester: pytest.Pytester, pg_url: str, monkeypatch: pytest.MonkeyPatch, ours: str,
+    outcome: str,
+) -> None:  # fmt: skip
+    source = FAKE_TWIN.replace("OURS", ours)
+    source += "\n\nclass StockSub(StockError):\n    pass\n"
+    pytester.makepyfile(pbfake_twin=source)
+    pytester.syspathinsert()
+    monkeypatch.setitem(registry.BUILTIN_ADAPTERS, "pbfake", "pbfake_twin")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function",
+        "--poolbridge-adapter", "pbfake", "--poolbridge-dburl", pg_url,
+        "--poolbridge-requirement", "parity_closed",
+    )  # fmt: skip
+    # --poolbridge-requirement: the one row runs, every other is deselected
+    deselected = result.parseoutcomes()["deselected"]
+    assert deselected > len(REQUIREMENTS) - 2
+    if outcome == "FAIL":
+        result.assert_outcomes(failed=1, deselected=deselected)
+        result.stdout.fnmatch_lines(["*stock raised pbfake_twin.StockError, poolbridge *KeyError*"])
+    else:
+        result.assert_outcomes(passed=1, deselected=deselected)
+    row = next(
+        line for line in _matrix(result.stdout.str()).splitlines()
+        if line.startswith("parity_closed")
+    )  # fmt: skip
+    assert row.split()[1:] == [outcome]
+
+
+def test_parity_rows_closed_without_a_stock_twin(pytester: pytest.Pytester, pg_url: str) -> None:
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--poolbridge-adapter", "psycopg",
+        "--poolbridge-dburl", pg_url, "--poolbridge-requirement", "parity_*", "-rs",
+    )  # fmt: skip
+    result.assert_outcomes(skipped=len(PARITY_REQUIREMENTS))
+    matrix = _matrix(result.stdout.str())
+    for req in PARITY_REQUIREMENTS:
+        row = next(line for line in matrix.splitlines() if line.startswith(req.name + " "))
+        assert row.split()[1] == "closed", row
+    assert "the adapter has no stock twin" in matrix

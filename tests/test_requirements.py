@@ -18,6 +18,8 @@ from poolbridge.testing.requirements import (
     BACKEND_CLOSED,
     KNOB_REQUIREMENTS,
     NO_REQUIREMENT,
+    NO_TWIN,
+    PARITY_REQUIREMENTS,
     REQUIREMENTS,
     closed_reason,
     requirement,
@@ -90,3 +92,70 @@ def test_claimed_knobs_have_open_requirements(adapter_name: str, backend: str, d
         reasons = {r: closed_reason(adapter, backend, driver, r) for r in rows}
         problems.append(f"{knob}: claimed but every row is closed by the adapter: {reasons}")
     assert not problems, "\n".join(problems)
+
+
+#: the ORM adapters whose parity rows must be open (issue acceptance): adapter -> drivers
+PARITY_COLUMNS = {
+    "tortoise": ("asyncpg", "psycopg", "asyncmy", "aiomysql", "aiosqlite"),
+    "peewee_async": ("aiopg", "psycopg", "aiomysql", "aiosqlite"),
+    "sqlalchemy": ("asyncpg", "psycopg", "aiomysql", "asyncmy", "aiosqlite"),
+}
+#: parity rows the built-in twins close, with the stack's reason
+TWIN_CLOSED = {
+    "tortoise": {"parity_sync", "parity_pool"},
+    "peewee_async": set(),
+    "sqlalchemy": set(),
+}
+
+
+def _backend_of(driver: str) -> str:
+    return {"aiomysql": "mysql", "asyncmy": "mysql", "aiosqlite": "sqlite"}.get(
+        driver, "postgresql"
+    )
+
+
+@pytest.mark.parametrize("adapter_name", sorted(PARITY_COLUMNS))
+def test_orm_adapters_have_a_stock_twin_with_their_parity_rows_open(adapter_name: str) -> None:
+    from poolbridge.adapters.base import StockTwin
+
+    adapter = get_adapter(adapter_name)
+    twin = adapter.stock_twin()
+    assert isinstance(twin, StockTwin)
+    # the twin lives in a module of its own: importing the adapter does not import it
+    assert adapter.stock_twin_path is not None
+    assert adapter.stock_twin_path.startswith(f"poolbridge.adapters.{adapter_name}._twin:")
+    for driver in PARITY_COLUMNS[adapter_name]:
+        backend = _backend_of(driver)
+        for req in PARITY_REQUIREMENTS:
+            reason = closed_reason(adapter, backend, driver, req.name)
+            by_backend = BACKEND_CLOSED[backend].get(req.name)
+            if by_backend is not None:
+                assert reason == by_backend
+            elif req.name in TWIN_CLOSED[adapter_name]:
+                assert reason and reason != NO_TWIN, (driver, req.name)
+            elif (adapter_name, driver, req.name) in {
+                ("peewee_async", "psycopg", "parity_ssl"),
+                ("peewee_async", "aiosqlite", "parity_pool"),
+            }:
+                assert reason and "peewee-async" in reason
+            else:
+                assert reason is None, (driver, req.name, reason)
+
+
+@pytest.mark.parametrize("adapter_name", ["asyncpg", "aiopg", "aiomysql", "psycopg"])
+def test_adapters_without_a_twin_close_every_parity_row(adapter_name: str) -> None:
+    adapter = get_adapter(adapter_name)
+    assert adapter.stock_twin() is None
+    backend = "mysql" if adapter_name == "aiomysql" else "postgresql"
+    driver = adapter.drivers[backend][0]
+    for req in PARITY_REQUIREMENTS:
+        assert closed_reason(adapter, backend, driver, req.name) == NO_TWIN
+    # the knob rows are untouched by the twin
+    assert closed_reason(adapter, backend, driver, "max_size") is None
+
+
+def test_parity_rows_are_closed_through_pgbouncer() -> None:
+    adapter = get_adapter("sqlalchemy")
+    for req in PARITY_REQUIREMENTS:
+        reason = closed_reason(adapter, "postgresql", "asyncpg", req.name, via="pgbouncer")
+        assert reason is not None and "pgbouncer" in reason

@@ -27,7 +27,10 @@ __all__ = [
     "Adapter",
     "EntryPoint",
     "ScalarRunner",
+    "StackSide",
+    "StockTwin",
     "Translation",
+    "TwinSpec",
     "enforce",
     "explicit_fields",
     "require_modules",
@@ -109,6 +112,120 @@ def require_modules(adapter: str, extra: str, *modules: str) -> None:
             ) from exc
 
 
+@dataclass(frozen=True)
+class TwinSpec:
+    """What both sides of a stock-parity scenario are built with.
+
+    ``url``: the database (with the test role's password: never print it). ``keys``: the
+    stock ORM's own connection keys for the scenario (what :meth:`StockTwin.session_keys`
+    returned, or empty); each twin passes them on each side the way a user of that side
+    would. ``ssl``: a PoolConfig ``ssl`` form, given to the stock side in its native
+    spelling. ``timeout``: how long an exhausted pool lets a caller wait.
+    """
+
+    url: str = field(repr=False)
+    driver: str
+    name: str = "pb_parity"
+    min_size: int = 1
+    max_size: int = 2
+    timeout: float = 5.0
+    keys: Mapping[str, Any] = field(default_factory=dict)
+    ssl: Any = None
+    #: one connect attempt, short timeouts: the scenario expects connecting to fail
+    fail_fast: bool = False
+
+    def config(self, **overrides: Any) -> PoolConfig:
+        """The PoolConfig of poolbridge's side (the stock side never sees it)."""
+        values: dict[str, Any] = {
+            "url": self.url,
+            "driver": self.driver,
+            "name": self.name,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "acquire_timeout": self.timeout,
+        }
+        if self.ssl is not None:
+            values["ssl"] = self.ssl
+        if self.fail_fast:
+            values["retry"] = {"attempts": 1}
+            if not self.url.startswith("sqlite"):
+                values["connect_timeout"] = self.timeout
+        values.update(overrides)
+        return PoolConfig(**values)
+
+
+class StackSide(abc.ABC):
+    """One built stack of a parity scenario, stock or poolbridge's, used through the ORM's
+    own API (never through poolbridge's handle): what the user of that stack observes."""
+
+    @abc.abstractmethod
+    async def connect(self) -> None:
+        """Open the stack's pool / first connection as its users do before any query."""
+
+    @abc.abstractmethod
+    async def scalar(self, sql: str) -> Any:
+        """Run ``sql`` the ORM's way; the first column of the first row (or None)."""
+
+    @abc.abstractmethod
+    def hold(self) -> AbstractAsyncContextManager[Any]:
+        """Hold one connection of the pool until the block exits (the ORM's way)."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close the stack the way its users do (``close_connections``, ``aio_close``,
+        ``dispose``...)."""
+
+    def identity(self) -> Mapping[str, Any]:
+        """What the ORM derives from the stack: dialect, classes it picks, capabilities...
+        compared for equality between the sides."""
+        return {}
+
+    async def ddl(self, table: str) -> list[str]:
+        """The schema SQL the ORM emits for a small model ``table`` (compared as text)."""
+        return []
+
+    def pool_surface(self) -> Mapping[str, Any] | None:
+        """Public attributes of the pool object the ORM exposes -> their values (None: the
+        ORM exposes no pool). Poolbridge's side must answer every name the same."""
+        return None
+
+    async def sync_scalar(self, sql: str) -> Any:
+        """Run ``sql`` through the ORM's synchronous connection (NotImplementedError: none)."""
+        raise NotImplementedError
+
+
+class StockTwin(abc.ABC):
+    """The stock side of an adapter's parity rows, and the matching poolbridge side.
+
+    :meth:`stock` builds the stock stack BY HAND from the URL with the ORM's native
+    arguments, never through poolbridge's translation; :meth:`ours` builds the same through
+    the adapter's public API. The suite's ``parity_*`` rows run one scenario on both and
+    compare what a user observes.
+    """
+
+    @abc.abstractmethod
+    async def stock(self, spec: TwinSpec) -> StackSide:
+        """The stock stack for ``spec`` (not connected yet)."""
+
+    @abc.abstractmethod
+    async def ours(self, spec: TwinSpec) -> StackSide:
+        """The poolbridge stack for ``spec`` (not connected yet)."""
+
+    def session_keys(self, backend: str, driver: str) -> Mapping[str, Any]:
+        """Stock connection keys that set server-session values (application_name,
+        sql_mode, a PRAGMA...): the ``parity_session`` row gives them to both sides and
+        compares what the server reports."""
+        return {}
+
+    def ssl_form(self, backend: str, driver: str) -> Any:
+        """A PoolConfig ``ssl`` value this stack accepts stock (``parity_ssl``)."""
+        return True
+
+    def closed_rows(self, backend: str, driver: str) -> Mapping[str, str]:
+        """Parity rows without a scenario on this stack: row -> true reason."""
+        return {}
+
+
 class Adapter(abc.ABC):
     """One stack. Subclasses set the class attributes and implement the abstract methods."""
 
@@ -153,6 +270,18 @@ class Adapter(abc.ABC):
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
         """Conformance requirements this stack does not meet: requirement -> true reason."""
         return {}
+
+    #: ``"module:Class"`` of this adapter's :class:`StockTwin` (imported on first use), or
+    #: None: the stack has no stock twin and its ``parity_*`` rows are closed
+    stock_twin_path: ClassVar[str | None] = None
+
+    def stock_twin(self) -> StockTwin | None:
+        """The stock twin the ``parity_*`` rows compare against (None: none)."""
+        if self.stock_twin_path is None:
+            return None
+        module, _, attr = self.stock_twin_path.partition(":")
+        twin: StockTwin = getattr(importlib.import_module(module), attr)()
+        return twin
 
     # -- glue for the conformance suite ---------------------------------------------------
     @abc.abstractmethod

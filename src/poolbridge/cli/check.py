@@ -3,6 +3,7 @@
     poolbridge check                                   # embedded PostgreSQL (+ SQLite), faults on
     poolbridge check postgresql://root@127.0.0.1/test mysql://root@127.0.0.1/test
     poolbridge check --adapter sqlalchemy --adapter psycopg --json out.json --junit out.xml
+    poolbridge check --adapter tortoise --requirement 'parity_*'   # only the stock-parity rows
     poolbridge check --pgbouncer postgresql://root@127.0.0.1:6432/test  # through pgbouncer
     poolbridge check --pgbouncer                       # embedded PostgreSQL behind our pgbouncer
 
@@ -120,7 +121,9 @@ def plan_columns(adapters: list[str], urls: list[str], *, pgbouncer: bool = Fals
     return columns
 
 
-def _pytest_args(column: Column, faults: bool, junit: Path) -> list[str]:
+def _pytest_args(
+    column: Column, faults: bool, junit: Path, rows: tuple[str, ...] = ()
+) -> list[str]:
     args = [
         sys.executable, "-m", "pytest",
         "-p", "poolbridge.testing", "-p", "poolbridge.cli.check_collect",
@@ -133,11 +136,16 @@ def _pytest_args(column: Column, faults: bool, junit: Path) -> list[str]:
         args.append("--poolbridge-faults")
     if column.via == "pgbouncer":
         args.append("--poolbridge-pgbouncer")
+    args.extend(f"--poolbridge-requirement={pattern}" for pattern in rows)
     return args
 
 
 async def _run_column(
-    column: Column, faults: bool, workdir: Path, limit: asyncio.Semaphore
+    column: Column,
+    faults: bool,
+    workdir: Path,
+    limit: asyncio.Semaphore,
+    rows: tuple[str, ...] = (),
 ) -> ColumnResult:
     from poolbridge.cli.check_collect import RESULTS_ENV
     from poolbridge.cli.check_report import ColumnResult
@@ -156,7 +164,7 @@ async def _run_column(
         env[RESULTS_ENV] = str(results)
         started = time.monotonic()
         proc = await asyncio.create_subprocess_exec(
-            *_pytest_args(column, faults, junit),
+            *_pytest_args(column, faults, junit, rows),
             cwd=cwd,
             env=env,
             stdout=asyncio.subprocess.PIPE,
@@ -174,14 +182,14 @@ async def _run_column(
 
 
 async def _run_all(
-    columns: list[Column], faults: bool, workdir: Path, jobs: int
+    columns: list[Column], faults: bool, workdir: Path, jobs: int, rows: tuple[str, ...] = ()
 ) -> list[ColumnResult]:
     from poolbridge.cli.check_report import ColumnResult, summary_line
 
     limit = asyncio.Semaphore(max(1, jobs))
     runnable = [c for c in columns if c.missing is None]
     done: dict[Column, ColumnResult] = {}
-    tasks = [asyncio.create_task(_run_column(c, faults, workdir, limit)) for c in runnable]
+    tasks = [asyncio.create_task(_run_column(c, faults, workdir, limit, rows)) for c in runnable]
     total = len(tasks)
     for n, finished in enumerate(asyncio.as_completed(tasks), start=1):
         result = await finished
@@ -264,6 +272,13 @@ def _sqlite_per_column(columns: list[Column]) -> None:
             "without URL: the embedded PostgreSQL behind a pgbouncer of poolbridge's own",
         ),
         arg(
+            "--requirement",
+            action="append",
+            metavar="PATTERN",
+            help="run only the rows whose name matches (glob, repeatable or comma-separated; "
+            "e.g. 'parity_*' for the stock-parity rows)",
+        ),
+        arg(
             "--jobs",
             type=int,
             help="pytest processes at once (default: all for the embedded server, "
@@ -296,15 +311,16 @@ def check(ns: argparse.Namespace) -> int:
                 + (", fault rows on" if faults else ", fault rows off (--faults to add them)"),
                 flush=True,
             )
-            results = asyncio.run(_run_all(columns, faults, workdir, jobs))
+            rows = tuple(_split(ns.requirement))
+            results = asyncio.run(_run_all(columns, faults, workdir, jobs, rows))
         elapsed = time.monotonic() - started
         for line in render_tables(results, faults=faults):
             print(line)
         if ns.json:
-            write_json(Path(ns.json), results, faults=faults, seconds=elapsed)
+            write_json(Path(ns.json), results, faults=faults, seconds=elapsed, rows=rows)
         if ns.junit:
             write_junit(Path(ns.junit), results)
-    problems = exit_problems(results, explicit_adapters=adapters != ["all"])
+    problems = exit_problems(results, explicit_adapters=adapters != ["all"], rows=rows)
     print()
     if problems:
         for p in problems:

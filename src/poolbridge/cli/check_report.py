@@ -196,8 +196,14 @@ def render_tables(results: list[ColumnResult], *, faults: bool) -> list[str]:
     return lines
 
 
-def exit_problems(results: list[ColumnResult], *, explicit_adapters: bool) -> list[str]:
-    """Why the run is not a success (empty: every open requirement passed)."""
+def exit_problems(
+    results: list[ColumnResult], *, explicit_adapters: bool, rows: tuple[str, ...] = ()
+) -> list[str]:
+    """Why the run is not a success (empty: every open requirement passed); ``rows``: only
+    the requirements matching one of these globs were run."""
+    from fnmatch import fnmatch
+
+    wanted = [r for r in REQUIREMENTS if not rows or any(fnmatch(r.name, p) for p in rows)]
     problems: list[str] = []
     for res in results:
         c = res.column
@@ -210,7 +216,7 @@ def exit_problems(results: list[ColumnResult], *, explicit_adapters: bool) -> li
             problems.append(f"{where}: {res.broken.splitlines()[0]}")
             continue
         cells = res.cells()
-        for req in REQUIREMENTS:
+        for req in wanted:
             if req.name not in cells:
                 problems.append(f"{where}: {req.name}: no result")
                 continue
@@ -230,7 +236,9 @@ def _requirement(r: Requirement) -> dict[str, Any]:
     return {"name": r.name, "description": r.description, "knobs": list(r.knobs), "fault": r.fault}
 
 
-def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> dict[str, Any]:
+def _json_doc(
+    results: list[ColumnResult], *, faults: bool, seconds: float, rows: tuple[str, ...] = ()
+) -> dict[str, Any]:
     columns: list[dict[str, Any]] = []
     cells: list[dict[str, Any]] = []
     for res in results:
@@ -262,7 +270,7 @@ def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> d
                     "items": [_item(x) for x in req_cells],
                 }
             )
-    problems = exit_problems(results, explicit_adapters=False)
+    problems = exit_problems(results, explicit_adapters=False, rows=rows)
     return {
         "ok": not problems,
         "faults": faults,
@@ -274,9 +282,16 @@ def _json_doc(results: list[ColumnResult], *, faults: bool, seconds: float) -> d
     }
 
 
-def write_json(path: Path, results: list[ColumnResult], *, faults: bool, seconds: float) -> None:
+def write_json(
+    path: Path,
+    results: list[ColumnResult],
+    *,
+    faults: bool,
+    seconds: float,
+    rows: tuple[str, ...] = (),
+) -> None:
     """Machine-readable results: columns, one cell per requirement x column, problems."""
-    doc = _json_doc(results, faults=faults, seconds=seconds)
+    doc = _json_doc(results, faults=faults, seconds=seconds, rows=rows)
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "poolbridge_case",
     "pytest_addoption",
     "pytest_collect_file",
+    "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_generate_tests",
     "pytest_runtest_makereport",
@@ -150,6 +151,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "pools run with statement_cache=False, connections are counted with SHOW "
         "CLIENTS/SERVERS (the URL's user must be a pgbouncer stats_users/admin_users)",
     )
+    group.addoption(
+        "--poolbridge-requirement",
+        action="append",
+        default=None,
+        metavar="PATTERN",
+        help="run only the rows whose requirement name matches this glob (repeatable; "
+        "e.g. 'parity_*')",
+    )
     parser.addini("poolbridge_adapter", "adapters for the conformance suite", type="linelist")
     parser.addini("poolbridge_dburl", "database URLs for the conformance suite", type="linelist")
     parser.addini("poolbridge_faults", "run the fault rows (kill backends)", type="bool")
@@ -207,6 +216,23 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Mod
 
 def _state(config: pytest.Config) -> PluginState | None:
     return config.stash.get(_STATE, None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--poolbridge-requirement PATTERN``: deselect the suite's other rows."""
+    patterns = _split(config.getoption("--poolbridge-requirement", None))
+    if not patterns or _state(config) is None:
+        return
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        mark = item.get_closest_marker("poolbridge_requirement")
+        name = None if mark is None else str(mark.args[0])
+        wanted = name is None or any(fnmatch(name, p) for p in patterns)
+        (keep if wanted else dropped).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _requirement_of(definition: Any) -> str | None:

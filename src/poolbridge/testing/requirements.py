@@ -20,6 +20,8 @@ __all__ = [
     "BACKEND_CLOSED",
     "KNOB_REQUIREMENTS",
     "NO_REQUIREMENT",
+    "NO_TWIN",
+    "PARITY_REQUIREMENTS",
     "REQUIREMENTS",
     "TARGET_CLOSED",
     "Requirement",
@@ -38,6 +40,7 @@ class Requirement:
     description: str
     knobs: tuple[str, ...]
     fault: bool = False
+    parity: bool = False
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
@@ -264,6 +267,68 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
 )
 
+#: the stock-parity rows (suite/test_parity.py): the same scenario on the adapter's stock
+#: twin (the ORM built by hand with its native arguments) and on the adapter, compared as
+#: the user observes it
+PARITY_REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        "parity_identity",
+        "what the ORM derives from the connection (dialect, the classes it picks, "
+        "capabilities) and the schema SQL it emits are the stock stack's",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_session",
+        "session values the server reports (defaults, and the ORM's own connect keys) "
+        "are the stock stack's",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_closed",
+        "using the stack after the ORM's own close raises what stock raises (or works "
+        "as stock does)",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_exhausted",
+        "an exhausted pool raises what stock raises (a PoolTimeout where stock waits forever)",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_broken",
+        "connecting to a database that does not exist fails with the stock error class "
+        "(or a ConnectError chaining an error of the stock error's chain)",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_sync",
+        "the ORM's synchronous connection is the same server identity (current user, "
+        "database) as stock",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_pool",
+        "the pool object the ORM exposes answers every public attribute stock answers, "
+        "with the same values",
+        (),
+        parity=True,
+    ),
+    Requirement(
+        "parity_ssl",
+        "an ssl form the stack accepts stock meets the server as stock (the same outcome)",
+        (),
+        parity=True,
+    ),
+)
+
+REQUIREMENTS = REQUIREMENTS + PARITY_REQUIREMENTS
+
 _BY_NAME = {r.name: r for r in REQUIREMENTS}
 
 
@@ -317,6 +382,7 @@ BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
         "time_zone (its per-connection PRAGMAs are driver options)",
         "hook_checkout_tag": _NO_SESSION_TAG,
         "hook_checkin_reset": _NO_SESSION_TAG,
+        "parity_ssl": "SQLite opens a file: there is no TLS to compare",
     },
     "mysql": {},
     "postgresql": {},
@@ -368,6 +434,12 @@ TARGET_CLOSED: Mapping[str, Mapping[str, str]] = {
         "reset, which runs on another server connection or reconnects to pgbouncer",
         "hook_checkout_tag": _PGBOUNCER_PID,
         "hook_checkin_reset": _PGBOUNCER_PID,
+        **{
+            r.name: "a stock twin is built as its users build it against a server; "
+            "behind pgbouncer in transaction pooling a stock stack needs settings of its "
+            "own (prepared statements off) that a parity row would have to invent"
+            for r in PARITY_REQUIREMENTS
+        },
     },
 }
 
@@ -383,4 +455,17 @@ def closed_reason(
     reason = BACKEND_CLOSED.get(backend, {}).get(name)
     if reason is not None:
         return reason
-    return adapter.closed_requirements(backend, driver).get(name)
+    reason = adapter.closed_requirements(backend, driver).get(name)
+    if reason is not None or not name.startswith("parity_"):
+        return reason
+    twin = adapter.stock_twin()
+    if twin is None:
+        return NO_TWIN
+    return twin.closed_rows(backend, driver).get(name)
+
+
+#: why a parity row is closed for an adapter without a stock twin
+NO_TWIN = (
+    "the adapter has no stock twin (Adapter.stock_twin_path): it is the driver's own pool "
+    "API or has no stock stack to compare with"
+)

@@ -101,6 +101,7 @@ class PeeweeAsyncAdapter(Adapter):
     """peewee-async >= 2.0 (peewee 4) on aiopg, psycopg, aiomysql and aiosqlite."""
 
     name = "peewee_async"
+    stock_twin_path = "poolbridge.adapters.peewee_async._twin:PeeweeAsyncTwin"
     extra = "peewee"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "postgresql": ("aiopg", "psycopg"),

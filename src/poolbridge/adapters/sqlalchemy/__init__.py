@@ -350,6 +350,7 @@ class SQLAlchemyAdapter(Adapter):
     """SQLAlchemy asyncio (see the module docstring)."""
 
     name: ClassVar[str] = "sqlalchemy"
+    stock_twin_path: ClassVar[str | None] = "poolbridge.adapters.sqlalchemy._twin:SQLAlchemyTwin"
     extra: ClassVar[str] = "sqlalchemy"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = _t.DRIVERS
     doc_notes: ClassVar[str] = _DOC_NOTES

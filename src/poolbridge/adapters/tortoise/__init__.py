@@ -66,6 +66,7 @@ class TortoiseAdapter(Adapter):
 
     name = "tortoise"
     extra = "tortoise"
+    stock_twin_path = "poolbridge.adapters.tortoise._twin:TortoiseTwin"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "postgresql": ("asyncpg", "psycopg"),
         "mysql": (table.mysql_driver_of_tortoise(),),
