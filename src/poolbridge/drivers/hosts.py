@@ -5,8 +5,10 @@ libpq (psycopg) routes by itself (``drivers/psycopg/conninfo.py`` passes ``host=
 open connections through :func:`connect_routed`, which does the same job the same way:
 
 - hosts are tried in the configured order (shuffled per connect with
-  ``load_balance_hosts="random"``), each with its own ``connect_timeout`` (bounded by what
-  is left of the whole attempt), so a blackholed first host costs one connect_timeout;
+  ``load_balance_hosts="random"``); a refused host costs nothing, and a host that hangs
+  costs one ``connect_timeout``: the engine bounds each connect attempt by it, the host is
+  remembered as down, and the engine's next attempt (``retry.attempts``, 3 by default)
+  starts with the other hosts;
 - each connection is checked server-side (:data:`PG_ROLE_SQL` / :data:`MYSQL_ROLE_SQL`)
   against ``target_session_attrs``: ``primary``/``standby`` by recovery state (MySQL: the
   read_only flags), ``read-write``/``read-only`` by whether the session accepts writes;
@@ -159,7 +161,12 @@ async def connect_routed(
         try:
             async with asyncio.timeout(min(config.connect_timeout, left)):
                 conn = await open_one(host, port, min(config.connect_timeout, left))
-        except (Exception, TimeoutError) as exc:
+        except asyncio.CancelledError:
+            # the caller's bound of the whole attempt ran out on this host (the engine gives
+            # each attempt connect_timeout): its next attempt starts with the other hosts
+            _mark_down((host, port), monotonic())
+            raise
+        except Exception as exc:
             _mark_down((host, port), monotonic())
             unreachable.add((host, port))
             seen.append(f"{_shown(host, port)}: {type(exc).__name__}: {_first_line(exc)}")
