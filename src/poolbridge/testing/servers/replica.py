@@ -122,7 +122,7 @@ class ReplicatedPostgres:
 
         deadline = time.monotonic() + timeout
         with psycopg.connect(self.primary.url, autocommit=True) as conn:
-            row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+            row = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
             target = row[0] if row else "0/0"
         with psycopg.connect(self.standby.url, autocommit=True) as conn:
             while True:
