@@ -18,6 +18,7 @@ from poolbridge.testing.servers.replica import ReplicatedPostgres
 pytestmark = [pytest.mark.server]
 
 ADAPTERS = ["psycopg", "asyncpg", "aiopg"]
+_READ_ONLY_SESSION = "SELECT set_config('default_transaction_read_only', 'on', false)"
 _WHERE = "SELECT pg_is_in_recovery()::text || ':' || inet_server_port()"
 
 
@@ -174,3 +175,27 @@ async def test_fallback_connection_moves_back_after_the_recheck_interval(
             assert where == f"true:{pair.standby.port}", "the fallback connection stayed"
     finally:
         await pair.standby.astart()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("adapter", ["asyncpg", "aiopg"])
+async def test_read_only_error_breaks_the_connection_of_a_read_write_pool(
+    pair: ReplicatedPostgres, adapter: str
+) -> None:
+    # a session that turned read-only (as on a demoted primary) fails writes with 25006:
+    # for a read-write pool that connection is broken and must not be handed out again
+    config = _config(
+        adapter, url=pair.url(("primary", "standby")), target_session_attrs="read-write",
+        min_size=1, max_size=1,
+    )  # fmt: skip
+    async with open_pool(config, adapter=adapter) as pool:
+        async with pool.acquire() as conn:
+            first_pid = await raw_scalar(conn, "SELECT pg_backend_pid()")
+            await raw_scalar(conn, _READ_ONLY_SESSION)
+        with pytest.raises(Exception, match="read-only transaction"):
+            async with pool.acquire() as conn:
+                assert await raw_scalar(conn, "SELECT pg_backend_pid()") == first_pid
+                await raw_scalar(conn, "CREATE TEMP TABLE ha_demoted (id int)")
+        async with pool.acquire() as conn:
+            assert await raw_scalar(conn, "SELECT pg_backend_pid()") != first_pid
+            assert await raw_scalar(conn, "SHOW default_transaction_read_only") == "off"
