@@ -199,3 +199,27 @@ async def test_read_only_error_breaks_the_connection_of_a_read_write_pool(
         async with pool.acquire() as conn:
             assert await raw_scalar(conn, "SELECT pg_backend_pid()") != first_pid
             assert await raw_scalar(conn, "SHOW default_transaction_read_only") == "off"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("adapter", ADAPTERS)
+async def test_load_balance_random_spreads_connections_over_the_hosts(
+    pair: ReplicatedPostgres, adapter: str
+) -> None:
+    # in order, every connection goes to the first host; shuffled, 16 connections all on one
+    # of two hosts has a chance of 2 / 2**16
+    n = 16
+    for balance, expected in (("disable", {pair.primary.port}), ("random", None)):
+        config = _config(
+            adapter, url=pair.url(("primary", "standby")), load_balance_hosts=balance,
+            min_size=n, max_size=n,
+        )  # fmt: skip
+        async with open_pool(config, adapter=adapter) as pool:
+            held = [pool.acquire() for _ in range(n)]
+            conns = [await cm.__aenter__() for cm in held]
+            try:
+                ports = {int(await raw_scalar(c, "SELECT inet_server_port()")) for c in conns}
+            finally:
+                for cm in held:
+                    await cm.__aexit__(None, None, None)
+        assert ports == (expected or {pair.primary.port, pair.standby.port}), balance
