@@ -223,3 +223,28 @@ async def test_load_balance_random_spreads_connections_over_the_hosts(
                 for cm in held:
                     await cm.__aexit__(None, None, None)
         assert ports == (expected or {pair.primary.port, pair.standby.port}), balance
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("adapter", "driver"),
+    [("tortoise", "asyncpg"), ("peewee_async", "aiopg"), ("peewee_async", "psycopg")],
+)
+@pytest.mark.parametrize(("target", "standby"), [("primary", False), ("standby", True)])
+async def test_orm_adapters_route_through_their_own_entry_points(
+    pair: ReplicatedPostgres, adapter: str, driver: str, target: str, standby: bool
+) -> None:
+    from poolbridge.adapters.registry import get_adapter
+
+    order = ("standby", "primary") if target == "primary" else ("primary", "standby")
+    config = _config(
+        "psycopg" if driver == "psycopg" else adapter,
+        url=pair.url(order), driver=driver, target_session_attrs=target,
+    )  # fmt: skip
+    impl = get_adapter(adapter)
+    async with open_pool(config, adapter=adapter) as pool:
+        for name, point in impl.entry_points(pool).items():
+            async with point() as run:
+                where = str(await run(_WHERE))
+            expected = f"{str(standby).lower()}:{(pair.standby if standby else pair.primary).port}"
+            assert where == expected, f"{adapter}/{driver} entry point {name}"
