@@ -135,3 +135,10 @@ async def test_sqlalchemy_refuses_several_hosts_instead_of_using_the_first() -> 
         with pytest.raises(UnsupportedOptionError, match="hosts: SQLAlchemy"):
             async with open_pool(config, adapter="sqlalchemy"):
                 pass
+
+
+def test_an_entry_with_credentials_is_refused_without_echoing_them() -> None:
+    with pytest.raises(ConfigError) as info:
+        PoolConfig(url="postgresql://u@h/db", hosts=["app:s3cret-pw@h1:5432"])
+    assert "s3cret-pw" not in str(info.value)
+    assert "user and password belong in the URL" in str(info.value)

@@ -50,6 +50,8 @@ def parse_host(entry: str) -> tuple[str, int | None]:
     """``"h1:5432"`` -> ``("h1", 5432)``; ``"[::1]:5432"`` -> ``("::1", 5432)``; the port is
     None when the entry has none. ValueError naming the rule otherwise."""
     text = entry.strip()
+    if "@" in text:  # the part before it may be a password: never echoed
+        raise ValueError("entries are host[:port] only: user and password belong in the URL")
     if text.startswith("["):
         name, close, rest = text.partition("]")
         name += close

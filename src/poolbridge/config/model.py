@@ -297,7 +297,7 @@ class PoolConfig:
     @property
     def multi_host(self) -> bool:
         """True when the high-availability fields change how a connection is opened."""
-        return len(self.hosts) > 1 or self.target_session_attrs != "any"
+        return bool(self.hosts) or self.target_session_attrs != "any"
 
     async def get_password(self) -> str | None:
         """The password for a new connection: the ``password`` field (calling a provider,

@@ -74,6 +74,8 @@ def show(value: object, field: str = "") -> str:
         if isinstance(value, str) and not structure_problems(value):
             return repr(redact_url(value))
         return repr(url_summary(value))
+    if field == "hosts" and "@" in str(value):
+        return "<hosts with an '@': not shown>"  # a user:password@ pasted into an entry
     if field == "driver_options" and not isinstance(value, Mapping):
         return type(value).__name__  # may hold anything, credentials included
     if isinstance(value, Mapping):
