@@ -252,6 +252,8 @@ async def test_orm_adapters_route_through_their_own_entry_points(
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("adapter", ADAPTERS)
-async def test_one_hosts_entry_replaces_the_url_host(pair: ReplicatedPostgres, adapter: str) -> None:
+async def test_one_hosts_entry_replaces_the_url_host(
+    pair: ReplicatedPostgres, adapter: str
+) -> None:
     config = _config(adapter, url=pair.standby.url, hosts=pair.hosts(("primary",)))
     assert await _where(config, adapter) == (False, pair.primary.port)
