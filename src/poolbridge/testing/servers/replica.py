@@ -20,6 +20,8 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -33,7 +35,7 @@ from poolbridge.testing.servers.embedded import (
     _prepare_root_permissions,
 )
 
-__all__ = ["ReplicatedPostgres", "StandbyPostgres"]
+__all__ = ["ReplicatedMariaDB", "ReplicatedPostgres", "StandbyPostgres"]
 
 Role = Literal["primary", "standby"]
 
@@ -156,3 +158,139 @@ class ReplicatedPostgres:
 
     def __repr__(self) -> str:
         return f"<ReplicatedPostgres primary={self.primary!r} standby={self.standby!r}>"
+
+
+class _MariaDB:
+    """One throw-away MariaDB server from the system ``mariadbd`` binary: its own data
+    directory, loopback port and socket; root without a password (test use only)."""
+
+    host = "127.0.0.1"
+    user = "root"
+
+    def __init__(self, server_id: int, *, read_only: bool, start_timeout: float = 60.0) -> None:
+        from poolbridge.testing.servers.embedded import free_port
+
+        self.server_id = server_id
+        self.read_only = read_only
+        self.start_timeout = start_timeout
+        self.port = free_port(self.host)
+        self.basedir = Path(tempfile.mkdtemp(prefix="poolbridge-mariadb-"))
+        self.basedir.chmod(0o755)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def datadir(self) -> Path:
+        return self.basedir / "data"
+
+    @property
+    def url(self) -> str:
+        return f"mysql://{self.user}@{self.host}:{self.port}/mysql"
+
+    def _as_root(self) -> list[str]:
+        return ["--user=mysql"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+
+    def start(self) -> None:
+        self.datadir.mkdir(exist_ok=True)
+        if self._as_root():  # the server runs as mysql: its socket and pid file live here
+            shutil.chown(self.basedir, "mysql", "mysql")
+            shutil.chown(self.datadir, "mysql", "mysql")
+        subprocess.run(
+            ["mariadb-install-db", "--no-defaults", *self._as_root(),
+             f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
+             "--skip-test-db"],
+            check=True, capture_output=True, timeout=self.start_timeout,
+        )  # fmt: skip
+        args = [
+            "mariadbd", "--no-defaults", *self._as_root(), f"--datadir={self.datadir}",
+            f"--port={self.port}", f"--bind-address={self.host}",
+            f"--socket={self.basedir / 'mysqld.sock'}", f"--pid-file={self.basedir / 'pid'}",
+            f"--server-id={self.server_id}", f"--log-bin={self.datadir / 'bin'}",
+            "--skip-name-resolve", "--innodb-buffer-pool-size=16M", "--skip-log-error",
+            f"--read-only={'ON' if self.read_only else 'OFF'}",
+        ]  # fmt: skip
+        log = (self.basedir / "server.log").open("wb")
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                self.execute("SELECT 1")
+                return
+            except Exception:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    text = (self.basedir / "server.log").read_text(errors="replace")
+                    raise RuntimeError(f"MariaDB did not start:\n{text[-2000:]}") from None
+                time.sleep(0.1)
+
+    def execute(self, sql: str) -> list[tuple[object, ...]]:
+        import pymysql
+
+        conn = pymysql.connect(host=self.host, port=self.port, user=self.user, password="")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return list(cur.fetchall())
+        finally:
+            conn.close()
+
+    def kill(self) -> None:
+        """Crash the server (SIGKILL)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=self.start_timeout)
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        shutil.rmtree(self.basedir, ignore_errors=True)
+
+
+class ReplicatedMariaDB:
+    """A MariaDB primary and a GTID replica (``read_only=ON``) from the system ``mariadbd``,
+    each with its own data directory and loopback port; promotion is ``STOP SLAVE`` and
+    ``SET GLOBAL read_only=0`` on the replica. The system's MariaDB is never touched."""
+
+    def __init__(self, *, start_timeout: float = 60.0) -> None:
+        self.primary = _MariaDB(1, read_only=False, start_timeout=start_timeout)
+        self.replica = _MariaDB(2, read_only=True, start_timeout=start_timeout)
+
+    def start(self) -> None:
+        self.primary.start()
+        self.replica.start()
+        self.replica.execute(
+            f"CHANGE MASTER TO MASTER_HOST='{self.primary.host}', "
+            f"MASTER_PORT={self.primary.port}, MASTER_USER='root', MASTER_PASSWORD='', "
+            "MASTER_USE_GTID=slave_pos"
+        )
+        self.replica.execute("START SLAVE")
+
+    def hosts(self, order: tuple[Literal["primary", "replica"], ...]) -> list[str]:
+        servers = {"primary": self.primary, "replica": self.replica}
+        return [f"{servers[r].host}:{servers[r].port}" for r in order]
+
+    def promote(self) -> None:
+        self.replica.execute("STOP SLAVE")
+        self.replica.execute("SET GLOBAL read_only = 0")
+
+    def close(self) -> None:
+        self.replica.close()
+        self.primary.close()
+
+    def __enter__(self) -> ReplicatedMariaDB:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
