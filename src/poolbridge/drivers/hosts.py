@@ -153,45 +153,55 @@ async def connect_routed(
     spare: tuple[Any, str, int | None] | None = None  # prefer-standby: first non-standby
     seen: list[str] = []
     unreachable = {h for h in hosts if _is_down(h, start)}
-    for host, port in order:
-        left = deadline - monotonic()
-        if left <= 0:
-            seen.append(f"{_shown(host, port)}: not tried (connect time used up)")
-            continue
-        try:
-            async with asyncio.timeout(min(config.connect_timeout, left)):
-                conn = await open_one(host, port, min(config.connect_timeout, left))
-        except asyncio.CancelledError:
-            # the caller's bound of the whole attempt ran out on this host (the engine gives
-            # each attempt connect_timeout): its next attempt starts with the other hosts
-            _mark_down((host, port), monotonic())
-            raise
-        except Exception as exc:
-            _mark_down((host, port), monotonic())
-            unreachable.add((host, port))
-            seen.append(f"{_shown(host, port)}: {type(exc).__name__}: {_first_line(exc)}")
-            continue
-        _down.pop((host, port), None)
-        try:
-            role = int(await role_of(conn))
-        except Exception as exc:
+    try:
+        for host, port in order:
+            left = deadline - monotonic()
+            if left <= 0:
+                seen.append(f"{_shown(host, port)}: not tried (connect time used up)")
+                continue
+            try:
+                async with asyncio.timeout(min(config.connect_timeout, left)):
+                    conn = await open_one(host, port, min(config.connect_timeout, left))
+            except asyncio.CancelledError:
+                if monotonic() >= deadline - 0.05:
+                    # the caller's bound of the whole attempt ran out on this host (the
+                    # engine gives each attempt connect_timeout): its next attempt starts
+                    # with the other hosts. A caller cancelling early says nothing of it.
+                    _mark_down((host, port), monotonic())
+                raise
+            except Exception as exc:
+                _mark_down((host, port), monotonic())
+                unreachable.add((host, port))
+                seen.append(f"{_shown(host, port)}: {type(exc).__name__}: {_first_line(exc)}")
+                continue
+            _down.pop((host, port), None)
+            try:
+                role = int(await role_of(conn))
+            except BaseException as exc:
+                discard(conn)
+                if not isinstance(exc, Exception):
+                    raise
+                seen.append(f"{_shown(host, port)}: session check failed: {type(exc).__name__}")
+                continue
+            if _fits(target, role):
+                if spare is not None:
+                    discard(spare[0])
+                    spare = None
+                # a fallback: a host earlier in the list could not be reached (with random
+                # order no host is preferred over another)
+                earlier = hosts[: hosts.index((host, port))]
+                preferred = config.load_balance_hosts == "random" or not unreachable & set(earlier)
+                _place(conn, host, port, preferred)
+                return conn
+            if target == "prefer-standby" and spare is None:
+                spare = (conn, host, port)
+                continue
             discard(conn)
-            seen.append(f"{_shown(host, port)}: session check failed: {type(exc).__name__}")
-            continue
-        if _fits(target, role):
-            if spare is not None:
-                discard(spare[0])
-            # a fallback: a host earlier in the list could not be reached (with random
-            # order no host is preferred over another)
-            earlier = hosts[: hosts.index((host, port))]
-            preferred = config.load_balance_hosts == "random" or not unreachable & set(earlier)
-            _place(conn, host, port, preferred)
-            return conn
-        if target == "prefer-standby" and spare is None:
-            spare = (conn, host, port)
-            continue
-        discard(conn)
-        seen.append(f"{_shown(host, port)}: does not satisfy target_session_attrs={target}")
+            seen.append(f"{_shown(host, port)}: does not satisfy target_session_attrs={target}")
+    except BaseException:
+        if spare is not None:  # cancelled while a fallback was held: close it
+            discard(spare[0])
+        raise
     if spare is not None:
         conn, host, port = spare
         _place(conn, host, port, preferred=False)
