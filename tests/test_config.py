@@ -37,7 +37,7 @@ def test_acceptance_one_error_names_every_problem() -> None:
         PoolConfig(url="postgresql://h/db", min_size=5, max_size=2, acquire_timeout=-1)
     problems = info.value.problems
     assert "max_size must be >= min_size (got max_size=2, min_size=5)" in problems
-    assert "acquire_timeout must be > 0 (got -1)" in problems
+    assert "acquire_timeout must be >= 0 (got -1)" in problems
     assert len(problems) == 2
     text = str(info.value)
     assert "2 problems" in text and "min_size=5" in text and "acquire_timeout" in text
@@ -62,7 +62,7 @@ def test_acceptance_one_error_names_every_problem() -> None:
         ("min_size", 1.5, "min_size must be an integer (got 1.5)"),
         ("min_size", True, "min_size must be an integer (got True)"),
         ("max_size", 0, "max_size must be >= 1 (got 0)"),
-        ("acquire_timeout", 0, "acquire_timeout must be > 0 (got 0)"),
+        ("acquire_timeout", -1, "acquire_timeout must be >= 0 (got -1)"),
         ("acquire_timeout", "soon", "acquire_timeout must be a number of seconds"),
         ("acquire_timeout", float("inf"), "acquire_timeout must be a finite number"),
         ("acquire_timeout", None, "acquire_timeout must be a number of seconds"),

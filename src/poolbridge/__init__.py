@@ -9,6 +9,7 @@ from poolbridge.config.model import PoolConfig, RetryPolicy
 from poolbridge.errors import (
     AdapterNotAvailable,
     ConfigError,
+    ConnectError,
     ConnectionBudgetWarning,
     HookError,
     PoolBridgeError,
@@ -30,6 +31,7 @@ _aliases.install()
 __all__ = [
     "AdapterNotAvailable",
     "ConfigError",
+    "ConnectError",
     "ConnectionBudgetWarning",
     "ConnectionEvent",
     "HookError",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 __all__ = [
     "AdapterNotAvailable",
     "ConfigError",
+    "ConnectError",
     "ConnectionBudgetWarning",
     "HookError",
     "PoolBridgeError",
@@ -43,6 +44,35 @@ class ConfigError(PoolBridgeError, ValueError):
         n = len(self.problems)
         head = f"{n} problem{'s' if n != 1 else ''} in pool configuration{where}:"
         super().__init__("\n".join([head, *(f"  - {p}" for p in self.problems)]))
+
+
+class ConnectError(PoolBridgeError):
+    """The pool could not open its first connections: the server refused or timed out the
+    connection, its name did not resolve, or it rejected the login (authentication, unknown
+    database, a bad option).
+
+    Raised by ``open_pool()`` and every adapter's warm-up (``create_async_engine``,
+    Tortoise's ``init``, peewee-async's ``aio_connect``) in place of the driver's own error,
+    which is chained as ``__cause__``. The message names the pool, ``host:port``, the user
+    and the database, never the password. ``retryable`` is False for an error that retrying
+    cannot cure (authentication, unknown database, bad option): such an error is not
+    retried. ``attempts`` counts the connection attempts that failed while opening.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        port: int | None,
+        attempts: int | None = None,
+        retryable: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.port = port
+        self.attempts = attempts
+        self.retryable = retryable
 
 
 class UnsupportedOptionError(PoolBridgeError):

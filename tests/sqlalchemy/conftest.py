@@ -66,6 +66,11 @@ class Server:
             async with self._conn.cursor() as cur:
                 await cur.execute(f"KILL {int(server_id)}")
 
+    async def pg_fetchval(self, sql: str, *args: Any) -> Any:
+        """One value from the PostgreSQL admin connection."""
+        assert self.backend == "postgresql"
+        return await self._conn.fetchval(sql, *args)
+
     async def execute(self, sql: str) -> None:
         if self.backend == "postgresql":
             await self._conn.execute(sql)

@@ -128,29 +128,6 @@ async def test_close_drains_then_terminates_and_refuses(server_target: Target) -
     assert snap["connection.created"] == snap["connection.closed"] == len(closed)
 
 
-async def test_dispose_keeps_hooks_stats_and_min_size(target: Target) -> None:
-    checkouts: list[object] = []
-    engine = await create_async_engine(
-        target.config(min_size=1, max_size=2), hooks=Hooks(on_checkout=checkouts.append)
-    )
-    st = engine_state(engine)
-    try:
-        await engine.dispose()  # SQLAlchemy replaces engine.pool
-        assert engine_state(engine) is st
-
-        async def refilled() -> bool:
-            return len(st.live_ids) == 1
-
-        assert await eventually(refilled)
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("SELECT 1")
-        assert len(checkouts) == 1
-        snap = st.recorder.snapshot()
-        assert snap["connection.created"] == 2 and snap["connection.closed"] == 1
-    finally:
-        await close_engine(engine)
-
-
 async def test_full_reset_discards_session_state_and_replays_on_connect(
     server_target: Target,
 ) -> None:

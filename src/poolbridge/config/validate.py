@@ -304,7 +304,8 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "driver": _driver,
     "min_size": _int_at_least(0),
     "max_size": _int_at_least(1),
-    "acquire_timeout": _positive_duration,
+    # 0: fail at once when no connection is free (SQLAlchemy's pool_timeout=0)
+    "acquire_timeout": lambda v: _non_negative_duration(v),
     "connect_timeout": _positive_duration,
     "statement_timeout": _optional(_positive_duration),
     "max_lifetime": _optional(_positive_duration),

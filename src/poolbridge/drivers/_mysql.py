@@ -17,13 +17,33 @@ from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context
 from poolbridge.drivers.hosts import MYSQL_ROLE_SQL, demoted, needs_routing, routed
 
-__all__ = ["MYSQL_CONNECTION_ERRNOS", "MySQLShim"]
+__all__ = [
+    "MYSQL_CONNECTION_ERRNOS",
+    "MYSQL_PERMANENT_CONNECT_ERRNOS",
+    "MySQLShim",
+    "permanent_connect_error",
+]
 
 #: MySQL/MariaDB client and server error numbers that mean "this connection is gone"
 #: the IN_TRANS bit of the server status of the last OK/EOF packet
 SERVER_STATUS_IN_TRANS = 0x0001
 
 MYSQL_CONNECTION_ERRNOS = frozenset({1053, 1077, 1927, 2003, 2006, 2013, 2055, 4031})
+
+#: MySQL/MariaDB error numbers at connect that retrying cannot cure: access denied (1044,
+#: 1045, 1698), unknown database (1049), host not allowed / blocked (1130, 1129), unknown
+#: charset (1115), a bad session setting (1193 unknown variable, 1231/1232 bad value, 1227
+#: privilege, 1064 syntax), an authentication method the client lacks (1251, 2059)
+MYSQL_PERMANENT_CONNECT_ERRNOS = frozenset(
+    {1044, 1045, 1049, 1064, 1115, 1129, 1130, 1193, 1227, 1231, 1232, 1251, 1698, 2059}
+)
+
+
+def permanent_connect_error(exc: BaseException) -> bool:
+    """True when an aiomysql (pymysql) or asyncmy error at connect cannot be cured by
+    retrying: both carry the error number as ``args[0]``."""
+    args = exc.args
+    return bool(args) and args[0] in MYSQL_PERMANENT_CONNECT_ERRNOS
 
 
 class MySQLShim(BaseShim):

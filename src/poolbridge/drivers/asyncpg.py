@@ -14,10 +14,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import BaseShim, client_backstop, pg_server_settings
+from poolbridge.drivers.base import (
+    BaseShim,
+    client_backstop,
+    pg_permanent_sqlstate,
+    pg_server_settings,
+)
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
-__all__ = ["AsyncpgShim"]
+__all__ = ["AsyncpgShim", "permanent_connect_error"]
+
+
+def permanent_connect_error(exc: BaseException) -> bool:
+    """True when an asyncpg error at connect cannot be cured by retrying: asyncpg gives
+    the server's SQLSTATE (28P01 wrong password, 3D000 unknown database, 42704 unknown
+    setting ...)."""
+    return pg_permanent_sqlstate(getattr(exc, "sqlstate", None))
 
 
 class AsyncpgShim(BaseShim):

@@ -27,9 +27,11 @@ __all__ = [
     "BaseShim",
     "client_backstop",
     "libpq_escape",
+    "libpq_permanent_connect_error",
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
+    "pg_permanent_sqlstate",
     "pg_server_settings",
     "raw_scalar",
     "sqlite_cannot_honour",
@@ -95,6 +97,60 @@ def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     return settings
+
+
+#: SQLSTATE classes a connection attempt cannot outgrow by retrying: 28 authorization
+#: (wrong password, unknown role, no pg_hba entry), 3D unknown database, 42 a bad startup
+#: option (unrecognized configuration parameter), 22 a bad option value
+_PG_PERMANENT_CLASSES = ("28", "3D", "42", "22")
+
+#: what libpq reports for a server that exists but cannot take this session *yet*
+#: (starting up, shutting down, in recovery, out of connection slots): worth retrying
+_LIBPQ_TRANSIENT = (
+    "starting up",
+    "shutting down",
+    "in recovery",
+    "not yet accepting connections",
+    "too many clients",
+    "too many connections",
+    "connection slots are reserved",
+    "terminating connection",
+)
+
+#: client-side libpq errors about the connection parameters themselves
+_LIBPQ_PERMANENT = (
+    "password authentication failed",
+    "no password supplied",
+    "no pg_hba.conf entry",
+    "invalid connection option",
+    "invalid dsn",
+    "invalid sslmode",
+    "invalid integer value",
+    "does not exist",
+)
+
+
+def pg_permanent_sqlstate(sqlstate: object) -> bool:
+    """True when a PostgreSQL SQLSTATE at connect means retrying cannot help."""
+    return isinstance(sqlstate, str) and sqlstate[:2] in _PG_PERMANENT_CLASSES
+
+
+def libpq_permanent_connect_error(exc: BaseException) -> bool:
+    """True when a libpq-based driver's error at connect (psycopg, psycopg2/aiopg) means
+    retrying cannot help.
+
+    libpq reports a server's refusal of the session as text, without a SQLSTATE: a
+    ``FATAL:`` from the server is permanent unless it says the server cannot take sessions
+    yet (:data:`_LIBPQ_TRANSIENT`); a ``ProgrammingError`` is a bad connection parameter.
+    """
+    if pg_permanent_sqlstate(getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)):
+        return True
+    if type(exc).__name__ == "ProgrammingError":
+        return True
+    text = str(exc)
+    if any(t in text for t in _LIBPQ_TRANSIENT):
+        return False
+    return "FATAL:" in text or any(t in text for t in _LIBPQ_PERMANENT)
 
 
 def client_backstop(config: PoolConfig) -> float | None:
@@ -163,6 +219,13 @@ class BaseShim:
         if errors is None:
             errors = self._conn_errors = (OSError, *self.connection_error_types())
         return isinstance(exc, errors)
+
+    def is_retryable_connect_error(self, exc: BaseException) -> bool:
+        """False when ``exc``, raised by :meth:`connect`, cannot be cured by retrying (bad
+        credentials, unknown database, a bad option): the engine then stops at once."""
+        from poolbridge.drivers.connect_errors import is_permanent_connect_error
+
+        return not is_permanent_connect_error(exc)
 
     async def full_reset(self, conn: Any) -> bool:
         """No full reset by default: the engine replaces the connection instead."""

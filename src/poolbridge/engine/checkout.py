@@ -38,6 +38,7 @@ from typing import Any
 
 from poolbridge.engine.lifecycle import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent
 
@@ -95,6 +96,7 @@ class Engine(EngineCore):
             self._refill()
             return
         deadline = monotonic() + self.config.acquire_timeout
+        failed_before = self.recorder.errors
         self._opening += self._min
         results = await asyncio.gather(
             *(self._open_one(deadline) for _ in range(self._min)), return_exceptions=True
@@ -107,7 +109,14 @@ class Engine(EngineCore):
                 self._idle.append(r)
         if errors:
             await self.close(timeout=0)
-            raise errors[0]
+            # one error type for "cannot reach the server" on every pool (ConnectError)
+            is_retryable = getattr(self.driver, "is_retryable_connect_error", None)
+            raise open_error(
+                self.config,
+                errors[0],
+                attempts=self.recorder.errors - failed_before,
+                retryable=is_retryable is None or is_retryable(errors[0]),
+            )
 
     def acquire(self) -> _Acquire:
         """Async context manager yielding the native connection (returned on exit)."""

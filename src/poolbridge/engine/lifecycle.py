@@ -237,6 +237,8 @@ class EngineCore:
             deadline=deadline,
             recorder=self.recorder,
             pool_name=self.name,
+            # driver knowledge: a wrong password or unknown database is not retried
+            is_retryable=getattr(driver, "is_retryable_connect_error", None),
         )
         created = monotonic()
         self.recorder.record_created(created - t0)

@@ -52,7 +52,9 @@ async def connect_with_retry(
 
     ``attempt`` receives the seconds it may take (``min(connect_timeout, remaining)``) and is
     additionally bounded by ``asyncio.timeout`` so a driver that ignores its own timeout
-    cannot overrun. ``is_retryable`` may veto retrying an error (e.g. bad credentials).
+    cannot overrun. ``is_retryable`` may veto retrying an error (e.g. bad credentials): the
+    engine passes its driver shim's verdict (:mod:`poolbridge.drivers.connect_errors`), so a
+    wrong password is one failed login, not ``policy.attempts`` of them.
     """
     attempts = max(1, policy.attempts)
     last: BaseException | None = None

@@ -7,8 +7,8 @@ Two ways in::
     engine = await create_async_engine(config, hooks=hooks)   # warmed up to min_size
     engine = sqlalchemy.ext.asyncio.create_async_engine(**engine_kwargs(config))  # plain
 
-``create_async_engine`` puts poolbridge's pool class (:mod:`._sqlalchemy_pool`) and pool
-events (:mod:`._sqlalchemy_events`) inside the engine, so ``engine.connect()`` and
+``create_async_engine`` puts poolbridge's pool class (:mod:`._pool`) and pool
+events (:mod:`._events`) inside the engine, so ``engine.connect()`` and
 ``AsyncSession`` users get warm-up/refill to min_size, max_idle, max_waiting, FIFO waiters,
 PoolTimeout with diagnostics, hooks, stats and leak reports too. ``engine_kwargs`` returns only
 arguments SQLAlchemy understands by itself; a knob that needs poolbridge's machinery raises
@@ -21,6 +21,7 @@ mysql+asyncmy, sqlite+aiosqlite (file, or in-memory with max_size=1).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import perf_counter
@@ -36,7 +37,9 @@ from poolbridge.adapters.base import (
 )
 from poolbridge.adapters.sqlalchemy import _translate as _t
 from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
+from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.hooks import HookRunner, Hooks
 from poolbridge.pool.stats import PoolStats, StatsRecorder
@@ -144,6 +147,10 @@ def _build(
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
     from poolbridge.adapters.sqlalchemy._state import BridgeState
 
+    sa_kw = dict(engine_kw)
+    if "pool_pre_ping" in sa_kw and config.pre_ping is None:
+        # SQLAlchemy's own argument asks for the pre-ping: poolbridge's (bounded) one does it
+        config = dataclasses.replace(config, pre_ping=bool(sa_kw.pop("pool_pre_ping")))
     adapter.check_available(config)
     driver = adapter.driver_for(config)
     _check_memory(config)
@@ -159,7 +166,7 @@ def _build(
     )
     kw = _native_kwargs(config, t, driver)
     url = kw.pop("url")
-    kw.update(engine_kw)
+    kw.update(sa_kw)
     kw["poolclass"] = BridgePool
     kw["poolbridge"] = state
     engine = sa_create(url, **kw)
@@ -172,8 +179,9 @@ async def create_async_engine(
 ) -> AsyncEngine:
     """A real AsyncEngine for ``config``, warmed up to ``min_size`` (see the module docstring).
 
-    ``engine_kw`` go to SQLAlchemy untouched (``echo=True``...). Close it with
-    ``await engine.dispose()`` or, to drain and terminate, ``await close_engine(engine)``.
+    ``engine_kw`` go to SQLAlchemy untouched (``echo=True``...). ``await engine.dispose()``
+    closes the pool's connections and stops the maintenance task (a later use opens a fresh
+    pool); ``await close_engine(engine)`` drains, terminates and closes for good.
     """
     recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
     engine, state = _build(config, HookRunner(hooks or Hooks()), recorder, engine_kw)
@@ -182,11 +190,20 @@ async def create_async_engine(
 
 
 async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+    failed_before = state.recorder.errors
     try:
         await state.start()
-    except BaseException:
-        await state.shutdown(engine.dispose, 0)
-        raise
+        return
+    except BaseException as exc:
+        error = exc
+    await state.shutdown(engine.dispose, 0)
+    # one error type for "cannot reach the server" on every pool (ConnectError)
+    raise open_error(
+        state.config,
+        error,
+        attempts=state.recorder.errors - failed_before,
+        retryable=not is_permanent_connect_error(error),
+    )
 
 
 def engine_state(engine: AsyncEngine) -> BridgeState:
@@ -285,6 +302,45 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
         await self._state.shutdown(self._engine.dispose, timeout)
 
 
+_DOC_NOTES = """
+## Closing: `engine.dispose()` and `close_engine()`
+
+- `await engine.dispose()` keeps SQLAlchemy's meaning. It closes the pool's idle
+  connections (a connection still checked out is closed when it comes back) and puts a
+  fresh, empty pool in `engine.pool`: your pool listeners, poolbridge's hooks, stats and
+  leak tracking carry over. It also stops poolbridge's maintenance task: nothing refills the
+  new pool and no task is left, so `asyncio.run()` returns. A later use opens connections
+  as needed and restarts the maintenance task, which refills to `min_size` in the
+  background. As stock, `dispose(close=False)` lets the engine be used again from a new
+  event loop.
+- `await close_engine(engine, timeout=None)` closes for good. It refuses new checkouts,
+  waits up to `timeout` (default `acquire_timeout`) for checked-out connections, terminates
+  the rest and disposes; later use raises `PoolClosed`.
+
+## What stays as stock
+
+- `engine.pool` answers as `QueuePool(pool_size=max_size, max_overflow=0)` would:
+  `size()`, `checkedin()`, `checkedout()` (a connection being opened counts as checked
+  out), `overflow()` (negative below `size()`), `timeout()` and `status()` use QueuePool's
+  meanings and format. With `acquire_timeout=0` (SQLAlchemy's `pool_timeout=0`) a checkout
+  fails at once when every connection is in use, and opening a connection on a free slot
+  is still bounded by `connect_timeout`.
+- The pool timeout is `PoolTimeout`, which is also a `sqlalchemy.exc.TimeoutError`.
+- `create_async_engine(config, pool_pre_ping=True)` turns on the pre-ping when the config
+  leaves `pre_ping` unset. It is poolbridge's pre-ping, bounded by `connect_timeout`; a
+  `pre_ping` set in the config wins.
+- `Connection.info` (the connection record's `.info`) holds only what your code puts there.
+- Your own pool listeners run after poolbridge's on the same event. If one of them raises
+  `DisconnectionError`, SQLAlchemy replaces the connection, as stock.
+- Calling the pool's creator directly, with no connection record (the `async_creator`
+  recipes), works with every listener.
+- `mariadb+aiomysql://` and `mariadb+asyncmy://` keep SQLAlchemy's MariaDB dialect.
+- PostgreSQL: an `application_name` in the URL query (or in `session`) is the one the server
+  sees, on asyncpg (sent as a server setting) and psycopg alike. The pool name is only the
+  default.
+"""
+
+
 def _scalar(result: Any) -> Any:
     """First column of the first row, or None for a statement that returns no rows."""
     return result.scalar() if result.returns_rows else None
@@ -296,6 +352,7 @@ class SQLAlchemyAdapter(Adapter):
     name: ClassVar[str] = "sqlalchemy"
     extra: ClassVar[str] = "sqlalchemy"
     drivers: ClassVar[Mapping[str, tuple[str, ...]]] = _t.DRIVERS
+    doc_notes: ClassVar[str] = _DOC_NOTES
 
     def check_available(self, config: PoolConfig | None = None) -> None:
         require_modules(self.name, "sqlalchemy", "sqlalchemy", "greenlet")

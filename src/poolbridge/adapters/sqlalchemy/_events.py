@@ -1,12 +1,15 @@
 """SQLAlchemy pool/dialect event listeners that feed poolbridge's hooks, stats and leaks.
 
 Listeners are registered on ``engine.sync_engine.pool`` after the engine exists, so they
-run after the dialect's own connect listeners (type codecs, dialect initialisation) and are
-carried over to the pool that ``engine.dispose()`` recreates (SQLAlchemy copies the pool's
-dispatch). The checkout and checkin work (stats, leaks, on_checkout/on_checkin) is no event
-listener: it runs on every query, so :class:`BridgePool` does it in ``connect()`` and
-``_return_conn()``. Counts come from these events and the pool class, never from
-``pool.checkedin()``.
+run after the dialect's own connect listeners (type codecs, dialect initialisation) and
+before any the application adds later; SQLAlchemy carries them over to the pool that
+``engine.dispose()`` recreates (the pool class passes its dispatch on). Everything
+poolbridge adds to a checkout or checkin is a documented pool event: ``connect``,
+``checkout`` (the bounded pre-ping, stats, leak lease, on_checkout), ``checkin`` (stats,
+leaks, on_checkin), ``reset`` (a full reset), ``close``/``detach``; the engine's
+``do_connect`` bounds each connect and reads the current password. poolbridge's own
+per-record state lives in :class:`BridgeState` (keyed by the record), never in
+``record.info`` / ``Connection.info``, which are the application's.
 
 Every listener runs synchronously inside SQLAlchemy; where a driver coroutine or an async
 hook has to run, it is awaited with ``await_`` in SQLAlchemy's greenlet (on_connect,
@@ -16,12 +19,15 @@ on_checkout, the full reset) or run as a background task (on_checkin, on_close).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+import weakref
 from time import monotonic, time
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
@@ -32,6 +38,7 @@ from poolbridge.adapters.sqlalchemy._translate import CLIENT_GRACE
 from poolbridge.drivers.base import raw_scalar
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook
 from poolbridge.pool.budget import BudgetAtOpen
+from poolbridge.pool.deadlines import Deadlines
 from poolbridge.pool.loopguard import get_running_loop
 from poolbridge.pool.watchdog import StatementWatchdog
 
@@ -61,15 +68,20 @@ def server_id_of(driver: str, conn: Any) -> int | str | None:
 def install(engine: AsyncEngine, state: BridgeState) -> None:
     """Register every listener for ``state`` on ``engine``."""
     pool = engine.sync_engine.pool
+    dialect = engine.sync_engine.dialect
     config = state.config
     recorder = state.recorder
     hooks = state.hooks
     budget = BudgetAtOpen(config)
+    metas = state.metas
+    fresh = state.fresh
+    waits = state.waits
 
     def on_connect(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         sid = server_id_of(state.driver, rec.driver_connection)
-        rec.info["poolbridge"] = state.new_meta(sid, rec.info.pop("poolbridge_epoch", None))
-        recorder.record_created(max(0.0, time() - getattr(rec, "starttime", time())))
+        metas[rec] = state.new_meta(sid, state.connect_epochs.pop(rec, None))
+        fresh.add(rec)  # never handed out yet: its first checkout is not pinged
+        recorder.record_created(max(0.0, time() - state.connect_started.pop(rec, time())))
         state.live_ids[rec] = sid
         state.recorded_ids.append(sid)
         try:
@@ -85,11 +97,17 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         except BaseException:
             # SQLAlchemy closes the connection itself, without a close event
             recorder.record_closed()
-            state.live_ids.pop(rec, None)
+            forget(rec)
             raise
 
     checked_out = state.checked_out
     leaks = state.leaks
+
+    def forget(rec: ConnectionPoolEntry) -> None:
+        state.live_ids.pop(rec, None)
+        metas.pop(rec, None)
+        fresh.discard(rec)
+        state.replace.discard(rec)
 
     def gone(rec: ConnectionPoolEntry) -> None:
         out = checked_out.pop(rec, None)
@@ -98,7 +116,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             leaks.checkin(out[1])
         if hooks.has("on_close"):
             state.fire("on_close", state.event(rec), inline=False)
-        state.live_ids.pop(rec, None)
+        forget(rec)
         if out is not None:
             state.checked_in()
 
@@ -109,6 +127,56 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     def on_detach(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         if rec in state.live_ids:
             gone(rec)
+
+    pre_ping = config.pre_ping
+    ping_ok = _Pinger(state, dialect).ok
+
+    def on_checkout(dbapi_conn: Any, rec: ConnectionPoolEntry, proxy: Any) -> None:
+        """Pre-ping a reused connection (bounded in time), then count the checkout, track
+        it for leaks and run on_checkout. A DisconnectionError makes SQLAlchemy replace
+        the connection and check out again; any other failure or a cancellation makes it
+        invalidate the connection and return it to the pool."""
+        if rec in fresh:
+            fresh.discard(rec)
+        elif pre_ping and not ping_ok(dbapi_conn, rec, waits.get(rec, 0.0)):
+            raise sa_exc.DisconnectionError("pre-ping: the connection is gone")
+        now = monotonic()
+        prev = checked_out.get(rec)
+        if prev is None:
+            recorder.record_checkout(waits.pop(rec, 0.0))
+        elif leaks is not None:
+            # dispatched again: a later listener raised DisconnectionError and SQLAlchemy
+            # replaced the connection; the checkout is counted once, the lease renewed
+            leaks.checkin(prev[1])
+        checked_out[rec] = (now, None if leaks is None else state.lease(rec))
+        emit = state.emit_checkout
+        if emit is not None:
+            state.fire_hot(emit, rec, now, None, inline=True)
+
+    def on_checkin(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
+        """A connection comes back (after the reset-on-return): stats, leaks, on_checkin.
+
+        An async on_checkin runs as a task (this may run while a cancellation unwinds:
+        awaiting here could abort the checkin); the pool hands the connection to nobody
+        until it ends (:attr:`BridgeState.returning`)."""
+        out = checked_out.pop(rec, None)
+        if out is None:
+            # its checkout failed before the checkout listener finished (a listener raised
+            # or was cancelled, a reconnect failed): nobody took the wait _do_get noted
+            waits.pop(rec, None)
+            return
+        now = monotonic()
+        held = now - out[0]
+        recorder.record_checkin(held)
+        if leaks is not None:
+            leaks.checkin(out[1])
+        emit = state.emit_checkin
+        if emit is not None and dbapi_conn is not None:
+            task = state.fire_hot(emit, rec, now, held, inline=False)
+            if task is not None and not task.done():
+                state.returning[rec] = task
+        if state.draining is not None:
+            state.checked_in()
 
     def on_reset(dbapi_conn: Any, rec: ConnectionPoolEntry, reset_state: PoolResetState) -> None:
         if config.reset != "full" or reset_state.terminate_only:
@@ -124,11 +192,13 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
                 return
             except Exception:
                 pass  # could not reset in place: replace the connection below
-        rec.info["poolbridge_replace"] = True
+        state.replace.add(rec)
 
     event.listen(pool, "connect", on_connect)
     event.listen(pool, "close", on_close)
     event.listen(pool, "detach", on_detach)
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)
     if config.reset == "full":  # a reset listener costs every checkin an event + PoolResetState
         event.listen(pool, "reset", on_reset)
 
@@ -138,23 +208,88 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     if state.driver != "aiosqlite":
         _bound_rollback(engine, state.driver, config.connect_timeout)
 
-    if state.driver != "aiosqlite":
-        native_connect = _driver_connect(state.driver)
+    sqlite = state.driver == "aiosqlite"
+    native_connect = None if sqlite else _driver_connect(state.driver)
 
-        def on_do_connect(
-            dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]
-        ) -> None:
-            rec.info["poolbridge_epoch"] = state.epoch  # before the credentials are read
-            current = state.config  # rotate() may have replaced the password
-            pw = current.password
-            # a str password of the original config is in the URL already; a provider is
-            # called for every connection
-            if pw is not None and (current is not config or not isinstance(pw, str)):
-                cparams["password"] = await_(current.get_password())
-            creator = cparams.get("async_creator_fn", native_connect)
-            cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
+    def on_do_connect(dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        # rec is None when the pool's creator is called directly (SQLAlchemy passes no
+        # connection record then): the connection is the caller's, not the pool's
+        if rec is not None:
+            state.connect_epochs[rec] = state.epoch  # before the credentials are read
+            state.connect_started[rec] = time()
+        if sqlite:
+            return
+        current = state.config  # rotate() may have replaced the password
+        pw = current.password
+        # a str password of the original config is in the URL already; a provider is
+        # called for every connection
+        if pw is not None and (current is not config or not isinstance(pw, str)):
+            cparams["password"] = await_(current.get_password())
+        creator = cparams.get("async_creator_fn", native_connect)
+        cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
 
-        event.listen(engine.sync_engine, "do_connect", on_do_connect)
+    event.listen(engine.sync_engine, "do_connect", on_do_connect)
+
+
+class _Pinger:
+    """The pre-ping of one engine: the dialect's public ``do_ping``, bounded in time.
+
+    SQLAlchemy's own pre-ping waits forever on a stalled link (no byte flows, no error
+    comes), so the engine's pool has it off and the checkout listener pings instead, for at
+    most ``connect_timeout`` and never past the caller's acquire deadline: when the bound
+    passes without an answer, the connection is cut (:func:`sever`), which makes the pending
+    ping fail at once. Cutting instead of cancelling: psycopg answers a cancellation by
+    sending a cancel request and waiting for the server again, up to 10 s. SQLite has no
+    network to stall: its ping is not cut (that would drop an in-memory database).
+    """
+
+    __slots__ = ("_deadlines", "_dialect", "_state")
+
+    def __init__(self, state: BridgeState, dialect: Any) -> None:
+        self._state = state
+        self._dialect = dialect
+        self._deadlines: Deadlines | None = None
+
+    def ok(self, dbapi_conn: Any, rec: ConnectionPoolEntry, waited: float) -> bool:
+        """True when alive; a dead or silent connection is cut (the caller raises
+        DisconnectionError, SQLAlchemy then replaces it)."""
+        state = self._state
+        config = state.config
+        left = config.acquire_timeout - waited if config.acquire_timeout else config.connect_timeout
+        bound = max(0.0, min(config.connect_timeout, left))
+        driver_conn = rec.driver_connection
+        deadline = None
+        if state.driver != "aiosqlite":
+            loop = get_running_loop()
+            deadlines = self._deadlines
+            if deadlines is None or deadlines.loop is not loop:
+                deadlines = self._deadlines = Deadlines(loop)
+            deadline = deadlines.arm(bound, lambda: _sever_quietly(state.driver, driver_conn))
+        try:
+            alive = dbapi_conn is not None and bool(self._dialect.do_ping(dbapi_conn))
+        except Exception as exc:
+            alive = False
+            logger.info("pool %r: pre-ping failed: %r", config.name, exc)
+        except BaseException:  # cancelled mid-ping: the connection's state is unknown
+            _sever_quietly(state.driver, driver_conn)
+            raise
+        finally:
+            if deadline is not None:
+                deadline.cancel()
+        if deadline is not None and deadline.fired:
+            logger.warning(
+                "pool %r: pre-ping got no answer within %.2f s: connection cut",
+                config.name, bound,
+            )  # fmt: skip
+            alive = False
+        if not alive:
+            _sever_quietly(state.driver, driver_conn)
+        return alive
+
+
+def _sever_quietly(driver: str, conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        sever(driver, conn)
 
 
 def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
@@ -258,15 +393,16 @@ def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) 
     ``command_timeout`` / ``read_timeout`` instead (see the translation table).
     """
     sync_engine = engine.sync_engine
-    key = "poolbridge_watchdog"
     watchdog = StatementWatchdog(limit, what=f"sqlalchemy+{driver}")
+    # per Connection, outside ``Connection.info`` (the application's dict)
+    armed_on: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     def arm(conn: Any, cursor: Any, statement: Any, params: Any, ctx: Any, many: Any) -> None:
         driver_conn = conn.connection.driver_connection
-        conn.info[key] = watchdog.arm(lambda: sever(driver, driver_conn))
+        armed_on[conn] = watchdog.arm(lambda: sever(driver, driver_conn))
 
     def disarm(conn: Any, *args: Any) -> None:
-        armed = conn.info.pop(key, None)
+        armed = armed_on.pop(conn, None)
         if armed is not None:
             armed.cancel()
 

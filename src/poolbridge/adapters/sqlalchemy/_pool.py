@@ -3,8 +3,12 @@
 SQLAlchemy's AsyncAdaptedQueuePool starts empty, never closes idle connections, queues
 callers without bound and lets a task that re-acquires in a loop barge ahead of waiters
 (its asyncio.Queue hands an item to whoever calls ``get_nowait()`` first). BridgePool keeps
-SQLAlchemy's record/fairy machinery (so events, recycle, pre-ping, reset-on-return and
-invalidation behave as usual) and replaces only the queue:
+SQLAlchemy's record/fairy machinery (so events, recycle, reset-on-return and invalidation
+behave as usual) and implements only what SQLAlchemy's own pools implement, the way
+QueuePool does: ``_do_get``, ``_do_return_conn``, ``status``, ``dispose``, ``recreate``
+(plus QueuePool's ``size``/``checkedin``/``checkedout``/``overflow``/``timeout`` answers).
+Checkout and checkin work, the bounded pre-ping and hooks are pool event listeners
+(:mod:`._events`). The queue:
 
 - a hard cap of ``max_size`` slots; a slot is taken before a connection is opened (outside
   any lock: there is none, the pool lives on one event loop);
@@ -14,12 +18,12 @@ invalidation behave as usual) and replaces only the queue:
   armed for the earliest deadline, enforces ``acquire_timeout`` for all of them, so a
   wait costs a future and a dict entry (at 100 tasks on 10 connections every checkout waits);
 - ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
-  also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working);
+  also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working;
+  ``acquire_timeout=0`` fails at once when exhausted, as ``pool_timeout=0`` does);
 - per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
-  (run by :class:`BridgeState`'s maintenance task, see :mod:`._sqlalchemy_state`);
-- pre_ping bounded in time: SQLAlchemy's own pre-ping waits forever on a stalled link (no
-  byte flows, no error comes), so BridgePool switches it off and pings a reused connection
-  itself, for at most ``connect_timeout`` and never past the caller's acquire deadline.
+  (run by :class:`BridgeState`'s maintenance task, see :mod:`._state`);
+- ``dispose()`` closes the idle connections and stops the maintenance task; the pool
+  ``recreate()`` makes stays dormant (no task, no refill) until first used.
 
 ``_do_get`` runs inside SQLAlchemy's greenlet, so it can wait on asyncio with ``await_``.
 Every path that gives up a slot (failed connect, cancelled waiter, discarded connection)
@@ -36,18 +40,12 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import util
-from sqlalchemy.pool import Pool
-from sqlalchemy.pool.base import (
-    ConnectionPoolEntry,
-    PoolProxiedConnection,
-    _AsyncConnDialect,
-    _ConnectionFairy,
-)
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 from sqlalchemy.util import await_
-from sqlalchemy.util.concurrency import in_greenlet
+from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
-from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, ConnMeta, sever
+from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.loopguard import get_running_loop
@@ -81,8 +79,7 @@ class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
 class BridgePool(Pool):
     """A FIFO, hard-capped asyncio pool for SQLAlchemy (see the module docstring)."""
 
-    _is_asyncio = True
-    _dialect = _AsyncConnDialect()
+    _is_asyncio = True  # declares the class asyncio-compatible, as AsyncAdaptedQueuePool does
 
     def __init__(
         self,
@@ -96,7 +93,20 @@ class BridgePool(Pool):
     ) -> None:
         if poolbridge is None:
             raise TypeError("BridgePool needs poolbridge=<BridgeState>: use create_async_engine()")
+        # SQLAlchemy's pre-ping would run unbounded on a stalled link: the checkout
+        # listener pings instead, bounded (see _events._Pinger)
+        kw["pre_ping"] = False
         super().__init__(creator, **kw)
+        # what recreate() passes on: the arguments this pool was made with (SQLAlchemy's
+        # Pool keyword arguments) and the dispatch, so listeners survive engine.dispose()
+        self._made_with: dict[str, Any] = dict(
+            kw, pool_size=pool_size, max_overflow=max_overflow, timeout=timeout, use_lifo=use_lifo
+        )
+        self._made_with.pop("_dispatch", None)
+        self._creator_fn = creator
+        # a pool made by recreate() (engine.dispose()) is dormant until first used: no
+        # maintenance task, no refill (SQLAlchemy's fresh pool starts empty too)
+        self._dormant = False
         self._max = pool_size  # max_overflow is ignored on purpose: pool_size is the hard cap
         self._timeout = timeout
         self._state = poolbridge
@@ -111,85 +121,28 @@ class BridgePool(Pool):
         self._timer_at = 0.0
         self._disposed = False
         self._returning = 0  # given back, held until their async on_checkin ends
-        # pre_ping is ours (bounded, see _ping_ok): SQLAlchemy's own would run unbounded too
-        self._pre_ping = False
         poolbridge.attach(self)
 
-    # -- SQLAlchemy Pool API ---------------------------------------------------------------
-    def connect(self) -> PoolProxiedConnection:
-        """Check a connection out (SQLAlchemy's ``Pool.connect``), then count it, track it
-        for leaks and run on_checkout.
-
-        Not a ``checkout`` event listener: with one, SQLAlchemy dispatches the event and
-        takes its slow checkout path (the pre-ping/reconnect loop) on every query. A
-        failure or cancellation in here invalidates and returns the connection, as
-        SQLAlchemy does when a checkout listener raises. Listeners the application adds
-        still run, inside ``_checkout`` (before this).
-        """
-        fairy = _ConnectionFairy._checkout(self)
-        rec = fairy._connection_record
-        assert rec is not None
-        # not fresh any more: the next checkout pre-pings it (SQLAlchemy clears this flag
-        # only on its slow path)
-        rec.fresh = False
-        state = self._state
-        try:
-            now = monotonic()
-            state.recorder.record_checkout(state.waits.pop(rec, 0.0))
-            state.checked_out[rec] = (now, None if state.leaks is None else state.lease(rec))
-            emit = state.emit_checkout
-            if emit is not None:
-                state.fire_hot(emit, rec, now, None, inline=True)
-        except BaseException as err:
-            with util.safe_reraise():
-                rec._checkin_failed(err, _fairy_was_created=True)
-        return fairy
-
-    def _return_conn(self, record: ConnectionPoolEntry) -> None:
-        """A connection comes back (after the reset-on-return and the application's
-        ``checkin`` listeners): stats, leaks, on_checkin, then the queue.
-
-        An async on_checkin runs as a task (this may run while a cancellation unwinds:
-        awaiting here could abort the checkin); nobody gets the connection before it ends,
-        callers meanwhile wait for it rather than open another connection.
-        """
-        state = self._state
-        out = state.checked_out.pop(record, None)
-        if out is not None:
-            now = monotonic()
-            held = now - out[0]
-            state.recorder.record_checkin(held)
-            if state.leaks is not None:
-                state.leaks.checkin(out[1])
-            emit = state.emit_checkin
-            task = None
-            if emit is not None and record.dbapi_connection is not None:
-                task = state.fire_hot(emit, record, now, held, inline=False)
-            if state.draining is not None:
-                state.checked_in()
-            if task is not None and not task.done():
-                self._returning += 1
-                task.add_done_callback(lambda _: self._returned(record))
-                return
-        else:
-            # its checkout failed after _do_get (a checkout listener raised or was
-            # cancelled, a reconnect failed): connect() never took the wait _do_get noted
-            state.waits.pop(record, None)
-        self._do_return_conn(record)
-
+    # -- SQLAlchemy's subclass points (as QueuePool implements them) -----------------------
     # _do_get and _do_return_conn run once per query: their common path (an idle connection
     # taken, a returned one handed on (as _hand) or made idle, the expiry check of
-    # BridgeState.expired) is inlined, no helper calls
+    # BridgeState.expired) is written out in place: no helper calls
     def _do_get(self) -> ConnectionPoolEntry:
         state = self._state
+        if self._dormant:
+            self._dormant = False
+            state.resume()
         guard = state.guard
         if guard.loop is not get_running_loop():  # other loop, or a forked child
             raise guard.error()
         if state.closed or self._disposed:
             raise PoolClosed(f"pool {state.config.name!r} is closed")
         start = now = monotonic()
-        deadline = start + self._timeout
+        # acquire_timeout=0 (SQLAlchemy's pool_timeout=0): never wait for a connection, but
+        # opening one on a free slot is still bounded by connect_timeout only
+        deadline = start + (self._timeout or state.config.connect_timeout)
         idle = self._idle
+        metas = state.metas
         while True:
             # the most recently returned idle connection (LIFO keeps the rest idle, so
             # max_idle can shrink the pool), unless someone already waits: then we queue
@@ -197,9 +150,9 @@ class BridgePool(Pool):
             while idle and not self._waiters:
                 rec = idle.pop()
                 self._idle_since.pop(rec, None)
-                meta = rec.info.get("poolbridge")
+                meta = metas.get(rec)
                 if rec.dbapi_connection is None or (
-                    isinstance(meta, ConnMeta)  # state.expired(rec), inlined
+                    meta is not None  # as state.expired(rec)
                     and (
                         meta.epoch != state.epoch
                         or (meta.deadline is not None and now >= meta.deadline)
@@ -214,48 +167,49 @@ class BridgePool(Pool):
             if rec is None:
                 if not self._waiters and self._open < self._max and not self._returning:
                     self._open += 1
-                    rec = self._create_on_slot(deadline)
+                    rec = self._open_for_caller(deadline)
                 else:
                     rec = self._wait(start)
-            # a connection never handed out yet is fresh: no ping (as SQLAlchemy does)
-            if not state.config.pre_ping or getattr(rec, "fresh", False):
-                break
-            if self._ping_ok(rec, deadline):
-                break
-            now = monotonic()
-            if now >= deadline:  # the dead connection used up the caller's time
-                raise self._timeout_error(now - start, len(self._waiters) + 1)
-        state.waits[rec] = monotonic() - start  # taken by connect()
+            break
+        # taken by the checkout listener (pre-ping bound, wait time)
+        state.waits[rec] = monotonic() - start
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
-        info = record.info
         state = self._state
-        meta = info.get("poolbridge")
-        now = monotonic()
+        returning = state.returning
+        if returning:  # an async on_checkin still runs: hand the connection on after it
+            task = returning.pop(record, None)
+            if task is not None and not task.done():
+                self._returning += 1
+                task.add_done_callback(lambda _: self._returned(record))
+                return
+        meta = state.metas.get(record)
+        replace = state.replace
         if (
             self._disposed
             or state.closed
             or record.dbapi_connection is None
-            or info.pop("poolbridge_replace", False)
+            or (replace and record in replace)
             or (
-                isinstance(meta, ConnMeta)  # state.expired(record), inlined
+                meta is not None  # as state.expired(record)
                 and (
                     meta.epoch != state.epoch
-                    or (meta.deadline is not None and now >= meta.deadline)
+                    or (meta.deadline is not None and monotonic() >= meta.deadline)
                 )
             )
         ):
+            replace.discard(record)
             self._discard(record)
             return
         waiters = self._waiters
-        while waiters:  # _hand, inlined
+        while waiters:  # as _hand
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(record)
                 return
         self._idle.append(record)
-        self._idle_since[record] = now
+        self._idle_since[record] = monotonic()
 
     def _returned(self, record: ConnectionPoolEntry) -> None:
         """The on_checkin task of ``record`` ended: hand it over; once nothing is coming
@@ -269,24 +223,22 @@ class BridgePool(Pool):
                 fut.set_result(None)
 
     def recreate(self) -> BridgePool:
+        """A new, empty pool made with the same arguments and the same dispatch (as
+        SQLAlchemy's pools do). It stays dormant until used; this one is retired: what is
+        checked in to it later is closed."""
         self.logger.info("Pool recreating")
-        return type(self)(
-            self._creator,
-            pool_size=self._max,
-            timeout=self._timeout,
-            recycle=self._recycle,
-            echo=self.echo,
-            logging_name=self._orig_logging_name,
-            reset_on_return=self._reset_on_return,
-            pre_ping=self._pre_ping,
-            _dispatch=self.dispatch,
-            dialect=self._dialect,
-            poolbridge=self._state,
+        self._disposed = True
+        self._state.pause()
+        pool = type(self)(
+            self._creator_fn, _dispatch=self.dispatch, poolbridge=self._state, **self._made_with
         )
+        pool._dormant = True
+        return pool
 
     def dispose(self) -> None:
         """Close the idle connections; connections returned later are closed too."""
         self._disposed = True
+        self._state.pause()
         while self._idle:
             rec = self._idle.pop()
             self._idle_since.pop(rec, None)
@@ -294,10 +246,12 @@ class BridgePool(Pool):
             self._release_slot()
         self.logger.info("Pool disposed. %s", self.status())
 
+    # the answers of QueuePool(pool_size=max_size, max_overflow=0), the pool this replaces
     def status(self) -> str:
         return (
-            f"BridgePool max_size={self._max} open={self._open} idle={len(self._idle)} "
-            f"waiting={len(self._waiters)} in_use={self.checkedout()}"
+            f"Pool size: {self.size()}  Connections in pool: {self.checkedin()} "
+            f"Current Overflow: {self.overflow()} "
+            f"Current Checked out connections: {self.checkedout()}"
         )
 
     def size(self) -> int:
@@ -310,10 +264,14 @@ class BridgePool(Pool):
         return len(self._idle)
 
     def overflow(self) -> int:
-        return 0
+        """Connections open or being opened beyond ``size()`` (negative below it), as
+        QueuePool counts them."""
+        return self._open - self._max
 
     def checkedout(self) -> int:
-        return self._state.in_use
+        """Connections not idle in the pool: in use, being opened, or waiting for their
+        on_checkin to end (QueuePool counts a connection being opened as checked out)."""
+        return self._open - len(self._idle)
 
     # -- introspection used by the adapter and tests ---------------------------------------
     @property
@@ -337,6 +295,8 @@ class BridgePool(Pool):
                 f"pool {state.config.name!r}: {len(self._waiters)} callers already wait "
                 f"(max_waiting={state.config.max_waiting})"
             )
+        if not self._timeout:  # acquire_timeout=0: fail at once when exhausted
+            raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
         loop = get_running_loop()
         fut: asyncio.Future[_Grant | _Expired] = loop.create_future()
         deadline = start + self._timeout
@@ -363,7 +323,7 @@ class BridgePool(Pool):
             self._abandon(fut)
             raise self._timeout_error(monotonic() - start, waiting)
         if grant is None:  # a slot was passed to us: open a connection on it
-            return self._create_on_slot(deadline)
+            return self._open_for_caller(deadline)
         return grant
 
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -438,6 +398,30 @@ class BridgePool(Pool):
         else:  # e.g. garbage-collection cleanup: close on the loop instead
             self._state.close_later(rec)
 
+    def _open_for_caller(self, deadline: float) -> ConnectionPoolEntry:
+        """Open a connection on a slot already counted, in its own task: a caller cancelled
+        meanwhile leaves, and the connection, once open, goes to the next waiter or the idle
+        list instead of being thrown away (a cancelled connect would otherwise cost every
+        retrying caller a whole new connect)."""
+        task = get_running_loop().create_task(greenlet_spawn(self._create_on_slot, deadline))
+        try:
+            return await_(asyncio.shield(task))
+        except asyncio.CancelledError:
+            # also when the connect has just ended: its result never reached this caller
+            task.add_done_callback(self._adopt)
+            raise
+
+    def _adopt(self, task: asyncio.Task[ConnectionPoolEntry]) -> None:
+        """The connect of a caller that left ended: pool what it opened (its slot was
+        given up already if it failed)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        rec = task.result()
+        if self._disposed or self._state.closed:
+            self._discard(rec)
+        else:
+            self._hand(rec)
+
     def _create_on_slot(self, deadline: float) -> ConnectionPoolEntry:
         """Open a connection on a slot already counted; on failure the slot is passed on."""
         state = self._state
@@ -458,7 +442,11 @@ class BridgePool(Pool):
                         waited = monotonic() - (deadline - self._timeout)
                         waiting = len(self._waiters) + 1  # this caller too
                         raise self._timeout_error(waited, waiting) from exc
-                    if attempt >= policy.attempts or monotonic() + delay >= deadline:
+                    if (
+                        attempt >= policy.attempts
+                        or monotonic() + delay >= deadline
+                        or is_permanent_connect_error(exc)  # wrong password, unknown db ...
+                    ):
                         raise
                     state.recorder.record_retry()
                     logger.warning(
@@ -471,59 +459,6 @@ class BridgePool(Pool):
             raise
         finally:
             CONNECT_DEADLINE.reset(token)
-
-    def _ping_ok(self, rec: ConnectionPoolEntry, deadline: float) -> bool:
-        """pre_ping a reused connection: True when alive; a dead one is cut, closed and its
-        slot given up (the caller goes on acquiring within the same deadline).
-
-        The ping (the dialect's, with its handle_error events) is bounded by
-        ``connect_timeout`` and by the caller's acquire ``deadline``: when the bound passes
-        without an answer, the connection is cut (:func:`sever`), which makes the pending
-        ping fail at once. Cutting instead of cancelling: psycopg answers a cancellation by
-        sending a cancel request and waiting for the server again, up to 10 s.
-        """
-        state = self._state
-        driver_conn = rec.driver_connection
-        bound = max(0.0, min(state.config.connect_timeout, deadline - monotonic()))
-        fired = False
-
-        def cut() -> None:
-            nonlocal fired
-            fired = True
-            with contextlib.suppress(Exception):
-                sever(state.driver, driver_conn)
-
-        # SQLite has no network to stall: its ping is not cut (that would drop the data of
-        # an in-memory database)
-        timer = None if state.driver == "aiosqlite" else get_running_loop().call_later(bound, cut)
-        try:
-            dbapi_conn = rec.dbapi_connection
-            alive = dbapi_conn is not None and bool(self._dialect._do_ping_w_event(dbapi_conn))
-        except Exception as exc:
-            alive = False
-            logger.info("pool %r: pre-ping failed: %r", state.config.name, exc)
-        except BaseException:  # cancelled mid-ping: the connection's state is unknown
-            self._drop_dead(rec)
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-        if alive and not fired:
-            return True
-        if fired:
-            logger.warning(
-                "pool %r: pre-ping got no answer within %.2f s: connection cut",
-                state.config.name, bound,
-            )  # fmt: skip
-        self._drop_dead(rec)
-        return False
-
-    def _drop_dead(self, rec: ConnectionPoolEntry) -> None:
-        """Cut (no round trip: the link may be stalled) and close a connection found dead,
-        and give up its slot."""
-        with contextlib.suppress(Exception):
-            sever(self._state.driver, rec.driver_connection)
-        self._discard(rec)
 
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
         """Count the timeout, fire on_timeout and describe the pool (``waiting``: callers
@@ -551,7 +486,8 @@ class BridgePool(Pool):
         if self._disposed or self._state.closed or self._open >= self._state.min_keep:
             return False
         self._open += 1
-        rec = self._create_on_slot(monotonic() + self._state.config.acquire_timeout)
+        config = self._state.config
+        rec = self._create_on_slot(monotonic() + (config.acquire_timeout or config.connect_timeout))
         self._hand(rec)
         return True
 

@@ -17,6 +17,7 @@ import contextvars
 import logging
 import random
 import traceback
+import weakref
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from time import monotonic
@@ -31,7 +32,7 @@ from poolbridge.drivers.psycopg.conninfo import settle_after_hook
 from poolbridge.errors import PoolClosed
 from poolbridge.pool.hooks import ConnectionEvent, Emitter, HookName, HookRunner
 from poolbridge.pool.leaks import LeakTracker, Lease
-from poolbridge.pool.loopguard import LoopGuard
+from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import shutdown_socket
@@ -52,7 +53,8 @@ logger = logging.getLogger("poolbridge.sqlalchemy")
 
 @dataclass(slots=True)
 class ConnMeta:
-    """Kept in ``record.info["poolbridge"]`` for the physical connection of a record."""
+    """Kept in :attr:`BridgeState.metas` for the physical connection of a record (never in
+    ``record.info``: that dict, also ``Connection.info``, belongs to the application)."""
 
     server_id: int | str | None
     opened: float  # monotonic
@@ -160,6 +162,22 @@ class BridgeState:
         self.last_error: BaseException | None = None  # of the last failed refill
         self.checked_out: dict[ConnectionPoolEntry, Checkout] = {}
         self.live_ids: dict[ConnectionPoolEntry, int | str | None] = {}
+        # poolbridge's own bookkeeping per record, kept out of ``record.info`` (the
+        # application's dict): the connection's metadata, the rotation epoch its connect
+        # started in, records to replace at checkin (a reset that could not be done in
+        # place), records whose connection was never handed out (no pre-ping), and the
+        # on_checkin task a returned connection waits for before anyone gets it
+        self.metas: dict[ConnectionPoolEntry, ConnMeta] = {}
+        # written at do_connect, taken at connect; weak, as a failed connect takes nothing
+        self.connect_epochs: weakref.WeakKeyDictionary[ConnectionPoolEntry, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.connect_started: weakref.WeakKeyDictionary[ConnectionPoolEntry, float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.replace: set[ConnectionPoolEntry] = set()
+        self.fresh: set[ConnectionPoolEntry] = set()
+        self.returning: dict[ConnectionPoolEntry, asyncio.Task[None]] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
         # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
         # (a dict the two write and pop inline: no call on the hot path)
@@ -184,9 +202,9 @@ class BridgeState:
         return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
-        """Past its lifetime, or opened before the last rotate() (BridgePool inlines this
-        on its checkout and checkin paths)."""
-        meta = rec.info.get("poolbridge")
+        """Past its lifetime, or opened before the last rotate() (BridgePool writes this
+        check out in place on its checkout and checkin paths)."""
+        meta = self.metas.get(rec)
         if not isinstance(meta, ConnMeta):
             return False
         if meta.epoch != self.epoch:
@@ -245,7 +263,7 @@ class BridgeState:
         self.spawn(greenlet_spawn(rec.close))
 
     def event(self, rec: ConnectionPoolEntry, *, held: float | None = None) -> ConnectionEvent:
-        meta = rec.info.get("poolbridge")
+        meta = self.metas.get(rec)
         sid = meta.server_id if isinstance(meta, ConnMeta) else self.live_ids.get(rec)
         age = monotonic() - meta.opened if isinstance(meta, ConnMeta) else 0.0
         return ConnectionEvent(
@@ -287,7 +305,7 @@ class BridgeState:
         """:meth:`fire` for on_checkout/on_checkin, through the hook's emitter (built once,
         see HookRunner.emitter): a sync hook costs one event and two calls; ``now`` is the
         listener's own clock reading (no second one)."""
-        meta = rec.info.get("poolbridge")
+        meta = self.metas.get(rec)
         if isinstance(meta, ConnMeta):
             sid, age = meta.server_id, now - meta.opened
         else:
@@ -327,9 +345,12 @@ class BridgeState:
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """Warm up to min_size (concurrently) and start the maintenance task."""
-        loop = self.guard.bind()
-        self._kick = asyncio.Event()
-        self._drained = asyncio.Event()
+        self._bind()
+        await self.warm_up()
+        self._start_task()
+
+    async def warm_up(self) -> None:
+        """Open min_size connections concurrently; the first failure is raised."""
         pool = self._current()
         n = max(0, self.min_keep - pool.open_slots)
         results = await asyncio.gather(
@@ -338,7 +359,34 @@ class BridgeState:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        """Bind the loop guard and the task's events to the running loop."""
+        loop = self.guard.bind()
+        self._kick = asyncio.Event()
+        self._drained = asyncio.Event()
+        return loop
+
+    def _start_task(self) -> None:
+        loop = get_running_loop()
         self._task = loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+
+    def pause(self) -> None:
+        """Stop the maintenance task (``engine.dispose()``): nothing refills the pool and no
+        task outlives the loop until the engine is used again (:meth:`resume`)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    def resume(self) -> None:
+        """First use of the pool ``engine.dispose()`` made: bind to the running loop (an
+        engine moved to a new loop by ``dispose(close=False)`` works there, as stock) and
+        start the maintenance task again, which refills to min_size in the background."""
+        if self.closed or self._task is not None:
+            return
+        self._bind()
+        self._start_task()
+        self.kick()
 
     def _current(self) -> BridgePool:
         if self.pool is None:
@@ -358,8 +406,11 @@ class BridgeState:
         assert self._kick is not None
         failures = 0
         while not self.closed:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+            # that arrives as the event is set, and the task would never end
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self._tick())
+                async with asyncio.timeout(self._tick()):
+                    await self._kick.wait()
             self._kick.clear()
             if self.closed:
                 return
@@ -404,7 +455,7 @@ class BridgeState:
         epoch = self.epoch
         counted = 0
         for rec in self.live_ids:
-            meta = rec.info.get("poolbridge")
+            meta = self.metas.get(rec)
             fresh = isinstance(meta, ConnMeta) and meta.epoch == epoch
             counted += fresh or rec in self.checked_out
         return counted >= self.min_keep
@@ -424,16 +475,18 @@ class BridgeState:
                 if not fut.done():
                     fut.set_exception(closed_exc)
             pool._waiters.clear()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         if self.checked_out and self._drained is not None and timeout != 0:
             self._drained.clear()
             self.draining = self._drained
             try:
                 if self.checked_out:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._drained.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await self._drained.wait()
             finally:
                 self.draining = None
         if self.checked_out:

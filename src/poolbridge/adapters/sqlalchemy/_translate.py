@@ -74,7 +74,8 @@ def pick_driver(config: PoolConfig) -> str:
 def sqlalchemy_url(config: PoolConfig, driver: str, *, with_password: bool = False) -> str:
     """The SQLAlchemy URL string (``backend+driver://...``). Password only when asked."""
     u = config.database_url
-    query = ("?" + urlencode(dict(u.query))) if u.query else ""
+    kept = {k: v for k, v in u.query.items() if not _in_connect_args(config, k)}
+    query = ("?" + urlencode(kept)) if kept else ""
     if config.backend == "sqlite":
         return f"sqlite+{driver}:///{u.database or ':memory:'}{query}"
     auth = quote(u.username or "", safe="")
@@ -86,7 +87,19 @@ def sqlalchemy_url(config: PoolConfig, driver: str, *, with_password: bool = Fal
     netloc = f"{auth}@{host}" if auth else host
     if u.port:
         netloc += f":{u.port}"
-    return f"{config.backend}+{driver}://{netloc}/{quote(u.database or '', safe='')}{query}"
+    # mariadb:// keeps SQLAlchemy's MariaDB dialect (dialect.name "mariadb", MariaDB-only
+    # SQL and its check that the server is a MariaDB), as stock
+    dialect = "mariadb" if u.scheme.split("+", 1)[0] == "mariadb" else config.backend
+    return f"{dialect}+{driver}://{netloc}/{quote(u.database or '', safe='')}{query}"
+
+
+#: URL query keys carried by connect_args instead of the URL (the dialect would hand them
+#: to the driver's connect() as they are: asyncpg has no ``application_name`` argument)
+_PG_QUERY_TO_SETTINGS = ("application_name",)
+
+
+def _in_connect_args(config: PoolConfig, key: str) -> bool:
+    return config.backend == "postgresql" and key in _PG_QUERY_TO_SETTINGS
 
 
 def _sql_literal(value: str) -> str:
@@ -130,7 +143,10 @@ def _connect_args(
     ca: dict[str, Any] = {}
     pg_settings: dict[str, str] = {}
     if config.backend == "postgresql":
-        pg_settings["application_name"] = config.name
+        # the pool name is only the default: the URL's application_name, then
+        # session["application_name"], win (as they would stock)
+        query = config.database_url.query
+        pg_settings["application_name"] = query.get("application_name", config.name)
         pg_settings.update({k: str(v) for k, v in config.session.items()})
         if config.statement_timeout is not None:
             pg_settings["statement_timeout"] = str(round(config.statement_timeout * 1000))

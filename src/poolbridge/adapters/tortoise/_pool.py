@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import monotonic
@@ -15,7 +16,7 @@ from typing import Any
 
 from poolbridge.adapters._glue import ping_select_one
 from poolbridge.config.model import PasswordProvider, PoolConfig
-from poolbridge.errors import PoolClosed
+from poolbridge.errors import ConnectError, PoolClosed
 from poolbridge.pool.handle import Pool
 from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 
@@ -23,7 +24,40 @@ __all__ = ["TortoisePool", "TortoisePools", "warm_up"]
 
 
 async def warm_up(client: Any) -> None:
-    """Open the client's pool now (Tortoise opens it lazily at the first query)."""
+    """Open the client's pool now (Tortoise opens it lazily at the first query); a server
+    that cannot be reached is a ConnectError that is also Tortoise's DBConnectionError."""
+    try:
+        await _warm_up(client)
+    except ConnectError as exc:
+        raise _tortoise_connect_error(exc) from exc.__cause__
+    except Exception as exc:
+        # Tortoise's psycopg client turns the pool's error into DBConnectionError itself
+        inner = exc.__context__
+        if type(exc).__name__ == "DBConnectionError" and isinstance(inner, ConnectError):
+            raise _tortoise_connect_error(inner) from inner.__cause__
+        raise
+
+
+@functools.cache
+def _tortoise_connect_error_class() -> type[ConnectError]:
+    from tortoise.exceptions import DBConnectionError
+
+    class TortoiseConnectError(ConnectError, DBConnectionError):
+        """poolbridge's ConnectError that is also what stock Tortoise raises when it
+        cannot connect (``except DBConnectionError`` keeps working)."""
+
+    return TortoiseConnectError
+
+
+def _tortoise_connect_error(exc: ConnectError) -> ConnectError:
+    if isinstance(exc, _tortoise_connect_error_class()):
+        return exc
+    return _tortoise_connect_error_class()(
+        str(exc), host=exc.host, port=exc.port, attempts=exc.attempts, retryable=exc.retryable
+    )
+
+
+async def _warm_up(client: Any) -> None:
     lock = getattr(client, "_pool_init_lock", None)
     if lock is None:  # SQLite: one connection
         if getattr(client, "_connection", None) is None:

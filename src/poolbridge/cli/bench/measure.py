@@ -54,6 +54,11 @@ async def rate(
         await asyncio.sleep(warmup)
         start_count, t0 = count, time.perf_counter()
         await asyncio.sleep(seconds)
+        # on a starved machine a short window can end before any operation completed:
+        # extend it until one did (bounded), so a rate is never a meaningless zero
+        give_up = time.perf_counter() + 30.0
+        while count == start_count and time.perf_counter() < give_up:
+            await asyncio.sleep(0.005)
         done, elapsed = count - start_count, time.perf_counter() - t0
     finally:
         stop = True

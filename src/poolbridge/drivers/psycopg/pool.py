@@ -41,9 +41,11 @@ from psycopg_pool.pool_async import ReturnConnection
 from poolbridge import errors
 from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.drivers.base import raw_scalar
+from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook as _settle
 from poolbridge.drivers.psycopg.watchdog import watched_connection_class
 from poolbridge.pool.budget import BudgetAtOpen
+from poolbridge.pool.connect_error import WarmUpWatch
 from poolbridge.pool.deadlines import Deadlines
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent, HookRunner, Hooks
@@ -53,7 +55,14 @@ from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import backstop, shutdown_socket
 
-__all__ = ["PBConnectionPool", "PoolClosed", "PoolTimeout", "PsycopgHolder", "TooManyRequests"]
+__all__ = [
+    "ConnectError",
+    "PBConnectionPool",
+    "PoolClosed",
+    "PoolTimeout",
+    "PsycopgHolder",
+    "TooManyRequests",
+]
 
 logger = logging.getLogger("poolbridge.adapters.psycopg")
 _pool_logger = logging.getLogger("psycopg.pool")  # psycopg_pool's, for what getconn/putconn log
@@ -69,6 +78,12 @@ _ACQUIRE_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar
 
 class PoolTimeout(errors.PoolTimeout, psycopg_pool.PoolTimeout):
     """poolbridge's PoolTimeout that is also a psycopg_pool.PoolTimeout."""
+
+
+class ConnectError(errors.ConnectError, psycopg_pool.PoolTimeout):
+    """poolbridge's ConnectError that is also a psycopg_pool.PoolTimeout: what a stock
+    ``open(wait=True)`` raises when the pool cannot fill, so ``except PoolTimeout`` (and
+    Tortoise's own translation of it) keep working."""
 
 
 class TooManyRequests(errors.TooManyRequests, psycopg_pool.TooManyRequests):
@@ -212,6 +227,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_epoch = 0  # bumped by pb_rotate(): older connections are stale
         self._pb_timers: Deadlines | None = None  # see _pb_deadlines
         self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
+        self._pb_warm = WarmUpWatch(config, is_permanent_connect_error, ConnectError)
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         kwargs["configure"] = self._pb_configure
@@ -287,6 +303,7 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             except BaseException as exc:
                 self.pb_recorder.record_error()
                 self.pb_last_error = exc
+                self._pb_warm.failure(exc)
                 raise
             self.pb_recorder.record_created(monotonic() - t0)
             if epoch == self._pb_epoch:
@@ -509,25 +526,18 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
     # -- open / close ---------------------------------------------------------------------
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
         self._pb_guard.bind()
-        await super().open(wait=wait, timeout=timeout)
+        if wait:  # warm-up (also Tortoise's): an unreachable server is one ConnectError
+            await self._pb_warm.run(super().open(wait=True, timeout=timeout), close=self.close)
+        else:
+            await super().open(wait=wait, timeout=timeout)
         leak_timeout = self.pb_leaks.timeout
         if leak_timeout is not None and self._pb_leak_task is None:
             self._pb_leak_task = asyncio.create_task(self._pb_watch_leaks(leak_timeout))
 
     async def pb_open(self) -> None:
         """Open and wait for ``min_size`` connections (up to acquire_timeout); on failure
-        close again and raise PoolTimeout naming the last connection error."""
-        config = self.pb_config
-        try:
-            await self.open(wait=True, timeout=config.acquire_timeout)
-        except psycopg_pool.PoolTimeout as exc:
-            await self.close()
-            last = self.pb_last_error
-            raise PoolTimeout(
-                f"pool {config.name!r}: could not open min_size={config.min_size} "
-                f"connection(s) within acquire_timeout={config.acquire_timeout} s"
-                + (f" (last error: {type(last).__name__})" if last is not None else "")
-            ) from exc
+        close again and raise ConnectError chaining the last connection error."""
+        await self.open(wait=True, timeout=self.pb_config.acquire_timeout)
 
     async def pb_rotate(self, config: PoolConfig) -> None:
         """Replace every connection (see :meth:`poolbridge.pool.handle.Pool.rotate`): new
