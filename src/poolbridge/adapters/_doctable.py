@@ -14,6 +14,7 @@ DOC_KNOBS = (
     "min_size", "max_size", "acquire_timeout", "connect_timeout", "statement_timeout",
     "max_lifetime", "max_idle", "pre_ping", "max_waiting", "reset", "statement_cache",
     "isolation_level", "session", "ssl", "password", "driver_options", "leak_timeout", "retry",
+    "hosts", "target_session_attrs", "load_balance_hosts", "host_recheck_interval",
 )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ import importlib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters.base import Adapter, Translation, enforce, require_modules
 from poolbridge.config.model import PoolConfig
 from poolbridge.engine.checkout import DriverShim
@@ -87,7 +88,10 @@ class EngineBackedAdapter(Adapter):
         shim: Any = self.make_shim(config)
         native = shim.connect_kwargs(config)
         unsupported = dict(shim.unsupported(config))
-        return Translation(native=native, emulated=dict(ENGINE_EMULATED), unsupported=unsupported)
+        ha_emulated, _ = ha_rows(config, "engine")
+        emulated = {**ENGINE_EMULATED, **ha_emulated}
+        emulated = {k: v for k, v in emulated.items() if k not in unsupported}
+        return Translation(native=native, emulated=emulated, unsupported=unsupported)
 
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> EnginePool:
         self.check_available(config)

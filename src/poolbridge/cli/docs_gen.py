@@ -46,6 +46,10 @@ KNOB_SAMPLES: dict[str, Any] = {
     "leak_timeout": 7.0,
     "retry": {"attempts": 5},
     "name": "generated",
+    "hosts": ["127.0.0.1:5432", "127.0.0.2:5433"],
+    "target_session_attrs": "read-write",
+    "load_balance_hosts": "random",
+    "host_recheck_interval": 7.0,
 }
 
 _SAMPLE_URLS = {

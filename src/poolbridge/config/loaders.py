@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from poolbridge.config.hosts import split_url_hosts
 from poolbridge.config.model import (
     FIELD_NAMES,
     RETRY_FIELDS,
@@ -277,6 +278,7 @@ def _layer(data: Mapping[str, Any], source: Source, problems: list[str]) -> Laye
             out[key] = (value, source)
         else:
             problems.append(suggest(key, (*FIELD_NAMES, "pools")) + f" in {source}")
+    _take_url_hosts(out)
     url = out.get("url")
     if url is not None and isinstance(url[0], str) and not structure_problems(url[0]):
         repeated: list[str] = []
@@ -287,6 +289,17 @@ def _layer(data: Mapping[str, Any], source: Source, problems: list[str]) -> Laye
             flat = "retry." + okey.removeprefix("retry_") if okey.startswith("retry_") else okey
             out[flat] = (oval, Source("url", f"query of the URL from {source}"))
     return out
+
+
+def _take_url_hosts(out: Layer) -> None:
+    """Several hosts in a level's URL become that level's ``hosts`` (beating its own)."""
+    url = out.get("url")
+    if url is None or not isinstance(url[0], str):
+        return
+    stripped, hosts = split_url_hosts(url[0])
+    if hosts is not None:
+        out["url"] = (stripped, url[1])
+        out["hosts"] = (hosts, Source("url", f"hosts of the URL from {url[1]}"))
 
 
 def _env_pool(pool: str) -> str:
@@ -323,6 +336,7 @@ def _env_layer(raw: Layer, problems: list[str] | None) -> Layer:
         spread = _layer({"retry": value}, src, problems if problems is not None else [])
         for k, v in spread.items():
             out.setdefault(k, v)
+    _take_url_hosts(out)
     if "url" in out and isinstance(out["url"][0], str) and not structure_problems(out["url"][0]):
         url, src = out["url"]
         repeated: list[str] = []

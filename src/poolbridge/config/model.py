@@ -25,6 +25,7 @@ from functools import cached_property
 from typing import Any, Literal, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from poolbridge.config.hosts import parse_host, split_url_hosts
 from poolbridge.config.redact import MASK, redact_mapping, redact_url
 from poolbridge.config.url_rules import structure_problems
 from poolbridge.config.validate import (
@@ -220,12 +221,21 @@ class PoolConfig:
     leak_timeout: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     name: str = "default"
+    hosts: tuple[str, ...] = ()
+    target_session_attrs: Literal[
+        "any", "read-write", "read-only", "primary", "standby", "prefer-standby"
+    ] = "any"
+    load_balance_hosts: Literal["disable", "random"] = "disable"
+    host_recheck_interval: float | None = 30.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
         raw = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         retry_over: dict[str, Any] = {}
         options: dict[str, str] = {}
+        raw["url"], url_hosts = split_url_hosts(raw["url"])
+        if url_hosts is not None:  # hosts in the URL beat the argument, like its options
+            raw["hosts"] = url_hosts
         if isinstance(raw["url"], str) and not structure_problems(raw["url"]):
             # a URL that does not parse keeps its query: its "options" may be password pieces
             raw["url"], options = _split(raw["url"], URL_OPTION_NAMES, problems)
@@ -276,6 +286,19 @@ class PoolConfig:
     def backend(self) -> Backend:
         return self.database_url.backend
 
+    def host_list(self) -> list[tuple[str, int | None]]:
+        """The hosts to try, in the configured order: ``hosts`` (an entry without a port
+        takes the URL's), else the URL's one host. Empty for SQLite and socket URLs."""
+        u = self.database_url
+        if self.hosts:
+            return [(h, p if p is not None else u.port) for h, p in map(parse_host, self.hosts)]
+        return [(u.host, u.port)] if u.host else []
+
+    @property
+    def multi_host(self) -> bool:
+        """True when the high-availability fields change how a connection is opened."""
+        return bool(self.hosts) or self.target_session_attrs != "any"
+
     async def get_password(self) -> str | None:
         """The password for a new connection: the ``password`` field (calling a provider,
         awaiting it if async) or else the one in the URL."""
@@ -314,6 +337,8 @@ class PoolConfig:
                 value = value.to_dict()
             elif isinstance(value, Mapping):
                 value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
             out[f.name] = value
         if redact:
             out["url"] = redact_url(self.url)

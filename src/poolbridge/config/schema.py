@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from poolbridge.config.hosts import LOAD_BALANCE, MAX_HOSTS, TARGET_SESSION_ATTRS
 from poolbridge.config.model import FIELD_NAMES, RETRY_FIELDS
 from poolbridge.config.validate import (
     DRIVERS,
@@ -106,6 +107,26 @@ FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "string",
         "minLength": 1,
     },
+    "hosts": {
+        "description": "Several 'host:port' entries tried in order (replace the URL's host; "
+        "an entry without a port takes the URL's).",
+        "type": "array",
+        "maxItems": MAX_HOSTS,
+        "items": {"type": "string", "minLength": 1},
+    },
+    "target_session_attrs": {
+        "description": "Which server a connection must reach (libpq's meanings).",
+        "enum": list(TARGET_SESSION_ATTRS),
+    },
+    "load_balance_hosts": {
+        "description": "disable: hosts in order; random: shuffled per connect.",
+        "enum": list(LOAD_BALANCE),
+    },
+    "host_recheck_interval": _duration(
+        "Seconds after which a connection on a less preferred host is retired so the "
+        "preferred hosts are tried again; none = only max_lifetime retires it.",
+        optional=True,
+    ),
     "retry": {
         "description": "Connection-establishment retry with capped exponential backoff.",
         "type": "object",

@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from poolbridge.config.durations import is_none_word, parse_bool, parse_duration, parse_int
+from poolbridge.config.hosts import LOAD_BALANCE, TARGET_SESSION_ATTRS, check_hosts
 from poolbridge.config.redact import MASK, is_sensitive_key, redact_mapping, redact_url, url_summary
 from poolbridge.config.url_rules import (
     BACKENDS,
@@ -73,6 +74,8 @@ def show(value: object, field: str = "") -> str:
         if isinstance(value, str) and not structure_problems(value):
             return repr(redact_url(value))
         return repr(url_summary(value))
+    if field == "hosts" and "@" in str(value):
+        return "<hosts with an '@': not shown>"  # a user:password@ pasted into an entry
     if field == "driver_options" and not isinstance(value, Mapping):
         return type(value).__name__  # may hold anything, credentials included
     if isinstance(value, Mapping):
@@ -318,6 +321,10 @@ CHECKS: dict[str, Callable[[Any], Any]] = {
     "driver_options": _driver_options,
     "leak_timeout": _optional(_positive_duration),
     "name": _name,
+    "hosts": check_hosts,
+    "target_session_attrs": _choice(TARGET_SESSION_ATTRS, "-"),
+    "load_balance_hosts": _choice(LOAD_BALANCE, "-"),
+    "host_recheck_interval": _optional(_positive_duration),
 }
 
 RETRY_CHECKS: dict[str, Callable[[Any], Any]] = {

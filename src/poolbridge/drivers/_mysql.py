@@ -15,6 +15,7 @@ from typing import Any
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context
+from poolbridge.drivers.hosts import MYSQL_ROLE_SQL, demoted, needs_routing, routed
 
 __all__ = [
     "MYSQL_CONNECTION_ERRNOS",
@@ -73,6 +74,23 @@ class MySQLShim(BaseShim):
         kw = self.connect_kwargs(config)
         kw["password"] = await config.get_password() or ""
         kw["connect_timeout"] = timeout
+        if needs_routing(config):
+            return await self._connect_routed(config, timeout, kw)
+        return await self._connect_one(config, kw)
+
+    async def _connect_routed(self, config: PoolConfig, timeout: float, kw: dict[str, Any]) -> Any:
+        """One host per attempt, its read_only flags checked (drivers/hosts.py)."""
+
+        async def open_one(host: str, port: int | None, seconds: float) -> Any:
+            one = {**kw, "host": host, "connect_timeout": seconds}
+            one.pop("port", None)
+            if port is not None:
+                one["port"] = port
+            return await self._connect_one(config, one)
+
+        return await routed(self, config, timeout, open_one, MYSQL_ROLE_SQL)
+
+    async def _connect_one(self, config: PoolConfig, kw: dict[str, Any]) -> Any:
         conn = await self.driver_connect(**kw)
         try:
             statements = mysql_session_sql(config)
@@ -113,7 +131,7 @@ class MySQLShim(BaseShim):
     def is_connection_error(self, exc: BaseException) -> bool:
         if isinstance(exc, asyncio.CancelledError):
             return True  # a cancelled query leaves unread packets on the socket
-        if isinstance(exc, OSError | ConnectionError):
+        if isinstance(exc, OSError | ConnectionError) or demoted(self.routed_config, exc):
             return True
         for mod in self.error_modules():
             if isinstance(exc, mod.InterfaceError):

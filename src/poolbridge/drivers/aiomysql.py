@@ -8,6 +8,7 @@ from typing import Any
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers._mysql import MySQLShim
 from poolbridge.drivers.base import client_backstop
+from poolbridge.drivers.hosts import retired
 
 __all__ = ["AiomysqlShim"]
 
@@ -29,7 +30,7 @@ class AiomysqlShim(MySQLShim):
         return conn
 
     def is_closed(self, conn: Any) -> bool:
-        if conn.closed:
+        if conn.closed or retired(conn, self.routed_config):
             return True
         reader = getattr(conn, "_reader", None)  # EOF seen: the server closed (e.g. KILL)
         return bool(reader is not None and reader.at_eof())

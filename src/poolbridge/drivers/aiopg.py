@@ -17,6 +17,7 @@ from typing import Any
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, client_backstop, libpq_escape, pg_server_settings
+from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
 __all__ = ["AiopgShim"]
 
@@ -71,12 +72,30 @@ class AiopgShim(BaseShim):
         return {}
 
     async def connect(self, config: PoolConfig, timeout: float) -> Any:
-        import aiopg
-
         kw = self.connect_kwargs(config)
         password = await config.get_password()
         if password is not None:
             kw["password"] = password
+        if needs_routing(config):
+            return await self._connect_routed(config, timeout, kw)
+        return await self._connect_one(kw, timeout)
+
+    async def _connect_routed(self, config: PoolConfig, timeout: float, kw: dict[str, Any]) -> Any:
+        """One host per attempt, checked server-side (drivers/hosts.py); libpq's
+        connect_timeout does not bound aiopg's async connect, the helper's timeout does."""
+
+        async def open_one(host: str, port: int | None, seconds: float) -> Any:
+            one = {**kw, "host": host}
+            one.pop("port", None)
+            if port is not None:
+                one["port"] = port
+            return await self._connect_one(one, seconds)
+
+        return await routed(self, config, timeout, open_one, PG_ROLE_SQL)
+
+    async def _connect_one(self, kw: dict[str, Any], timeout: float) -> Any:
+        import aiopg
+
         deadline = monotonic() + timeout
         delay = 0.05
         while True:
@@ -112,7 +131,7 @@ class AiopgShim(BaseShim):
         return bool(status != _IDLE)
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed)
+        return bool(conn.closed) or retired(conn, self.routed_config)
 
     async def rollback(self, conn: Any) -> None:
         await self._execute(conn, "ROLLBACK")
@@ -125,6 +144,9 @@ class AiopgShim(BaseShim):
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.raw.get_backend_pid())
+
+    def is_connection_error(self, exc: BaseException) -> bool:
+        return super().is_connection_error(exc) or demoted(self.routed_config, exc)
 
     def connection_error_types(self) -> tuple[type[BaseException], ...]:
         import psycopg2  # type: ignore[import-untyped]

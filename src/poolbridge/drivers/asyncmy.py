@@ -7,6 +7,7 @@ from typing import Any
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers._mysql import MySQLShim
 from poolbridge.drivers.base import client_backstop
+from poolbridge.drivers.hosts import retired
 
 __all__ = ["AsyncmyShim"]
 
@@ -28,7 +29,7 @@ class AsyncmyShim(MySQLShim):
         return asyncmy.connect(**kw)
 
     def is_closed(self, conn: Any) -> bool:
-        if not conn.connected:
+        if not conn.connected or retired(conn, self.routed_config):
             return True
         transport = getattr(conn, "_transport", None)  # closing: the server hung up
         return bool(transport is not None and transport.is_closing())

@@ -24,6 +24,7 @@ from poolbridge.drivers.base import (
     pg_permanent_sqlstate,
     pg_server_settings,
 )
+from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
 __all__ = ["AsyncpgShim", "permanent_connect_error"]
 
@@ -67,7 +68,19 @@ class AsyncpgShim(BaseShim):
         kw = self.connect_kwargs(config)
         kw["password"] = await config.get_password()
         kw["timeout"] = timeout
+        if needs_routing(config):
+            return await self._connect_routed(config, timeout, kw)
         return await asyncpg.connect(**kw)
+
+    async def _connect_routed(self, config: PoolConfig, timeout: float, kw: dict[str, Any]) -> Any:
+        """One host per attempt, checked server-side (drivers/hosts.py): asyncpg's own
+        multi-host connect shares one timeout across its hosts."""
+        import asyncpg
+
+        async def open_one(host: str, port: int | None, seconds: float) -> Any:
+            return await asyncpg.connect(**{**kw, "host": host, "port": port, "timeout": seconds})
+
+        return await routed(self, config, timeout, open_one, PG_ROLE_SQL)
 
     async def close(self, conn: Any) -> None:
         await conn.close()
@@ -83,7 +96,7 @@ class AsyncpgShim(BaseShim):
         return bool(conn.is_in_transaction())
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.is_closed())
+        return bool(conn.is_closed()) or retired(conn, self.routed_config)
 
     async def rollback(self, conn: Any) -> None:
         await conn.execute("ROLLBACK")
@@ -96,7 +109,7 @@ class AsyncpgShim(BaseShim):
         return int(conn.get_server_pid())
 
     def is_connection_error(self, exc: BaseException) -> bool:
-        if super().is_connection_error(exc):
+        if super().is_connection_error(exc) or demoted(self.routed_config, exc):
             return True
         # asyncpg raises a plain InterfaceError for use of a connection it knows is closed
         return type(exc).__name__ == "InterfaceError" and "closed" in str(exc)

@@ -220,6 +220,9 @@ class BaseShim:
     backend: str = "postgresql"
     #: driver exception classes meaning "this connection is broken" (resolved lazily)
     _conn_errors: tuple[type[BaseException], ...] | None = None
+    #: the config of a pool whose connects go through drivers/hosts.py (several hosts or
+    #: a target_session_attrs), kept for its re-check interval and demotion rule
+    routed_config: PoolConfig | None = None
 
     def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
         raise NotImplementedError
@@ -331,4 +334,7 @@ def sqlite_cannot_honour(config: PoolConfig) -> dict[str, str]:
         "password": config.password is not None,
         "statement_cache": not config.statement_cache,
     }
-    return {knob: why for knob, why in SQLITE_REFUSED.items() if set_here[knob]}
+    refused = {knob: why for knob, why in SQLITE_REFUSED.items() if set_here[knob]}
+    from poolbridge.drivers.hosts import sqlite_refused_hosts
+
+    return {**refused, **sqlite_refused_hosts(config)}

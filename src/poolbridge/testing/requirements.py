@@ -346,10 +346,20 @@ KNOB_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {
     for knob in sorted({k for r in REQUIREMENTS for k in r.knobs})
 }
 
+_HA = (
+    "needs a replicated pair (poolbridge.testing.servers.replica): proven by tests/ha "
+    "(hosts_order, target_primary, target_standby, standby_down, failover), not yet by a "
+    "row of the matrix"
+)
+
 #: knobs no row can prove, with the reason (they are passed through untouched)
 NO_REQUIREMENT: Mapping[str, str] = {
     "driver_options": "passed to the driver untouched; nothing for poolbridge to conform to",
     "ssl": "needs a TLS-enabled server; the test servers speak plain TCP",
+    "hosts": _HA,
+    "target_session_attrs": _HA,
+    "load_balance_hosts": _HA,
+    "host_recheck_interval": _HA,
 }
 
 _NO_SERVER = "SQLite has no server: nothing to count or kill server-side"

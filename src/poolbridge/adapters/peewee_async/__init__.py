@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from poolbridge.adapters._engine_backed import engine_under_orm
 from poolbridge.adapters._glue import aiopg_real_error, open_or_close, ping_select_one
+from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters._rows import first_value
 from poolbridge.adapters.base import (
     Adapter,
@@ -149,6 +150,7 @@ class PeeweeAsyncAdapter(Adapter):
                 },
             }
             emulated = dict(PSYCOPG_EMULATED)
+            ha_emulated, ha_unsupported = ha_rows(config, "libpq")
         else:
             from poolbridge.adapters._engine_holder import load_shim, shim_unsupported
 
@@ -160,6 +162,9 @@ class PeeweeAsyncAdapter(Adapter):
                 "connect": shim.connect_kwargs(config),
             }
             emulated = dict(ENGINE_EMULATED)
+            ha_emulated, ha_unsupported = ha_rows(config, "engine")
+        emulated.update(ha_emulated)
+        unsupported.update(ha_unsupported)
         emulated = {k: v for k, v in emulated.items() if k not in unsupported}
         return Translation(native=native, emulated=emulated, unsupported=unsupported)
 
@@ -236,13 +241,16 @@ _SQLITE_NO = {
 def doc_table() -> str:
     """The translation table as it appears in docs/adapters/peewee_async.md."""
     from poolbridge.adapters._doctable import doc_table as render
+    from poolbridge.adapters._ha import ENGINE_HA, LIBPQ_HA, LIBPQ_RECHECK, SQLITE_REFUSED_HA
 
+    engine = {**ENGINE_EMULATED, **ENGINE_HA}
+    libpq = {**PSYCOPG_EMULATED, **LIBPQ_HA}
     return render(
         {
-            "PostgresqlDatabase (aiopg)": (ENGINE_EMULATED, {}),
-            "Psycopg3Database (psycopg)": (PSYCOPG_EMULATED, {}),
-            "MySQLDatabase (aiomysql)": (ENGINE_EMULATED, {}),
-            "SqliteDatabase (aiosqlite)": (ENGINE_EMULATED, _SQLITE_NO),
+            "PostgresqlDatabase (aiopg)": (engine, {}),
+            "Psycopg3Database (psycopg)": (libpq, {"host_recheck_interval": LIBPQ_RECHECK}),
+            "MySQLDatabase (aiomysql)": (engine, {}),
+            "SqliteDatabase (aiosqlite)": (engine, {**_SQLITE_NO, **SQLITE_REFUSED_HA}),
         }
     )
 

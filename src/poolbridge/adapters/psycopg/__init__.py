@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters.base import (
     Adapter,
     EntryPoint,
@@ -70,7 +71,8 @@ class PsycopgAdapter(Adapter):
             "leak_timeout": "poolbridge's leak tracker watches checkouts",
             "password": "a provider is called for every new connection (kwargs callable)",
         }
-        unsupported: dict[str, str] = {}
+        ha_emulated, unsupported = ha_rows(config, "libpq")
+        emulated.update(ha_emulated)
         if config.backend != "postgresql":
             unsupported["url"] = f"psycopg only speaks PostgreSQL (got {config.backend})"
         if config.ssl is not None and not isinstance(config.ssl, str):

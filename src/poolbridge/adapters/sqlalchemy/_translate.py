@@ -18,6 +18,7 @@ import ssl as _ssl
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters.base import Translation
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import libpq_escape, sqlite_cannot_honour
@@ -284,6 +285,14 @@ def translate(config: PoolConfig) -> Translation:
         )
     if config.retry.attempts > 1 and config.backend != "sqlite":
         emulated["retry"] = "pool class retries connection establishment with backoff"
+    _, ha_unsupported = ha_rows(
+        config,
+        "refuse",
+        "SQLAlchemy's dialect opens each connection itself (one host): use the asyncpg, "
+        "psycopg or aiopg adapter, or one engine per host (docs/high-availability.md)",
+    )
+    for knob, why in ha_unsupported.items():
+        unsupported.setdefault(knob, why)
     emulated = {k: v for k, v in emulated.items() if k not in unsupported}
     return Translation(native=native, emulated=emulated, unsupported=unsupported)
 

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from poolbridge.adapters._glue import open_or_close
+from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters._rows import first_value
 from poolbridge.adapters.base import (
     Adapter,
@@ -104,6 +105,12 @@ class TortoiseAdapter(Adapter):
 
             unsupported.update(shim_unsupported(driver, config))
         emulated = table.emulated(config, driver)
+        if table.on_engine(config, driver):
+            ha_emulated, ha_unsupported = ha_rows(config, "engine")
+        else:
+            ha_emulated, ha_unsupported = ha_rows(config, "refuse", table.TORTOISE_OWN_CLIENT)
+        emulated.update(ha_emulated)
+        unsupported.update(ha_unsupported)
         emulated = {k: v for k, v in emulated.items() if k not in unsupported}
         return Translation(native=native, emulated=emulated, unsupported=unsupported)
 

@@ -302,12 +302,23 @@ def tortoise_doc_table() -> str:
         "ssl": "SQLite is a local file: there is no connection to encrypt",
         **SQLITE_REFUSED,
     }  # what the aiosqlite shim reports when these are set
+    from poolbridge.adapters._ha import ENGINE_HA, SQLITE_REFUSED_HA, refused_ha
+
+    engine = {**ENGINE_EMULATED, **ENGINE_HA}
+    own_client = refused_ha(TORTOISE_OWN_CLIENT)
     return doc_table(
         {
-            "asyncpg": (ENGINE_EMULATED, {}),
-            "MySQL (asyncmy, else aiomysql)": (ENGINE_EMULATED, {}),
-            "psycopg": (PSYCOPG_EMULATED, PSYCOPG_UNSUPPORTED),
-            "SQLite file": (ENGINE_EMULATED, no_sqlite),
-            "SQLite :memory:": (memory, SQLITE_REASONS),
+            "asyncpg": (engine, {}),
+            "MySQL (asyncmy, else aiomysql)": (engine, {}),
+            "psycopg": (PSYCOPG_EMULATED, {**PSYCOPG_UNSUPPORTED, **own_client}),
+            "SQLite file": (engine, {**no_sqlite, **SQLITE_REFUSED_HA}),
+            "SQLite :memory:": (memory, {**SQLITE_REASONS, **SQLITE_REFUSED_HA}),
         }
     )
+
+
+#: why Tortoise's own (non-engine) clients cannot take several hosts
+TORTOISE_OWN_CLIENT = (
+    "Tortoise's own client opens its connections (one host): use an engine-backed driver "
+    "(asyncpg, aiomysql, asyncmy) for several hosts"
+)

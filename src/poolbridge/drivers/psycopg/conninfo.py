@@ -21,6 +21,7 @@ from poolbridge.drivers.base import PG_ISOLATION, libpq_escape, pg_application_n
 __all__ = [
     "NEVER",
     "conninfo_kwargs",
+    "libpq_host_keys",
     "libpq_options",
     "pool_options",
     "psycopg_pool_under_orm",
@@ -59,6 +60,7 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
         kw["host"] = url.host
     if url.port:
         kw["port"] = url.port
+    kw.update(libpq_host_keys(config))
     if url.database:
         kw["dbname"] = url.database
     if url.username:
@@ -80,6 +82,22 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
         kw["options"] = options
     kw["application_name"] = pg_application_name(config)
     kw.update(config.driver_options)
+    return kw
+
+
+def libpq_host_keys(config: PoolConfig) -> dict[str, Any]:
+    """libpq's own multi-host keys: ``host=h1,h2 port=p1,p2`` (an empty port is libpq's
+    default), ``target_session_attrs`` and ``load_balance_hosts``; libpq applies
+    ``connect_timeout`` to each host. Empty when the config uses none of them."""
+    kw: dict[str, Any] = {}
+    if config.hosts:
+        hosts = config.host_list()
+        kw["host"] = ",".join(h for h, _ in hosts)
+        kw["port"] = ",".join("" if p is None else str(p) for _, p in hosts)
+    if config.target_session_attrs != "any":
+        kw["target_session_attrs"] = config.target_session_attrs
+    if config.load_balance_hosts != "disable":
+        kw["load_balance_hosts"] = config.load_balance_hosts
     return kw
 
 
