@@ -31,6 +31,9 @@ def test_every_adapter_package_exports_the_same_verbs(package: str) -> None:
         assert "config" in params
         assert not [p for p in params if p.startswith("_")], f"{package}.{verb}: {params}"
     assert not inspect.iscoroutinefunction(module.open_pool)  # awaitable or async with
+    # what docs/adapters/index.md's vocabulary table reads from the package
+    assert isinstance(module.ORM_ENTRY_POINTS, tuple)
+    assert module.HANDLE_ACCESS is None or isinstance(module.HANDLE_ACCESS, str)
     assert "hooks" in inspect.signature(module.open_pool).parameters
 
 
@@ -127,7 +130,7 @@ async def test_awaiting_the_engine_fails_clearly(pg_url: str) -> None:
 
     engine = create_async_engine(_pg(pg_url, "pb_vocab_await", min_size=0))
     try:
-        with pytest.raises(TypeError, match="AsyncEngine"):
+        with pytest.raises(TypeError, match="AsyncEngine can.t be used in .await."):
             await engine  # type: ignore[misc]
     finally:
         await close_engine(engine)
@@ -201,3 +204,11 @@ async def test_peewee_database_reaches_its_handle(pg_url: str) -> None:
     assert await _server_count(pg_url, name) == 0
     with pytest.raises(ValueError, match="peewee_async"):
         handle_of(object())
+
+
+def test_fastapi_integration_takes_a_url_like_every_opener(pg_url: str) -> None:
+    pytest.importorskip("fastapi")
+    from poolbridge.integrations.fastapi import PoolBridge
+
+    bridge = PoolBridge(f"{pg_url}?max_size=3&name=pb_vocab_fastapi", adapter="asyncpg")
+    assert bridge.config.max_size == 3 and bridge.config.name == "pb_vocab_fastapi"

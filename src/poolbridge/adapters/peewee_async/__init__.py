@@ -85,6 +85,15 @@ __all__ = [
     "stock_key_table",
 ]
 
+#: the entry points named after peewee-async's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "database(config) -> database",
+    "pool_params(config)",
+    "PostgresqlDatabase / Psycopg3Database / MySQLDatabase / SqliteDatabase",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "handle_of(db)"
+
 _CLASSES = {
     "aiopg": "PostgresqlDatabase",
     "psycopg": "Psycopg3Database",

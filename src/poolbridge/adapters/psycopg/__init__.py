@@ -52,6 +52,11 @@ __all__ = [
     "open_pool",
 ]
 
+#: psycopg_pool is used through its own class: no ORM-named entry point
+ORM_ENTRY_POINTS: tuple[str, ...] = ()
+#: a plain AsyncConnectionPool built from native_arguments() has no poolbridge handle
+HANDLE_ACCESS: str | None = None
+
 _SSLMODES = {"disable", "require", "verify-ca", "verify-full"}
 
 

@@ -72,6 +72,17 @@ __all__ = [
     "warm_up",
 ]
 
+#: the entry points named after SQLAlchemy's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "create_async_engine(config, **kwargs) -> AsyncEngine",
+    "warm_up(engine)",
+    "close_engine(engine)",
+    "rotate_engine(engine)",
+    "engine_kwargs(config)",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "handle_of(engine)"
+
 _DRIVER_MODULES = {
     "asyncpg": ("asyncpg",),
     "psycopg": ("psycopg",),

@@ -63,7 +63,17 @@ __all__ = [
     "tortoise_config",
 ]
 
-ConfigArg = PoolConfig | Mapping[str, PoolConfig]
+#: the entry points named after Tortoise's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "init(config, modules) -> handles by connection name",
+    "connect(config, modules)",
+    "tortoise_config(config, apps)",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "init() / connect() return them"
+
+#: one PoolConfig (or a URL with pool options in its query), or connection name -> PoolConfig
+ConfigArg = PoolConfig | str | Mapping[str, PoolConfig]
 
 #: an app whose module holds no model: lets open() run Tortoise without user models
 _NO_MODELS_APP = "poolbridge_no_models"
@@ -232,14 +242,14 @@ def _driver_module(driver: str) -> str:
     return {"psycopg": "psycopg_pool"}.get(driver, driver)
 
 
-def _as_mapping(config: ConfigArg | str, connection: str) -> dict[str, PoolConfig]:
+def _as_mapping(config: ConfigArg, connection: str) -> dict[str, PoolConfig]:
     if isinstance(config, PoolConfig | str):
         return {connection: as_config(config)}
     return dict(config)
 
 
 def native_arguments(
-    config: ConfigArg | str,
+    config: ConfigArg,
     apps: Mapping[str, Any] | None = None,
     connection: str = "default",
     *,
@@ -269,7 +279,7 @@ def open_pool(config: PoolConfig | str, *, hooks: Hooks | None = None) -> PoolOp
 
 
 def _connections_config(
-    config: ConfigArg | str,
+    config: ConfigArg,
     apps: Mapping[str, Any] | None,
     connection: str,
     *,
