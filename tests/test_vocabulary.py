@@ -130,7 +130,7 @@ async def test_awaiting_the_engine_fails_clearly(pg_url: str) -> None:
 
     engine = create_async_engine(_pg(pg_url, "pb_vocab_await", min_size=0))
     try:
-        with pytest.raises(TypeError, match="AsyncEngine can.t be used in .await."):
+        with pytest.raises(TypeError, match=r"AsyncEngine can't be used in 'await'"):
             await engine  # type: ignore[misc]
     finally:
         await close_engine(engine)
