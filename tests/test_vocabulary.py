@@ -212,3 +212,21 @@ def test_fastapi_integration_takes_a_url_like_every_opener(pg_url: str) -> None:
 
     bridge = PoolBridge(f"{pg_url}?max_size=3&name=pb_vocab_fastapi", adapter="asyncpg")
     assert bridge.config.max_size == 3 and bridge.config.name == "pb_vocab_fastapi"
+
+
+@pytest.mark.asyncio
+async def test_warm_up_reports_an_unreachable_server_as_connect_error() -> None:
+    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
+    from poolbridge.errors import ConnectError
+
+    # port 1 on loopback: nothing listens there
+    engine = create_async_engine(
+        "postgresql+asyncpg://root@127.0.0.1:1/test?min_size=1&connect_timeout=1s"
+    )
+    try:
+        with pytest.raises(ConnectError):
+            await warm_up(engine)
+        # disposed, not closed: nothing left running, and the engine still answers
+        assert engine.sync_engine.pool._dormant  # type: ignore[attr-defined]
+    finally:
+        await close_engine(engine)

@@ -262,10 +262,11 @@ async def warm_up(engine: AsyncEngine) -> AsyncEngine:
         await _start(engine, state, close=False)
     else:
         state.guard.check()
+        failed_before = state.recorder.errors
         try:
             await state.warm_up()
         except BaseException as exc:
-            await _failed(engine, state, exc, 0, close=False)
+            await _failed(engine, state, exc, failed_before, close=False)
     return engine
 
 
@@ -305,8 +306,6 @@ async def _failed(
         await state.shutdown(engine.dispose, 0)
     else:
         await engine.dispose()
-    if not isinstance(error, Exception):
-        raise error
     # one error type for "cannot reach the server" on every pool (ConnectError)
     raise open_error(
         state.config,
