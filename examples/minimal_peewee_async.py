@@ -13,7 +13,7 @@ import peewee
 import peewee_async
 
 import poolbridge
-from poolbridge.adapters.peewee_async import database
+from poolbridge.adapters.peewee_async import database, handle_of
 
 URL = os.environ.get("DATABASE_URL", "postgresql://root@127.0.0.1:5432/test")
 db = database(poolbridge.PoolConfig.from_url(URL, max_size=4, acquire_timeout="5s"))
@@ -34,7 +34,8 @@ async def main() -> None:
         print("notes:", await Note.select().aio_count())
     finally:
         await Note.aio_drop_table()
-        await db.aio_close()
+        # the uniform handle of the database: stats(), rotate(), close() (drains first)
+        await handle_of(db).close(timeout=5)
 
 
 if __name__ == "__main__":

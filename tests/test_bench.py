@@ -168,8 +168,8 @@ def test_runs_from_the_package_alone_against_the_given_url(
     assert where.stdout.startswith(str(site)), where.stdout  # the copy is what ran
 
 
-HAND_MUST_NOT_USE = {"engine_kwargs", "pool_options", "conninfo_kwargs", "tortoise_config",
-                     "pool_params", "database"}  # fmt: skip
+HAND_MUST_NOT_USE = {"engine_kwargs", "native_arguments", "pool_options", "conninfo_kwargs",
+                     "tortoise_config", "pool_params", "database"}  # fmt: skip
 
 
 def test_hand_variants_do_not_use_poolbridge_translation() -> None:

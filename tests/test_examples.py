@@ -47,7 +47,7 @@ def test_minimal_orm(orm: str, backend: str, request: pytest.FixtureRequest) -> 
     out = example(f"minimal_{orm}.py", DATABASE_URL=url)
     if orm == "sqlalchemy":
         assert "engine.connect: 1" in out and "AsyncSession: 2" in out
-        assert "open connections: 2" in out  # min_size=2, warmed up at create_async_engine()
+        assert "open connections: 2" in out  # min_size=2, opened by warm_up()
     else:
         assert "notes: 10" in out
     if orm == "tortoise":

@@ -24,8 +24,8 @@ class Item(peewee_async.AioModel):
 async def main() -> None:
     config = load_config()
     report = Report("peewee_async", config)
-    # open_pool(adapter="peewee_async") = poolbridge.adapters.peewee_async.database(config)
-    # plus warm-up; pool.native is the peewee-async database, pool.close() drains it
+    # open_pool(adapter="peewee_async") = poolbridge.adapters.peewee_async.open_pool(config):
+    # database(config) plus warm-up; pool.native is the database, pool.close() drains it
     async with open_pool(config, adapter="peewee_async", hooks=report.hooks()) as pool:
         database_proxy.initialize(pool.native)
         await Item.aio_create_table(safe=True)

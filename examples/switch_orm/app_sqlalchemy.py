@@ -9,7 +9,7 @@ from sqlalchemy import String, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
 
 class Base(DeclarativeBase):
@@ -25,7 +25,7 @@ class Item(Base):
 async def main() -> None:
     config = load_config()
     report = Report("sqlalchemy", config)
-    engine = await create_async_engine(config, hooks=report.hooks())
+    engine = await warm_up(create_async_engine(config, hooks=report.hooks()))
     try:
         async with engine.begin() as conn:
             await conn.run_sync(Base.metadata.create_all)

@@ -160,10 +160,10 @@ async def _use_engine(engine: Any) -> None:
 
 @pytest.mark.parametrize("stack", _stacks("sqlalchemy"))
 def test_sqlalchemy_close_engine(stack: Stack, request: pytest.FixtureRequest) -> None:
-    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
     async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
-        engine = await create_async_engine(cfg, hooks=hooks)
+        engine = await warm_up(create_async_engine(cfg, hooks=hooks))
         await _use_engine(engine)
         await close_engine(engine)
         return None
@@ -173,10 +173,10 @@ def test_sqlalchemy_close_engine(stack: Stack, request: pytest.FixtureRequest) -
 
 @pytest.mark.parametrize("stack", _stacks("sqlalchemy"))
 def test_sqlalchemy_engine_dispose(stack: Stack, request: pytest.FixtureRequest) -> None:
-    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+    from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
     async def body(cfg: PoolConfig, hooks: Hooks) -> Cleanup | None:
-        engine = await create_async_engine(cfg, hooks=hooks)
+        engine = await warm_up(create_async_engine(cfg, hooks=hooks))
         await _use_engine(engine)
         await engine.dispose()
         return lambda: close_engine(engine, 0)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event, text
 
 from poolbridge import ConnectionEvent, Hooks
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
 from .conftest import Target
 
@@ -27,7 +27,7 @@ async def test_application_listeners_run_after_poolbridge_hooks(target: Target) 
         order.append("hook-checkin")
 
     hooks = Hooks(on_checkout=hook_checkout, on_checkin=hook_checkin)
-    engine = await create_async_engine(target.config(min_size=1, max_size=2), hooks=hooks)
+    engine = await warm_up(create_async_engine(target.config(min_size=1, max_size=2), hooks=hooks))
     pool = engine.sync_engine.pool
 
     def app_checkout(dbapi_conn: Any, rec: Any, proxy: Any) -> None:
@@ -55,7 +55,9 @@ async def test_application_disconnection_error_replaces_and_counts_once(target: 
 
     from poolbridge.adapters.sqlalchemy import engine_state
 
-    engine = await create_async_engine(target.config(min_size=0, max_size=2, leak_timeout=30))
+    engine = await warm_up(
+        create_async_engine(target.config(min_size=0, max_size=2, leak_timeout=30))
+    )
     refused: list[Any] = []
 
     def app_checkout(dbapi_conn: Any, rec: Any, proxy: Any) -> None:

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from poolbridge.adapters.sqlalchemy import adapter, close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import (
+    adapter,
+    close_engine,
+    create_async_engine,
+    engine_state,
+    warm_up,
+)
 from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .conftest import Target, eventually
@@ -18,7 +24,9 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_200_cancelled_tasks_leak_nothing(target: Target) -> None:
-    engine = await create_async_engine(target.config(min_size=1, max_size=3, acquire_timeout=30))
+    engine = await warm_up(
+        create_async_engine(target.config(min_size=1, max_size=3, acquire_timeout=30))
+    )
     st = engine_state(engine)
     rng = random.Random(4)
 
@@ -130,8 +138,8 @@ async def test_failing_on_connect_discards_connection(target: Target) -> None:
         if calls == 2:
             raise RuntimeError("no")
 
-    engine = await create_async_engine(
-        target.config(min_size=1, max_size=2), hooks=Hooks(on_connect=boom)
+    engine = await warm_up(
+        create_async_engine(target.config(min_size=1, max_size=2), hooks=Hooks(on_connect=boom))
     )
     st = engine_state(engine)
     try:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state, warm_up
 
 from .conftest import Target, eventually
 
@@ -87,7 +87,7 @@ async def _cancel_everywhere(engine: AsyncEngine, work: Work, phase: str) -> int
 async def test_cancel_at_every_await(target: Target, entry: str) -> None:
     t = target
     config = t.config(min_size=1, max_size=3, acquire_timeout=10)
-    engine = await create_async_engine(config)
+    engine = await warm_up(create_async_engine(config))
     st = engine_state(engine)
     work: Work = _engine_connect if entry == "engine.connect" else _session
     started = monotonic()
@@ -138,8 +138,10 @@ async def test_connection_of_a_cancelled_caller_is_pooled(target: Target) -> Non
     async def slow_connect(ev: object) -> None:
         await asyncio.sleep(0.2)
 
-    engine = await create_async_engine(
-        target.config(min_size=0, max_size=1), hooks=Hooks(on_connect=slow_connect)
+    engine = await warm_up(
+        create_async_engine(
+            target.config(min_size=0, max_size=1), hooks=Hooks(on_connect=slow_connect)
+        )
     )
     st = engine_state(engine)
     try:

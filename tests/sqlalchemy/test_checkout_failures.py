@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.util import await_
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state, warm_up
 from poolbridge.adapters.sqlalchemy._state import BridgeState
 
 from .conftest import Target, eventually
@@ -35,8 +35,10 @@ def _assert_nothing_left(st: BridgeState) -> None:
 
 @pytest.mark.parametrize("how", ["raises", "cancelled"])
 async def test_failed_checkout_leaves_no_bookkeeping(target: Target, how: str) -> None:
-    engine = await create_async_engine(
-        target.config(min_size=1, max_size=2, acquire_timeout=5, leak_timeout=60)
+    engine = await warm_up(
+        create_async_engine(
+            target.config(min_size=1, max_size=2, acquire_timeout=5, leak_timeout=60)
+        )
     )
     st = engine_state(engine)
     entered = asyncio.Event()

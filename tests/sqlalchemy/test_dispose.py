@@ -15,7 +15,7 @@ import uuid
 import pytest
 from sqlalchemy import event
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state, warm_up
 from poolbridge.pool.hooks import Hooks
 
 from .conftest import Target, eventually
@@ -26,12 +26,12 @@ _SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     from poolbridge.config.model import PoolConfig
-    from poolbridge.adapters.sqlalchemy import create_async_engine, engine_state
+    from poolbridge.adapters.sqlalchemy import create_async_engine, engine_state, warm_up
 
     async def main():
         config = PoolConfig(url=sys.argv[1], driver=sys.argv[2], name=sys.argv[3],
                             min_size=2, max_size=4)
-        engine = await create_async_engine(config)
+        engine = await warm_up(create_async_engine(config))
         async with engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
         await engine.dispose()
@@ -79,8 +79,10 @@ async def test_asyncio_run_returns_after_dispose(target: Target) -> None:
 
 async def test_dispose_closes_and_does_not_refill(target: Target) -> None:
     checkouts: list[object] = []
-    engine = await create_async_engine(
-        target.config(min_size=2, max_size=3), hooks=Hooks(on_checkout=checkouts.append)
+    engine = await warm_up(
+        create_async_engine(
+            target.config(min_size=2, max_size=3), hooks=Hooks(on_checkout=checkouts.append)
+        )
     )
     listened: list[object] = []
     event.listen(engine.sync_engine.pool, "checkout", lambda *a: listened.append(a))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, engine_state, warm_up
 from poolbridge.errors import PoolClosed
 from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
@@ -27,7 +27,7 @@ def _id_sql(t: Target) -> str:
 async def test_max_lifetime_replaces_old_connections(server_target: Target) -> None:
     t = server_target
     assert t.server is not None
-    engine = await create_async_engine(t.config(min_size=1, max_size=2, max_lifetime=0.5))
+    engine = await warm_up(create_async_engine(t.config(min_size=1, max_size=2, max_lifetime=0.5)))
     st = engine_state(engine)
     try:
         async with engine.connect() as conn:
@@ -47,8 +47,8 @@ async def test_max_lifetime_replaces_old_connections(server_target: Target) -> N
 
 
 async def test_max_idle_closes_above_min_size_only_and_not_before(target: Target) -> None:
-    engine = await create_async_engine(
-        target.config(min_size=1, max_size=3, max_idle=0.8, max_lifetime=None)
+    engine = await warm_up(
+        create_async_engine(target.config(min_size=1, max_size=3, max_idle=0.8, max_lifetime=None))
     )
     st = engine_state(engine)
     try:
@@ -78,7 +78,7 @@ async def test_max_idle_closes_above_min_size_only_and_not_before(target: Target
 
 async def test_reset_rolls_back_open_transaction(target: Target) -> None:
     table = f"pb_reset_{uuid.uuid4().hex[:8]}"
-    engine = await create_async_engine(target.config(min_size=1, max_size=1))
+    engine = await warm_up(create_async_engine(target.config(min_size=1, max_size=1)))
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f"CREATE TABLE {table} (x INT)")
@@ -106,8 +106,8 @@ async def test_close_drains_then_terminates_and_refuses(server_target: Target) -
     t = server_target
     assert t.server is not None
     closed: list[object] = []
-    engine = await create_async_engine(
-        t.config(min_size=2, max_size=3), hooks=Hooks(on_close=closed.append)
+    engine = await warm_up(
+        create_async_engine(t.config(min_size=2, max_size=3), hooks=Hooks(on_close=closed.append))
     )
     st = engine_state(engine)
     straggler = await engine.connect()
@@ -133,8 +133,10 @@ async def test_full_reset_discards_session_state_and_replays_on_connect(
 ) -> None:
     t = server_target
     connects: list[object] = []
-    engine = await create_async_engine(
-        t.config(min_size=1, max_size=1, reset="full"), hooks=Hooks(on_connect=connects.append)
+    engine = await warm_up(
+        create_async_engine(
+            t.config(min_size=1, max_size=1, reset="full"), hooks=Hooks(on_connect=connects.append)
+        )
     )
     if t.backend == "postgresql":
         dirty, probe, clean = "SET work_mem = '7MB'", "SHOW work_mem", "7MB"
@@ -164,8 +166,11 @@ async def test_full_reset_discards_session_state_and_replays_on_connect(
 
 async def test_leak_reported_once_with_the_acquiring_stack(target: Target) -> None:
     leaks: list[ConnectionEvent] = []
-    engine = await create_async_engine(
-        target.config(min_size=1, max_size=1, leak_timeout=0.2), hooks=Hooks(on_leak=leaks.append)
+    engine = await warm_up(
+        create_async_engine(
+            target.config(min_size=1, max_size=1, leak_timeout=0.2),
+            hooks=Hooks(on_leak=leaks.append),
+        )
     )
     try:
 
@@ -189,7 +194,7 @@ async def test_leak_reported_once_with_the_acquiring_stack(target: Target) -> No
 async def test_pre_ping_replaces_a_killed_connection(server_target: Target) -> None:
     t = server_target
     assert t.server is not None
-    engine = await create_async_engine(t.config(min_size=1, max_size=1, pre_ping=True))
+    engine = await warm_up(create_async_engine(t.config(min_size=1, max_size=1, pre_ping=True)))
     st = engine_state(engine)
     try:
         victim = st.recorded_ids[0]

@@ -14,6 +14,7 @@ from poolbridge.adapters.sqlalchemy import (
     create_async_engine,
     engine_state,
     engine_stats,
+    warm_up,
 )
 from poolbridge.errors import PoolTimeout, TooManyRequests
 from poolbridge.pool.hooks import Hooks
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.asyncio
 async def test_min_size_exists_after_open_and_is_refilled_after_kill(server_target: Target) -> None:
     t = server_target
     assert t.server is not None
-    engine = await create_async_engine(t.config(min_size=2, max_size=4))
+    engine = await warm_up(create_async_engine(t.config(min_size=2, max_size=4)))
     st = engine_state(engine)
     try:
         first = list(st.recorded_ids)
@@ -48,7 +49,9 @@ async def test_min_size_exists_after_open_and_is_refilled_after_kill(server_targ
 async def test_max_size_never_exceeded_server_side(server_target: Target) -> None:
     t = server_target
     assert t.server is not None
-    engine = await create_async_engine(t.config(min_size=1, max_size=3, acquire_timeout=20))
+    engine = await warm_up(
+        create_async_engine(t.config(min_size=1, max_size=3, acquire_timeout=20))
+    )
     st = engine_state(engine)
     high = 0
     stop = False
@@ -80,7 +83,7 @@ async def test_max_size_never_exceeded_server_side(server_target: Target) -> Non
 async def test_acquire_timeout_raises_with_diagnostics_then_serves(target: Target) -> None:
     timeouts: list[object] = []
     cfg = target.config(min_size=0, max_size=2, acquire_timeout=0.4)
-    engine = await create_async_engine(cfg, hooks=Hooks(on_timeout=timeouts.append))
+    engine = await warm_up(create_async_engine(cfg, hooks=Hooks(on_timeout=timeouts.append)))
     try:
         held = [await engine.connect() for _ in range(2)]
         start = time.monotonic()
@@ -106,7 +109,7 @@ async def test_acquire_timeout_raises_with_diagnostics_then_serves(target: Targe
 
 async def test_max_waiting_refuses_at_once(target: Target) -> None:
     cfg = target.config(min_size=1, max_size=1, max_waiting=2, acquire_timeout=5)
-    engine = await create_async_engine(cfg)
+    engine = await warm_up(create_async_engine(cfg))
     st = engine_state(engine)
     try:
         holder = await engine.connect()
@@ -133,7 +136,9 @@ async def test_max_waiting_refuses_at_once(target: Target) -> None:
 
 
 async def test_fifo_even_against_a_greedy_reacquirer(target: Target) -> None:
-    engine = await create_async_engine(target.config(min_size=1, max_size=1, acquire_timeout=10))
+    engine = await warm_up(
+        create_async_engine(target.config(min_size=1, max_size=1, acquire_timeout=10))
+    )
     st = engine_state(engine)
     served: list[str] = []
     try:

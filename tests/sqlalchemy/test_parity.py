@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as stock_create
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
 from .conftest import Target
 
@@ -48,8 +48,8 @@ async def _both(
         expected = await scenario(stock)
     finally:
         await stock.dispose()
-    ours = await create_async_engine(
-        t.config(min_size=0, max_size=max_size, acquire_timeout=timeout, **pb)
+    ours = await warm_up(
+        create_async_engine(t.config(min_size=0, max_size=max_size, acquire_timeout=timeout, **pb))
     )
     try:
         got = await scenario(ours)
@@ -188,7 +188,7 @@ async def test_mariadb_scheme_keeps_the_mariadb_dialect(server_target: Target) -
         await stock.dispose()
     from poolbridge.config.model import PoolConfig
 
-    ours = await create_async_engine(PoolConfig(url=url, min_size=0, max_size=1))
+    ours = await warm_up(create_async_engine(PoolConfig(url=url, min_size=0, max_size=1)))
     try:
         async with ours.connect() as conn:
             await conn.execute(text("SELECT 1"))
@@ -230,7 +230,7 @@ async def test_application_name_reaches_the_server(server_target: Target, where:
         config = t.config(
             name=pool_name, min_size=0, max_size=1, session={"application_name": name}
         )
-    ours = await create_async_engine(config)
+    ours = await warm_up(create_async_engine(config))
     try:
         async with ours.connect() as conn:
             got = await _app_name(conn)
@@ -265,7 +265,7 @@ async def test_pool_pre_ping_argument_is_honoured(server_target: Target) -> None
         expected = await scenario(stock)
     finally:
         await stock.dispose()
-    ours = await create_async_engine(t.config(min_size=0, max_size=1), pool_pre_ping=True)
+    ours = await warm_up(create_async_engine(t.config(min_size=0, max_size=1), pool_pre_ping=True))
     try:
         assert await scenario(ours) == expected == 1
     finally:

@@ -18,6 +18,7 @@ from poolbridge.adapters.sqlalchemy import (
     create_async_engine,
     engine_kwargs,
     engine_state,
+    warm_up,
 )
 from poolbridge.errors import UnsupportedOptionError, UnsupportedOptionWarning
 
@@ -42,7 +43,7 @@ async def test_session_isolation_and_name_reach_the_server(server_target: Target
             "SELECT @@session.tx_isolation": "SERIALIZABLE",
         }
     config = t.config(min_size=1, max_size=1, session=session, isolation_level="serializable")
-    engine = await create_async_engine(config)
+    engine = await warm_up(create_async_engine(config))
     try:
         async with engine.connect() as conn:
             for sql, expected in checks.items():
@@ -54,7 +55,9 @@ async def test_session_isolation_and_name_reach_the_server(server_target: Target
 
 async def test_statement_timeout_stops_long_statements(server_target: Target) -> None:
     t = server_target
-    engine = await create_async_engine(t.config(min_size=1, max_size=1, statement_timeout=0.3))
+    engine = await warm_up(
+        create_async_engine(t.config(min_size=1, max_size=1, statement_timeout=0.3))
+    )
     try:
         start = time.monotonic()
         sql = "SELECT pg_sleep(3)" if t.backend == "postgresql" else "SELECT SLEEP(3)"
@@ -74,7 +77,7 @@ async def test_asyncpg_without_statement_cache_leaves_no_prepared_statement(
 
     config = PoolConfig(url=pg_url, driver="asyncpg", min_size=1, max_size=1,
                         statement_cache=False)  # fmt: skip
-    engine = await create_async_engine(config)
+    engine = await warm_up(create_async_engine(config))
     try:
         async with engine.connect() as conn:
             for i in range(5):
@@ -106,7 +109,7 @@ async def test_password_provider_called_per_connection_and_never_printed(
 
     config = PoolConfig(url=pg_url, min_size=2, max_size=3, password=provider)
     caplog.set_level(logging.DEBUG)
-    engine = await create_async_engine(config, echo="debug", echo_pool="debug")
+    engine = await warm_up(create_async_engine(config, echo="debug", echo_pool="debug"))
     try:
         assert calls == 2  # one per physical connection (trust auth ignores it)
         async with engine.connect() as conn:
@@ -146,9 +149,9 @@ async def test_in_memory_sqlite_one_connection() -> None:
     from poolbridge.config.model import PoolConfig
 
     with pytest.raises(UnsupportedOptionError):
-        await create_async_engine(PoolConfig(url="sqlite://", max_size=2))
+        create_async_engine(PoolConfig(url="sqlite://", max_size=2))
     config = PoolConfig(url="sqlite://", max_size=1, max_lifetime=None, acquire_timeout=0.3)
-    engine = await create_async_engine(config)
+    engine = await warm_up(create_async_engine(config))
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql("CREATE TABLE t (x INT)")
@@ -193,7 +196,7 @@ async def test_silent_server_is_given_up_after_connect_or_acquire_timeout(driver
         # (libpq itself takes whole seconds >= 2; the connect wrapper bounds it precisely)
         cfg = PoolConfig(url=url, driver=driver, min_size=0, max_size=1, connect_timeout=0.4,
                          acquire_timeout=10, retry=once)  # fmt: skip
-        engine = await create_async_engine(cfg)
+        engine = await warm_up(create_async_engine(cfg))
         start = time.monotonic()
         with pytest.raises(Exception) as info:
             await engine.connect()
@@ -203,7 +206,7 @@ async def test_silent_server_is_given_up_after_connect_or_acquire_timeout(driver
 
         cfg = PoolConfig(url=url, driver=driver, min_size=0, max_size=1, connect_timeout=10,
                          acquire_timeout=0.5)  # fmt: skip
-        engine = await create_async_engine(cfg)
+        engine = await warm_up(create_async_engine(cfg))
         start = time.monotonic()
         with pytest.raises(PoolTimeout) as timeout_info:
             await engine.connect()

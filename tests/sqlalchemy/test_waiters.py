@@ -8,7 +8,7 @@ from time import monotonic
 import pytest
 from sqlalchemy import text
 
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 from poolbridge.errors import PoolTimeout
 
 from .conftest import Target
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.asyncio
 
 async def test_each_waiter_times_out_at_its_own_deadline(target: Target) -> None:
     cfg = target.config(min_size=0, max_size=1, acquire_timeout=0.3)
-    engine = await create_async_engine(cfg)
+    engine = await warm_up(create_async_engine(cfg))
     try:
         held = await engine.connect()
         pool = engine.sync_engine.pool

@@ -17,7 +17,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import poolbridge
-from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine
+from poolbridge.adapters.sqlalchemy import close_engine, create_async_engine, warm_up
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "poolbridge.toml"
 target_metadata = None  # an app would import its models' MetaData here
@@ -36,7 +36,7 @@ def do_run_migrations(connection: Connection) -> None:
 
 async def run_async_migrations() -> None:
     config = poolbridge.load(path=CONFIG_FILE, name="alembic")
-    engine = await create_async_engine(config)
+    engine = await warm_up(create_async_engine(config))
     try:
         async with engine.connect() as connection:
             await connection.run_sync(do_run_migrations)

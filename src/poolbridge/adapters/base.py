@@ -20,10 +20,11 @@ from typing import Any, ClassVar
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.errors import AdapterNotAvailable, UnsupportedOptionError, UnsupportedOptionWarning
-from poolbridge.pool.handle import Pool
+from poolbridge.pool.handle import Pool, PoolOpener
 from poolbridge.pool.hooks import Hooks
 
 __all__ = [
+    "ADAPTER_VERBS",
     "Adapter",
     "EntryPoint",
     "ScalarRunner",
@@ -31,10 +32,17 @@ __all__ = [
     "StockTwin",
     "Translation",
     "TwinSpec",
+    "as_config",
     "enforce",
     "explicit_fields",
+    "opener",
     "require_modules",
 ]
+
+#: the verbs every built-in adapter package exports (docs/adapters/index.md):
+#: ``native_arguments(config)`` builds the stack's own constructor arguments, ``open_pool(config,
+#: hooks=)`` opens the uniform handle (``.native`` is the stack's object)
+ADAPTER_VERBS = ("native_arguments", "open_pool")
 
 ScalarRunner = Callable[[str], Awaitable[Any]]
 """Runs one SQL statement and returns the first column of the first row (or None)."""
@@ -301,3 +309,19 @@ class Adapter(abc.ABC):
                 yield run
 
         return {"handle": handle}
+
+
+def as_config(config: PoolConfig | str) -> PoolConfig:
+    """A PoolConfig as given, or one read from a URL (pool options in its query)."""
+    return config if isinstance(config, PoolConfig) else PoolConfig.from_url(config)
+
+
+def opener(adapter: Adapter, config: PoolConfig | str, hooks: Hooks | None) -> PoolOpener[Any]:
+    """``open_pool()`` of an adapter package: awaitable, or ``async with`` (closed on exit)."""
+
+    async def factory() -> Pool[Any]:
+        cfg = as_config(config)
+        adapter.check_available(cfg)
+        return await adapter.open(cfg, hooks)
+
+    return PoolOpener(factory)

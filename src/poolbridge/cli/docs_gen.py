@@ -21,7 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HAND_WRITTEN", "KNOB_SAMPLES", "adapter_page", "generate", "knob_cell", "main"]
+__all__ = [
+    "HAND_WRITTEN",
+    "KNOB_SAMPLES",
+    "adapter_page",
+    "generate",
+    "knob_cell",
+    "main",
+    "vocabulary_table",
+]
 
 #: adapters whose page is hand-written (with their own generated table inside)
 HAND_WRITTEN = ("tortoise", "peewee_async")
@@ -176,6 +184,36 @@ def adapter_page(name: str) -> str:
     )
 
 
+def vocabulary_table() -> str:
+    """The builder, opener, handle and ORM-named entry points of every built-in adapter,
+    read from each adapter's package (its verbs, ``ORM_ENTRY_POINTS`` and ``HANDLE_ACCESS``)."""
+    import importlib
+
+    from poolbridge.adapters.base import ADAPTER_VERBS
+    from poolbridge.adapters.registry import BUILTIN_ADAPTERS
+
+    rows = [
+        "| adapter | builder | opener (uniform handle) | handle of the ORM's object "
+        "| ORM-named entry points |",
+        "|---|---|---|---|---|",
+    ]
+    for name, target in BUILTIN_ADAPTERS.items():
+        module_name = target.partition(":")[0]
+        module = importlib.import_module(module_name)
+        generic = f'`poolbridge.open_pool(config, adapter="{name}")`'
+        if not all(hasattr(module, verb) for verb in ADAPTER_VERBS):
+            rows.append(f"| `{name}` | — (the pool is poolbridge's engine) | {generic} | — | — |")
+            continue
+        access = getattr(module, "HANDLE_ACCESS", None)
+        handle = f"`{access}`" if access else "—"
+        orm = ", ".join(f"`{e}`" for e in getattr(module, "ORM_ENTRY_POINTS", ())) or "—"
+        rows.append(
+            f"| `{name}` | `{module_name}.native_arguments(config)` | "
+            f"`{module_name}.open_pool(config, hooks=)`, or {generic} | {handle} | {orm} |"
+        )
+    return "\n".join(rows)
+
+
 def index_page() -> str:
     """docs/adapters/index.md: every built-in adapter with its drivers and page."""
     from poolbridge.adapters.registry import BUILTIN_ADAPTERS, get_adapter
@@ -207,6 +245,23 @@ def index_page() -> str:
             "client checks every connection on checkout); an explicit value wins.",
             "",
             *rows,
+            "",
+            "## One vocabulary",
+            "",
+            "Every adapter package has the same two verbs. The **builder** "
+            "`native_arguments(config)` returns the keyword arguments of the stack's own "
+            "constructor (`sqlalchemy.ext.asyncio.create_async_engine(**kw)`, "
+            "`Tortoise.init(config=kw)`, `PostgresqlDatabase(**kw)`, "
+            "`psycopg_pool.AsyncConnectionPool(**kw)`). The **opener** "
+            "`open_pool(config, hooks=None)` returns the uniform handle (`await` it, or "
+            "`async with` it to close on exit): `acquire()`, `stats()`, `rotate()`, "
+            "`close()`, and `.native`, the ORM's own object. Both take a PoolConfig or a URL "
+            "with the pool options in its query. The entry points named after the ORM's own "
+            "behave like them (`create_async_engine` is synchronous and returns an "
+            "`AsyncEngine`) and expose the handle: `handle_of(engine)`, `handle_of(db)`, "
+            "the handles `init()` returns.",
+            "",
+            vocabulary_table(),
             "",
             "Third-party adapters: see [the conformance page](../conformance.md#writing-a-"
             "third-party-adapter).",

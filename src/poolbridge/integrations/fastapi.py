@@ -37,6 +37,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from typing import Any, Protocol
 
 from poolbridge._open import open_pool
+from poolbridge.adapters.base import as_config
 from poolbridge.config.model import PoolConfig
 from poolbridge.errors import AdapterNotAvailable
 from poolbridge.pool.handle import Pool
@@ -69,13 +70,14 @@ class PoolBridge:
 
     def __init__(
         self,
-        config: PoolConfig,
+        config: PoolConfig | str,
         adapter: str,
         *,
         hooks: Hooks | None = None,
         close_timeout: float | None = 10.0,
     ) -> None:
-        self.config = config
+        # a URL carries the pool options in its query, as every adapter's open_pool() takes it
+        self.config = as_config(config)
         self.adapter = adapter
         self.hooks = hooks
         self.close_timeout = close_timeout

@@ -11,11 +11,16 @@ Usage::
             database = db
 
     await Item.aio_create(name="x"); await db.aio_execute(Item.select())
+    handle_of(db).stats()                # the uniform handle: stats(), rotate(), close()
 
-Or build the database yourself with poolbridge's classes and :func:`pool_params`::
+Or build the database yourself with poolbridge's classes and :func:`native_arguments`
+(``database`` and ``pool_params``; :func:`pool_params` gives the latter alone)::
 
-    from poolbridge.adapters.peewee_async import PostgresqlDatabase, pool_params
-    db = PostgresqlDatabase("app", pool_params=pool_params(config))
+    from poolbridge.adapters.peewee_async import PostgresqlDatabase, native_arguments
+    db = PostgresqlDatabase(**native_arguments(config))
+
+``pool = await open_pool(config)`` opens the uniform handle directly (``pool.native`` is the
+database).
 
 In peewee-async 2.x the database object took the 0.x ``Manager``'s role (see
 docs/adapters/peewee_async.md for the migration mapping). poolbridge's database classes
@@ -44,14 +49,16 @@ from poolbridge.adapters.base import (
     EntryPoint,
     ScalarRunner,
     Translation,
+    as_config,
     enforce,
+    opener,
     require_modules,
 )
 from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.drivers.base import SQLITE_REFUSED
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
 from poolbridge.errors import PoolClosed, UnsupportedOptionError
-from poolbridge.pool.handle import Pool
+from poolbridge.pool.handle import Pool, PoolOpener
 from poolbridge.pool.hooks import Hooks
 
 if TYPE_CHECKING:
@@ -72,9 +79,21 @@ __all__ = [
     "adapter",
     "database",
     "doc_table",
+    "handle_of",
+    "native_arguments",
+    "open_pool",
     "pool_params",
     "stock_key_table",
 ]
+
+#: the entry points named after peewee-async's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "database(config) -> database",
+    "pool_params(config)",
+    "PostgresqlDatabase / Psycopg3Database / MySQLDatabase / SqliteDatabase",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "handle_of(db)"
 
 _CLASSES = {
     "aiopg": "PostgresqlDatabase",
@@ -170,7 +189,7 @@ class PeeweeAsyncAdapter(Adapter):
 
     async def open(self, config: PoolConfig, hooks: Hooks | None = None) -> PeeweePool:
         db = database(config, hooks=hooks)
-        return await open_or_close(PeeweePool(config, db), db.aio_connect())
+        return await open_or_close(handle_of(db), db.aio_connect())
 
     def closed_requirements(self, backend: str, driver: str) -> Mapping[str, str]:
         return {}
@@ -283,8 +302,9 @@ def _fresh_connection_context() -> Any:
         connection_context.reset(token)
 
 
-def pool_params(config: PoolConfig, *, hooks: Hooks | None = None) -> dict[str, Any]:
-    """``pool_params=`` for poolbridge's database classes (PostgresqlDatabase, ...).
+def pool_params(config: PoolConfig | str, *, hooks: Hooks | None = None) -> dict[str, Any]:
+    """``pool_params=`` for poolbridge's database classes (PostgresqlDatabase, ...);
+    :func:`native_arguments` adds the database name.
 
     Connection parameters (host, user, password...) and pool knobs come from ``config``;
     the database's other connect keyword arguments reach the driver as stock (a key the
@@ -293,19 +313,53 @@ def pool_params(config: PoolConfig, *, hooks: Hooks | None = None) -> dict[str, 
     """
     from poolbridge.adapters.peewee_async._backend import PeeweeBinding
 
+    config = as_config(config)
     adapter.check_available(config)
     enforce(adapter.name, config, adapter.translate(config))
     return {"poolbridge": PeeweeBinding(config, adapter.driver_for(config), hooks)}
 
 
-def database(config: PoolConfig, *, hooks: Hooks | None = None, **db_kwargs: Any) -> Any:
+def native_arguments(config: PoolConfig | str, *, hooks: Hooks | None = None) -> dict[str, Any]:
+    """Keyword arguments for poolbridge's database class of ``config``'s driver
+    (``PostgresqlDatabase(**native_arguments(config))``): ``database`` and ``pool_params``."""
+    config = as_config(config)
+    name = config.database_url.database or (":memory:" if config.backend == "sqlite" else "")
+    return {"database": name, "pool_params": pool_params(config, hooks=hooks)}
+
+
+def database(config: PoolConfig | str, *, hooks: Hooks | None = None, **db_kwargs: Any) -> Any:
     """A peewee-async database configured by ``config`` (pool opened at aio_connect or
     first use). ``db_kwargs`` go to the database class (e.g. ``field_types``, or connect
-    kwargs such as ``init_command`` that reach the driver as stock)."""
-    params = pool_params(config, hooks=hooks)
-    cls = _database_class(params["poolbridge"].driver)
-    name = config.database_url.database or (":memory:" if config.backend == "sqlite" else "")
-    return cls(name, pool_params=params, **db_kwargs)
+    kwargs such as ``init_command`` that reach the driver as stock). ``handle_of(db)`` is
+    its uniform handle."""
+    kwargs = native_arguments(config, hooks=hooks)
+    cls = _database_class(kwargs["pool_params"]["poolbridge"].driver)
+    return cls(**kwargs, **db_kwargs)
+
+
+def open_pool(config: PoolConfig | str, *, hooks: Hooks | None = None) -> PoolOpener[PeeweePool]:
+    """The uniform handle, connected: ``pool = await open_pool(config)`` or ``async with
+    open_pool(config) as pool:``; ``pool.native`` is the database."""
+    return opener(adapter, config, hooks)
+
+
+def handle_of(db: Any) -> PeeweePool:
+    """The uniform handle (``stats()``, ``rotate()``, ``close()``, ``acquire()``) of a
+    database built by :func:`database` or with :func:`native_arguments`/:func:`pool_params`;
+    ``.native`` is the database. One handle per database: a second call returns the same.
+    ValueError for a database whose pool is not poolbridge's."""
+    handle: PeeweePool | None = getattr(db, _HANDLE_ATTR, None)
+    if handle is None:
+        holder = getattr(getattr(db, "pool_backend", None), "holder", None)
+        if holder is None:
+            raise ValueError("database was not built by poolbridge.adapters.peewee_async")
+        handle = PeeweePool(holder.config, db)
+        setattr(db, _HANDLE_ATTR, handle)
+    return handle
+
+
+#: where handle_of() keeps a database's handle (an attribute of the database object)
+_HANDLE_ATTR = "poolbridge_handle"
 
 
 def _database_class(driver: str) -> type[Any]:

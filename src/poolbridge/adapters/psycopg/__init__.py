@@ -10,6 +10,11 @@ native ``pool.connection()`` gets them too, not only callers of the poolbridge h
 Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
 packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL`` (``reset="full"``)
 restores them because startup values are the session defaults.
+
+The verbs every adapter package shares::
+
+    pool = await open_pool(config)     # the uniform handle; pool.native: the psycopg_pool pool
+    plain = psycopg_pool.AsyncConnectionPool(**native_arguments(config))  # stock, no hooks
 """
 
 from __future__ import annotations
@@ -24,18 +29,34 @@ from poolbridge.adapters.base import (
     EntryPoint,
     ScalarRunner,
     Translation,
+    as_config,
     enforce,
+    explicit_fields,
+    opener,
     require_modules,
 )
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.psycopg.conninfo import conninfo_kwargs, libpq_options, pool_options
-from poolbridge.pool.handle import Pool
+from poolbridge.errors import UnsupportedOptionError
+from poolbridge.pool.handle import Pool, PoolOpener
 from poolbridge.pool.hooks import Hooks
 
 if TYPE_CHECKING:
     from poolbridge.drivers.psycopg.pool import PBConnectionPool
 
-__all__ = ["PsycopgAdapter", "adapter", "conninfo_kwargs", "libpq_options"]
+__all__ = [
+    "PsycopgAdapter",
+    "adapter",
+    "conninfo_kwargs",
+    "libpq_options",
+    "native_arguments",
+    "open_pool",
+]
+
+#: psycopg_pool is used through its own class: no ORM-named entry point
+ORM_ENTRY_POINTS: tuple[str, ...] = ()
+#: a plain AsyncConnectionPool built from native_arguments() has no poolbridge handle
+HANDLE_ACCESS: str | None = None
 
 _SSLMODES = {"disable", "require", "verify-ca", "verify-full"}
 
@@ -118,3 +139,48 @@ class PsycopgAdapter(Adapter):
 
 
 adapter = PsycopgAdapter()
+
+
+#: knobs that need poolbridge's pool subclass: a plain AsyncConnectionPool cannot carry them
+_NEEDS_POOLBRIDGE = {
+    "leak_timeout": "leak tracking is poolbridge's pool subclass (use open_pool())",
+    "reset": "a full reset is poolbridge's pool subclass (use open_pool())",
+    "retry": "counting failed reconnects is poolbridge's pool subclass (use open_pool())",
+}
+
+
+def native_arguments(config: PoolConfig | str) -> dict[str, Any]:
+    """Plain ``psycopg_pool.AsyncConnectionPool(**kwargs)`` arguments for ``config`` (a
+    PoolConfig or a URL with pool options in its query): sizing and timing, ``kwargs`` for
+    ``psycopg.AsyncConnection.connect`` (password included: never print them unredacted),
+    ``check`` when ``pre_ping`` is set, and ``open=False``. Knobs that need poolbridge's pool
+    subclass raise UnsupportedOptionError when set explicitly."""
+    config = as_config(config)
+    adapter.check_available(config)
+    adapter.driver_for(config)
+    enforce(adapter.name, config, adapter.translate(config))
+    explicit = explicit_fields(config)
+    refused = {k: why for k, why in _NEEDS_POOLBRIDGE.items() if k in explicit}
+    if config.password is not None and not isinstance(config.password, str):
+        refused["password"] = "a password provider needs poolbridge's pool (use open_pool())"
+    if refused:
+        raise UnsupportedOptionError(adapter.name, refused)
+    from psycopg_pool import AsyncConnectionPool
+
+    password = config.password if isinstance(config.password, str) else None
+    kw: dict[str, Any] = {
+        "conninfo": "",
+        "kwargs": conninfo_kwargs(config, password or config.database_url.password),
+        "name": config.name,
+        "open": False,
+        **pool_options(config),
+    }
+    if config.pre_ping:
+        kw["check"] = AsyncConnectionPool.check_connection
+    return kw
+
+
+def open_pool(config: PoolConfig | str, *, hooks: Hooks | None = None) -> PoolOpener[Pool[Any]]:
+    """The uniform handle, opened and warmed up: ``pool = await open_pool(config)`` or
+    ``async with open_pool(config) as pool:``; ``pool.native`` is the psycopg_pool pool."""
+    return opener(adapter, config, hooks)

@@ -1,12 +1,17 @@
 """SQLAlchemy asyncio adapter: a real AsyncEngine that honours a PoolConfig.
 
-Two ways in::
+Three ways in (the verbs every adapter package shares, see docs/adapters/index.md)::
 
-    from poolbridge.adapters.sqlalchemy import create_async_engine, engine_kwargs
+    from poolbridge.adapters.sqlalchemy import create_async_engine, native_arguments, open_pool
 
-    engine = await create_async_engine(config, hooks=hooks)   # warmed up to min_size
-    engine = sqlalchemy.ext.asyncio.create_async_engine(**engine_kwargs(config))  # plain
+    engine = create_async_engine(config, hooks=hooks)   # an AsyncEngine, as SQLAlchemy's
+    await warm_up(engine)                               # optional: min_size opened now
+    pool = await open_pool(config)                      # the uniform handle; .native: engine
+    engine = sqlalchemy.ext.asyncio.create_async_engine(**native_arguments(config))  # plain
 
+``create_async_engine`` is synchronous like SQLAlchemy's own and takes a PoolConfig or a URL
+(pool options in its query). The engine warms up to min_size in the background on first use,
+or when :func:`warm_up` is awaited; :func:`handle_of` gives its uniform handle.
 ``create_async_engine`` puts poolbridge's pool class (:mod:`._pool`) and pool
 events (:mod:`._events`) inside the engine, so ``engine.connect()`` and
 ``AsyncSession`` users get warm-up/refill to min_size, max_idle, max_waiting, FIFO waiters,
@@ -25,14 +30,16 @@ import dataclasses
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from time import perf_counter
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from poolbridge.adapters.base import (
     Adapter,
     EntryPoint,
     ScalarRunner,
     Translation,
+    as_config,
     enforce,
+    opener,
     require_modules,
 )
 from poolbridge.adapters.sqlalchemy import _translate as _t
@@ -40,7 +47,7 @@ from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.errors import PoolClosed, PoolTimeout, UnsupportedOptionError
 from poolbridge.pool.connect_error import open_error
-from poolbridge.pool.handle import Pool
+from poolbridge.pool.handle import Pool, PoolOpener
 from poolbridge.pool.hooks import HookRunner, Hooks
 from poolbridge.pool.stats import PoolStats, StatsRecorder
 
@@ -58,8 +65,23 @@ __all__ = [
     "engine_kwargs",
     "engine_state",
     "engine_stats",
+    "handle_of",
+    "native_arguments",
+    "open_pool",
     "rotate_engine",
+    "warm_up",
 ]
+
+#: the entry points named after SQLAlchemy's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "create_async_engine(config, **kwargs) -> AsyncEngine",
+    "warm_up(engine)",
+    "close_engine(engine)",
+    "rotate_engine(engine)",
+    "engine_kwargs(config)",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "handle_of(engine)"
 
 _DRIVER_MODULES = {
     "asyncpg": ("asyncpg",),
@@ -114,14 +136,16 @@ def _unnamed_statement() -> str:
     return ""
 
 
-def engine_kwargs(config: PoolConfig) -> dict[str, Any]:
-    """Plain ``sqlalchemy.ext.asyncio.create_async_engine(**kwargs)`` arguments for ``config``.
+def native_arguments(config: PoolConfig | str) -> dict[str, Any]:
+    """Plain ``sqlalchemy.ext.asyncio.create_async_engine(**kwargs)`` arguments for ``config``
+    (a PoolConfig or a URL with pool options in its query).
 
     Includes ``url`` (a SQLAlchemy URL object: its repr hides the password). Knobs that need
     poolbridge's pool class or events (min_size warm-up, max_idle, max_waiting, a password
     provider, leak_timeout, a full reset...) cannot be carried: UnsupportedOptionError if set
     explicitly, one UnsupportedOptionWarning if left at a default.
     """
+    config = as_config(config)
     adapter.check_available(config)
     driver = adapter.driver_for(config)
     _check_memory(config)
@@ -133,6 +157,30 @@ def engine_kwargs(config: PoolConfig) -> dict[str, Any]:
 
         kw["poolclass"] = StaticPool
     return kw
+
+
+engine_kwargs = native_arguments
+"""The name :func:`native_arguments` is also known by."""
+
+#: SQLAlchemy's pool arguments that the PoolConfig owns: refused by name (the pool class is
+#: poolbridge's; its size, timeout, recycle and reset come from the config)
+_OWNED_ENGINE_KWARGS: dict[str, str] = {
+    "poolclass": "the pool class is poolbridge's (use native_arguments() for a stock pool)",
+    "pool": "the pool is poolbridge's (use native_arguments() for a stock pool)",
+    "pool_size": "set max_size in the PoolConfig (URL ?max_size=)",
+    "max_overflow": "max_size in the PoolConfig is the hard cap (URL ?max_size=)",
+    "pool_timeout": "set acquire_timeout in the PoolConfig (URL ?acquire_timeout=)",
+    "pool_recycle": "set max_lifetime in the PoolConfig (URL ?max_lifetime=)",
+    "pool_reset_on_return": "set reset in the PoolConfig (URL ?reset=)",
+    "pool_use_lifo": "poolbridge's pool hands out idle connections in its own order",
+    "poolbridge": "set by create_async_engine itself",
+}
+
+
+def _refuse_owned(engine_kw: Mapping[str, Any]) -> None:
+    refused = {k: why for k, why in _OWNED_ENGINE_KWARGS.items() if k in engine_kw}
+    if refused:
+        raise UnsupportedOptionError(adapter.name, refused)
 
 
 def _build(
@@ -147,6 +195,7 @@ def _build(
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
     from poolbridge.adapters.sqlalchemy._state import BridgeState
 
+    _refuse_owned(engine_kw)
     sa_kw = dict(engine_kw)
     if "pool_pre_ping" in sa_kw and config.pre_ping is None:
         # SQLAlchemy's own argument asks for the pre-ping: poolbridge's (bounded) one does it
@@ -174,29 +223,89 @@ def _build(
     return engine, state
 
 
-async def create_async_engine(
-    config: PoolConfig, *, hooks: Hooks | None = None, **engine_kw: Any
+def create_async_engine(
+    config: PoolConfig | str, *, hooks: Hooks | None = None, **engine_kw: Any
 ) -> AsyncEngine:
-    """A real AsyncEngine for ``config``, warmed up to ``min_size`` (see the module docstring).
+    """A real AsyncEngine for ``config`` (a PoolConfig, or a URL with pool options in its
+    query), synchronous like ``sqlalchemy.ext.asyncio.create_async_engine``.
 
-    ``engine_kw`` go to SQLAlchemy untouched (``echo=True``...). ``await engine.dispose()``
-    closes the pool's connections and stops the maintenance task (a later use opens a fresh
-    pool); ``await close_engine(engine)`` drains, terminates and closes for good.
+    ``engine_kw`` are SQLAlchemy's own arguments, passed through (``echo=True``,
+    ``connect_args``...); the pool arguments the config owns (``pool_size``,
+    ``pool_timeout``, ``poolclass``...) raise UnsupportedOptionError naming them. No
+    connection is opened here: the first use starts the maintenance task, which warms up to
+    ``min_size`` in the background; ``await warm_up(engine)`` does it now (and raises
+    ConnectError when the server cannot be reached). ``await engine.dispose()`` closes the
+    pool's connections as stock; ``await close_engine(engine)`` drains, terminates and closes
+    for good.
     """
+    config = as_config(config)
     recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
-    engine, state = _build(config, HookRunner(hooks or Hooks()), recorder, engine_kw)
-    await _start(engine, state)
+    engine, _ = _build(config, HookRunner(hooks or Hooks()), recorder, engine_kw)
+    # dormant: the first checkout binds the engine to the running loop and starts the
+    # maintenance task (the same path a pool re-created by engine.dispose() takes)
+    engine.sync_engine.pool._dormant = True  # type: ignore[attr-defined]
     return engine
 
 
-async def _start(engine: AsyncEngine, state: BridgeState) -> None:
+async def warm_up(engine: AsyncEngine) -> AsyncEngine:
+    """Open ``min_size`` connections of an engine made by :func:`create_async_engine` now,
+    and start its maintenance task; returns the engine
+    (``engine = await warm_up(create_async_engine(config))``).
+
+    ConnectError when the server cannot be reached: the engine is then disposed
+    (``engine.dispose()``, so no task is left) and stays usable, as after a dispose.
+    """
+    state = engine_state(engine)
+    pool: Any = engine.sync_engine.pool
+    if pool._dormant:
+        pool._dormant = False
+        await _start(engine, state, close=False)
+    else:
+        state.guard.check()
+        failed_before = state.recorder.errors
+        try:
+            await state.warm_up()
+        except BaseException as exc:
+            await _failed(engine, state, exc, failed_before, close=False)
+    return engine
+
+
+def handle_of(engine: AsyncEngine) -> SQLAlchemyPool:
+    """The uniform handle (``stats()``, ``rotate()``, ``close()``, ``acquire()``) of an
+    engine made by :func:`create_async_engine`; ``.native`` is the engine. One handle per
+    engine: a second call returns the same one."""
+    state = engine_state(engine)
+    handle: SQLAlchemyPool | None = state.handle
+    if handle is None:
+        handle = state.handle = SQLAlchemyPool._of(engine, state)
+    return handle
+
+
+def open_pool(
+    config: PoolConfig | str, *, hooks: Hooks | None = None
+) -> PoolOpener[SQLAlchemyPool]:
+    """The uniform handle, opened and warmed up: ``pool = await open_pool(config)`` or
+    ``async with open_pool(config) as pool:``; ``pool.native`` is the AsyncEngine."""
+    return opener(adapter, config, hooks)
+
+
+async def _start(engine: AsyncEngine, state: BridgeState, *, close: bool = True) -> None:
     failed_before = state.recorder.errors
     try:
         await state.start()
-        return
     except BaseException as exc:
-        error = exc
-    await state.shutdown(engine.dispose, 0)
+        await _failed(engine, state, exc, failed_before, close=close)
+
+
+async def _failed(
+    engine: AsyncEngine, state: BridgeState, error: BaseException, failed_before: int,
+    *, close: bool,
+) -> NoReturn:  # fmt: skip
+    """Close (``close``) or dispose the engine after a failed warm-up, then raise."""
+    if close:
+        await state.shutdown(engine.dispose, 0)
+    else:
+        await engine.dispose()
     # one error type for "cannot reach the server" on every pool (ConnectError)
     raise open_error(
         state.config,
@@ -234,7 +343,12 @@ async def rotate_engine(
 ) -> None:
     """Replace every connection of ``engine`` without downtime; new connections use
     ``password`` (None: keep it). See :meth:`poolbridge.pool.handle.Pool.rotate`."""
-    await engine_state(engine).rotate(password)
+    state = engine_state(engine)
+    pool: Any = engine.sync_engine.pool
+    if pool._dormant:  # never used yet: bind to this loop and start the maintenance task
+        pool._dormant = False
+        state.resume()
+    await state.rotate(password)
 
 
 class SQLAlchemyPool(Pool["AsyncConnection"]):
@@ -244,6 +358,15 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
         super().__init__(config, adapter="sqlalchemy", hooks=hooks)
         self._engine: AsyncEngine | None = None
         self._state: BridgeState | None = None
+
+    @classmethod
+    def _of(cls, engine: AsyncEngine, state: BridgeState) -> SQLAlchemyPool:
+        """The handle of an engine made by create_async_engine (shares its state)."""
+        pool = cls(state.config)
+        pool.hook_runner = state.hooks
+        pool.recorder = state.recorder
+        pool._engine, pool._state = engine, state
+        return pool
 
     async def _open(self) -> None:
         self._engine, self._state = _build(self.config, self.hook_runner, self.recorder, {})
@@ -291,9 +414,9 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
         return perf_counter() - start
 
     async def rotate(self, password: str | PasswordProvider | None = None) -> None:
-        if self._state is None:
+        if self._state is None or self._engine is None:
             raise PoolClosed(f"pool {self.name!r} is not open")
-        await self._state.rotate(password)
+        await rotate_engine(self._engine, password)
         self.config = self._state.config
 
     async def close(self, timeout: float | None = None) -> None:
@@ -303,6 +426,22 @@ class SQLAlchemyPool(Pool["AsyncConnection"]):
 
 
 _DOC_NOTES = """
+## Entry points
+
+- `create_async_engine(config, hooks=None, **kwargs)` is synchronous like SQLAlchemy's
+  own and returns an `AsyncEngine`. `config` is a PoolConfig or a URL with the pool options
+  in its query. SQLAlchemy's own keyword arguments (`echo`, `connect_args`, ...) pass
+  through; the pool arguments the config owns (`pool_size`, `max_overflow`,
+  `pool_timeout`, `pool_recycle`, `pool_reset_on_return`, `pool_use_lifo`, `poolclass`,
+  `pool`) raise `UnsupportedOptionError` naming them.
+- Nothing is opened at creation. The first use starts the maintenance task, which opens
+  `min_size` connections in the background; `await warm_up(engine)` opens them now
+  (`ConnectError` when the server cannot be reached) and returns the engine.
+- `handle_of(engine)` is the engine's uniform handle (`stats()`, `rotate()`, `close()`).
+- `native_arguments(config)` (also `engine_kwargs`) gives the arguments of a plain
+  `sqlalchemy.ext.asyncio.create_async_engine(**kwargs)`; `open_pool(config)` opens the
+  uniform handle, whose `.native` is the engine.
+
 ## Closing: `engine.dispose()` and `close_engine()`
 
 - `await engine.dispose()` keeps SQLAlchemy's meaning. It closes the pool's idle

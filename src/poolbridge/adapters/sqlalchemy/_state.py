@@ -188,6 +188,7 @@ class BridgeState:
         self.draining: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.handle: Any = None  # the uniform handle, made on demand (handle_of)
 
     # -- called by the pool class ----------------------------------------------------------
     def attach(self, pool: BridgePool) -> None:

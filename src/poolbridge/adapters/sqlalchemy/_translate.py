@@ -5,9 +5,9 @@ unit-tested, and printed by ``poolbridge config show``) without SQLAlchemy insta
 
 Two modes share one table:
 
-- ``bridge`` (``await create_async_engine(config)`` / ``open_pool``): poolbridge's pool class
+- ``bridge`` (``create_async_engine(config)`` / ``open_pool``): poolbridge's pool class
   and pool events live inside the engine, so every knob in ``emulated`` is honoured.
-- ``plain`` (:func:`~poolbridge.adapters.sqlalchemy.engine_kwargs`): only arguments SQLAlchemy
+- ``plain`` (:func:`~poolbridge.adapters.sqlalchemy.native_arguments`): only arguments SQLAlchemy
   understands on its own; every knob that needs poolbridge's machinery becomes unsupported
   there (an error when set explicitly, one warning when left at its default).
 """
@@ -56,7 +56,7 @@ LIFETIME_JITTER = 0.1
 #: waits beyond statement_timeout, so the server's own timeout normally fires first
 CLIENT_GRACE = 0.5
 
-_PLAIN_WHY = "needs poolbridge's pool class and events: use `await create_async_engine(config)`"
+_PLAIN_WHY = "needs poolbridge's pool class and events: use `create_async_engine(config)`"
 
 
 def is_memory_sqlite(config: PoolConfig) -> bool:
@@ -247,7 +247,7 @@ def translate(config: PoolConfig) -> Translation:
 
     if config.min_size > 0:
         emulated["min_size"] = (
-            "pool class opens min_size connections at create_async_engine() and refills "
+            "pool class opens min_size connections at first use (or warm_up()) and refills "
             "after kills/expiry (SQLAlchemy starts empty)"
         )
     if config.max_idle is not None and config.max_size > config.min_size and not memory:
@@ -314,7 +314,7 @@ def plain_translation(config: PoolConfig) -> Translation:
             if config.backend == "mysql":
                 unsupported[knob] = (
                     "aiomysql/asyncmy bound only the TCP connect, not the handshake; "
-                    "use `await create_async_engine(config)`"
+                    "use `create_async_engine(config)`"
                 )
             continue  # asyncpg timeout / libpq connect_timeout bound the whole connect
         unsupported.setdefault(knob, _PLAIN_WHY)

@@ -2,13 +2,16 @@
 
 Usage::
 
-    from poolbridge.adapters.tortoise import init, tortoise_config
+    from poolbridge.adapters.tortoise import init, native_arguments, open_pool
 
     pools = await init(config, modules={"models": ["app.models"]})   # Tortoise.init + warm-up
     ...
     await pools.close(timeout=5)                                      # drain, then close
 
-    TORTOISE_ORM = tortoise_config(config, apps={"models": {"models": ["app.models"]}})
+    TORTOISE_ORM = native_arguments(config, apps={"models": {"models": ["app.models"]}})
+    pool = await open_pool(config)   # one connection without models, as the uniform handle
+
+``native_arguments`` is also known as ``tortoise_config``.
 
 Tortoise's asyncpg/MySQL backends and SQLite files get poolbridge's pool engine under their
 client (the connection's ``engine`` path names poolbridge's module for that backend, see
@@ -33,7 +36,9 @@ from poolbridge.adapters.base import (
     EntryPoint,
     ScalarRunner,
     Translation,
+    as_config,
     enforce,
+    opener,
     require_modules,
 )
 from poolbridge.adapters.tortoise import _translate as table
@@ -42,6 +47,7 @@ from poolbridge.adapters.tortoise._pool import TortoisePool, TortoisePools, warm
 from poolbridge.adapters.tortoise.backends import TortoiseBinding
 from poolbridge.config.model import PoolConfig
 from poolbridge.errors import PoolClosed, UnsupportedOptionError, UnsupportedOptionWarning
+from poolbridge.pool.handle import PoolOpener
 from poolbridge.pool.hooks import Hooks
 
 __all__ = [
@@ -53,10 +59,22 @@ __all__ = [
     "doc_table",
     "init",
     "keys_table",
+    "native_arguments",
+    "open_pool",
     "tortoise_config",
 ]
 
-ConfigArg = PoolConfig | Mapping[str, PoolConfig]
+#: the entry points named after Tortoise's own (docs/adapters/index.md lists them)
+ORM_ENTRY_POINTS = (
+    "init(config, modules) -> handles by connection name",
+    "connect(config, modules)",
+    "tortoise_config(config, apps)",
+)
+#: how the object the ORM-named entry points give reaches its uniform handle
+HANDLE_ACCESS: str | None = "init() / connect() return them"
+
+#: one PoolConfig (or a URL with pool options in its query), or connection name -> PoolConfig
+ConfigArg = PoolConfig | str | Mapping[str, PoolConfig]
 
 #: an app whose module holds no model: lets open() run Tortoise without user models
 _NO_MODELS_APP = "poolbridge_no_models"
@@ -122,10 +140,9 @@ class TortoiseAdapter(Adapter):
 
         ctx = TortoiseContext()
         app = {"models": [table.ENGINE_MODULE], "default_connection": config.name}
-        tconfig = tortoise_config(
-            config, apps={_NO_MODELS_APP: app}, connection=config.name, hooks=hooks,
-            _checked=True,
-        )  # fmt: skip
+        tconfig = _connections_config(
+            config, {_NO_MODELS_APP: app}, config.name, hooks=hooks, enforced=True
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*has no models", category=RuntimeWarning)
             await ctx.init(config=tconfig)
@@ -234,18 +251,17 @@ def _driver_module(driver: str) -> str:
 
 
 def _as_mapping(config: ConfigArg, connection: str) -> dict[str, PoolConfig]:
-    if isinstance(config, PoolConfig):
-        return {connection: config}
+    if isinstance(config, PoolConfig | str):
+        return {connection: as_config(config)}
     return dict(config)
 
 
-def tortoise_config(
+def native_arguments(
     config: ConfigArg,
     apps: Mapping[str, Any] | None = None,
     connection: str = "default",
     *,
     hooks: Hooks | None = None,
-    _checked: bool = False,
 ) -> dict[str, Any]:
     """The dict for ``Tortoise.init(config=...)``, ``register_tortoise`` or aerich.
 
@@ -256,10 +272,33 @@ def tortoise_config(
     logs never see it. Explicitly set knobs the backend cannot honour raise
     UnsupportedOptionError here, before Tortoise sees anything.
     """
+    return _connections_config(config, apps, connection, hooks=hooks, enforced=False)
+
+
+tortoise_config = native_arguments
+"""The name :func:`native_arguments` is also known by."""
+
+
+def open_pool(config: PoolConfig | str, *, hooks: Hooks | None = None) -> PoolOpener[TortoisePool]:
+    """One Tortoise connection without models as the uniform handle, warmed up:
+    ``pool = await open_pool(config)`` or ``async with open_pool(config) as pool:``;
+    ``pool.native`` is the Tortoise client. Use :func:`init` for your models."""
+    return opener(adapter, config, hooks)
+
+
+def _connections_config(
+    config: ConfigArg,
+    apps: Mapping[str, Any] | None,
+    connection: str,
+    *,
+    hooks: Hooks | None,
+    enforced: bool,
+) -> dict[str, Any]:
+    """The Tortoise config dict; ``enforced``: the knobs were already checked by the caller."""
     connections: dict[str, Any] = {}
     for name, cfg in _as_mapping(config, connection).items():
         driver = adapter.driver_for(cfg)
-        if not _checked:
+        if not enforced:
             adapter.enforce(cfg)
         binding = None
         if not (driver == "aiosqlite" and table.in_memory(cfg)):
