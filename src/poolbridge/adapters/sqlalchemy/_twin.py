@@ -137,10 +137,10 @@ class SQLAlchemyTwin(StockTwin):
         return EngineSide(make)
 
     async def ours(self, spec: TwinSpec) -> StackSide:
-        from poolbridge.adapters.sqlalchemy import create_async_engine
+        from poolbridge.adapters.sqlalchemy import create_async_engine, warm_up
 
         config = spec.config(driver_options=dict(spec.keys)) if spec.keys else spec.config()
-        return EngineSide(lambda: create_async_engine(config))
+        return EngineSide(lambda: warm_up(create_async_engine(config)))
 
     def session_keys(self, backend: str, driver: str) -> Mapping[str, Any]:
         if driver == "asyncpg":
