@@ -263,5 +263,5 @@ def test_errors_say_where_the_bad_value_came_from(tmp_path: Path) -> None:
     problems = info.value.problems
     assert "unknown field 'max_sise' (did you mean 'max_size'?) in argument" in problems
     assert f"max_size must be >= 1 (got 0) [file {tmp_path / 'poolbridge.toml'}]" in problems
-    assert "acquire_timeout must be > 0 (got '-1') [env POOLBRIDGE_ACQUIRE_TIMEOUT]" in problems
+    assert "acquire_timeout must be >= 0 (got '-1') [env POOLBRIDGE_ACQUIRE_TIMEOUT]" in problems
     assert info.value.source == str(tmp_path / "poolbridge.toml")

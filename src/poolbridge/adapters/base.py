@@ -92,8 +92,22 @@ def explicit_fields(config: PoolConfig) -> set[str]:
     return out
 
 
-def enforce(adapter: str, config: PoolConfig, translation: Translation) -> None:
-    """Raise for explicitly set unsupported knobs; warn once for defaults that cannot hold."""
+#: why ``acquire_timeout=0`` is refused where the pool cannot honour it
+ZERO_WAIT_REFUSED = (
+    "0 (fail at once when every connection is in use, SQLAlchemy's pool_timeout=0) is "
+    "honoured by the sqlalchemy adapter only; give a positive number of seconds"
+)
+
+
+def enforce(
+    adapter: str, config: PoolConfig, translation: Translation, *, zero_wait: bool = False
+) -> None:
+    """Raise for explicitly set unsupported knobs; warn once for defaults that cannot hold.
+
+    ``zero_wait``: the stack honours ``acquire_timeout=0``; elsewhere it is refused.
+    """
+    if config.acquire_timeout == 0 and not zero_wait:
+        raise UnsupportedOptionError(adapter, {"acquire_timeout": ZERO_WAIT_REFUSED})
     if not translation.unsupported:
         return
     explicit = explicit_fields(config)

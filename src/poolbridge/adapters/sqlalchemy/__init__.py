@@ -150,7 +150,7 @@ def native_arguments(config: PoolConfig | str) -> dict[str, Any]:
     driver = adapter.driver_for(config)
     _check_memory(config)
     t = _t.plain_translation(config)
-    enforce(adapter.name, config, t)
+    enforce(adapter.name, config, t, zero_wait=True)
     kw = _native_kwargs(config, t, driver)
     if _t.is_memory_sqlite(config):
         from sqlalchemy.pool import StaticPool
@@ -204,7 +204,7 @@ def _build(
     driver = adapter.driver_for(config)
     _check_memory(config)
     t = adapter.translate(config)
-    enforce(adapter.name, config, t)
+    enforce(adapter.name, config, t, zero_wait=True)
     state = BridgeState(
         config,
         adapter=adapter.name,

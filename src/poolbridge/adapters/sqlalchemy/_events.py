@@ -226,7 +226,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if pw is not None and (current is not config or not isinstance(pw, str)):
             cparams["password"] = await_(current.get_password())
         creator = cparams.get("async_creator_fn", native_connect)
-        cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state.driver)
+        cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state)
 
     event.listen(engine.sync_engine, "do_connect", on_do_connect)
 
@@ -425,14 +425,19 @@ def _driver_connect(driver: str) -> Any:
     return importlib.import_module(driver).connect
 
 
-def _bounded(creator: Any, seconds: float, driver: str) -> Any:
+def _bounded(creator: Any, seconds: float, state: BridgeState) -> Any:
     """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``
     (aiomysql and asyncmy bound only the TCP connect themselves), run in its own task.
 
     A caller cancelled mid-connect must not strand a half-open connection: psycopg, for
     one, leaves the socket open until garbage collection. The connect task is shielded from
     the caller's cancellation; if it still succeeds, the connection is closed at once.
+
+    A connect outside the pool's own slot logic (no CONNECT_DEADLINE: SQLAlchemy reconnecting
+    the record of a connection that failed its pre-ping, inside a checkout) that times out
+    is that checkout running out of time, so the caller gets PoolTimeout as for any other.
     """
+    driver = state.driver
 
     async def timed(limit: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with asyncio.timeout(limit):
@@ -446,6 +451,11 @@ def _bounded(creator: Any, seconds: float, driver: str) -> Any:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             task.add_done_callback(lambda t: _close_abandoned(driver, t))
+            raise
+        except TimeoutError as exc:
+            pool = state.pool
+            if deadline is None and pool is not None:
+                raise pool.checkout_timeout(limit) from exc
             raise
 
     return connect

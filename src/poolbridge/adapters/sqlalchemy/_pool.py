@@ -460,6 +460,11 @@ class BridgePool(Pool):
         finally:
             CONNECT_DEADLINE.reset(token)
 
+    def checkout_timeout(self, waited: float) -> BridgePoolTimeout:
+        """The PoolTimeout of a checkout that ran out of time outside the waiter queue
+        (SQLAlchemy reconnecting a record inside the checkout)."""
+        return self._timeout_error(waited, len(self._waiters) + 1)
+
     def _timeout_error(self, waited: float, waiting: int) -> BridgePoolTimeout:
         """Count the timeout, fire on_timeout and describe the pool (``waiting``: callers
         waiting for a connection, this one included)."""
