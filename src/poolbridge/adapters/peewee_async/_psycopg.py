@@ -1,7 +1,7 @@
 """peewee-async's Psycopg3Database on a hooked psycopg_pool (poolbridge errors, hooks, stats).
 
-psycopg_pool honours every pool knob, so this backend keeps it (DESIGN: "psycopg keeps
-psycopg_pool"); the shared
+psycopg_pool honours every pool knob, so this backend keeps it (docs/internals.md: psycopg
+keeps psycopg_pool); the shared
 :class:`~poolbridge.drivers.psycopg.pool.PBConnectionPool` adds poolbridge's hooks, stats,
 leak tracking and errors. Unlike peewee-async's own psycopg backend, the password is resolved per
 connection and never formatted into the DSN.

@@ -480,6 +480,42 @@ _DOC_NOTES = """
 """
 
 
+def _stock_keyword_table() -> str:
+    """Every ``create_async_engine`` keyword and what poolbridge does with it, from the
+    refusal table the code uses."""
+    rows = [
+        f"| `{key}` | refused by name: {why} |"
+        for key, why in _OWNED_ENGINE_KWARGS.items()
+        if key != "poolbridge"
+    ]
+    rows.append(
+        "| `pool_pre_ping` | poolbridge's bounded pre-ping when the config leaves `pre_ping` "
+        "unset; a `pre_ping` set in the config wins |"
+    )
+    rows.append(
+        "| every other keyword (`echo`, `connect_args`, `execution_options`, "
+        "`isolation_level`, `json_serializer`, `logging_name`, ...) | passed to SQLAlchemy "
+        "as stock |"
+    )
+    rows.append(
+        "| driver keys in the URL query | passed to the dialect as stock (PostgreSQL "
+        "`application_name`: the server sees yours) |"
+    )
+    return "\n".join(
+        [
+            "## Stock keyword arguments of `create_async_engine`",
+            "",
+            "| keyword | with poolbridge |",
+            "|---|---|",
+            *rows,
+            "",
+        ]
+    )
+
+
+_DOC_NOTES = _DOC_NOTES.rstrip() + "\n\n" + _stock_keyword_table()
+
+
 def _scalar(result: Any) -> Any:
     """First column of the first row, or None for a statement that returns no rows."""
     return result.scalar() if result.returns_rows else None
