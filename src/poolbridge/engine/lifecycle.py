@@ -153,6 +153,15 @@ class EngineCore:
         # None when the hook is not registered: then no event is built at all
         self._emit_checkout = hooks.emitter("on_checkout", pool=self.name, adapter=adapter)
         self._emit_checkin = hooks.emitter("on_checkin", pool=self.name, adapter=adapter)
+        # the synchronous fast path of checkout/checkin applies (engine/checkout.py)
+        self._plain_checkout = (
+            not self._pre_ping and self._leaks is None and self._emit_checkout is None
+        )
+        self._plain_checkin = (
+            not self._full_reset and self._leaks is None and self._emit_checkin is None
+        )
+        self._is_closed = driver.is_closed  # bound once: two checks per checkout + checkin
+        self._in_transaction = driver.in_transaction
 
     @property
     def size(self) -> int:
