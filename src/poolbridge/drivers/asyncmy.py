@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers._mysql import MySQLShim
+from poolbridge.drivers._mysql import SERVER_STATUS_IN_TRANS, MySQLShim
 from poolbridge.drivers.base import client_backstop
 
 __all__ = ["AsyncmyShim"]
@@ -32,6 +32,13 @@ class AsyncmyShim(MySQLShim):
             return True
         transport = getattr(conn, "_transport", None)  # closing: the server hung up
         return bool(transport is not None and transport.is_closing())
+
+    def reusable(self, conn: Any) -> bool:
+        status = conn.server_status  # one pass over the two checks, for the checkin hot path
+        if status is None or status & SERVER_STATUS_IN_TRANS or not conn.connected:
+            return False
+        transport = getattr(conn, "_transport", None)
+        return transport is None or not transport.is_closing()
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

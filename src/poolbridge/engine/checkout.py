@@ -309,7 +309,7 @@ class Engine(EngineCore):
         if t0 is None:
             return False
         now = monotonic()
-        if now >= c.expires or self._is_closed(conn) or self._in_transaction(conn) is not False:
+        if now >= c.expires or not self._reusable(conn):
             return False
         c.checkout_at = None
         held = now - t0

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,6 +74,10 @@ class DriverShim(Protocol):
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """True when ``exc`` means the connection itself is broken."""
+
+    # Optional, for the checkin hot path: ``reusable(conn) -> bool``, True when the
+    # connection is open and known to be outside a transaction (``not is_closed(conn) and
+    # in_transaction(conn) is False`` in one pass). The engine composes it when absent.
 
 
 class ConnRecord:
@@ -160,8 +164,11 @@ class EngineCore:
         self._plain_checkin = (
             not self._full_reset and self._leaks is None and self._emit_checkin is None
         )
-        self._is_closed = driver.is_closed  # bound once: two checks per checkout + checkin
-        self._in_transaction = driver.in_transaction
+        self._is_closed = driver.is_closed  # bound once: checked at every checkout
+        # checkin: open and outside a transaction, in one call (a third-party shim may lack it)
+        self._reusable: Callable[[Any], bool] = getattr(driver, "reusable", None) or (
+            lambda conn: not driver.is_closed(conn) and driver.in_transaction(conn) is False
+        )
 
     @property
     def size(self) -> int:
