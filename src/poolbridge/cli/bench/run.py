@@ -341,12 +341,14 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _loops(spec: str | None) -> list[str]:
+def _loops(spec: str | None, quick: bool = False) -> list[str]:
     """The event loops to run on: ``--loop`` (comma-separated), else asyncio's default and
-    uvloop when it is installed."""
+    uvloop when it is installed (``--quick``: asyncio's only)."""
     if spec:
         return [s.strip() for s in spec.split(",") if s.strip()]
-    return ["asyncio", "uvloop"] if importlib.util.find_spec("uvloop") else ["asyncio"]
+    if quick or importlib.util.find_spec("uvloop") is None:
+        return ["asyncio"]
+    return ["asyncio", "uvloop"]
 
 
 def _run_on(loop: str, coro: Any) -> Any:
@@ -389,7 +391,7 @@ def run(ns: argparse.Namespace) -> int:
     if not stacks:
         print("poolbridge bench: no stack to measure", file=sys.stderr)
         return 2
-    loops = _loops(ns.loop)
+    loops = _loops(ns.loop, ns.quick)
     recs: list[dict[str, Any]] = []
     for loop in loops:
         t0 = time.perf_counter()
@@ -401,6 +403,7 @@ def run(ns: argparse.Namespace) -> int:
         recs.extend(dict(r, loop=loop) for r in got)
     if (
         not ns.no_floor
+        and not ns.stack  # the floor and scale tables come with the full run
         and {"postgresql", "mysql"} <= set(backends)
         and not missing_modules("asyncpg")
         and not missing_modules("asyncmy")
