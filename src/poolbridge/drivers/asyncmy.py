@@ -34,11 +34,11 @@ class AsyncmyShim(MySQLShim):
         return bool(transport is not None and transport.is_closing())
 
     def reusable(self, conn: Any) -> bool:
-        status = conn.server_status  # one pass over the two checks, for the checkin hot path
-        if status is None or status & SERVER_STATUS_IN_TRANS or not conn.connected:
-            return False
-        transport = getattr(conn, "_transport", None)
-        return transport is None or not transport.is_closing()
+        # checkin: connected and outside a transaction, in one pass. A transport the server
+        # closed while the caller held the connection is caught by is_closed() at the next
+        # checkout (and by maintenance), as for one closed while idle.
+        status = conn.server_status
+        return bool(status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected)
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 from bisect import bisect_left as _bisect_left
 from contextlib import AbstractAsyncContextManager
+from threading import get_ident
 from time import monotonic
 from types import TracebackType
 from typing import Any
@@ -98,6 +99,7 @@ class Engine(EngineCore):
         if self._loop is not None:
             raise RuntimeError(f"pool {self.name!r} is already open")
         self._loop = self._guard.bind()
+        self._thread = get_ident()  # the loop's thread, for the hot path's loop check
         self._maintenance = self._loop.create_task(self._maintain())
         if not wait:
             self._refill()
@@ -279,8 +281,13 @@ class Engine(EngineCore):
         idle = self._idle
         if not idle or not self._plain_checkout or self.closed:
             return None
-        if self._guard.loop is not _get_running_loop():
-            return None  # getconn() raises the loop/fork error
+        # Our loop is running and this is its thread, so it is the running loop (one loop
+        # runs per thread): asyncio.get_running_loop() would say the same at the price of a
+        # getpid() system call per call (its fork check), which on a sandboxed host costs
+        # more than the whole checkout. A forked child has no loop here (LoopGuard).
+        loop = self._guard.loop
+        if loop is None or get_ident() != self._thread or not loop.is_running():
+            return None  # getconn() checks with get_running_loop() and raises
         c = idle[-1]
         now = monotonic()
         if now >= c.expires or self._is_closed(c.native):

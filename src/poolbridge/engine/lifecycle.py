@@ -143,6 +143,7 @@ class EngineCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connects: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0  # threading.get_ident() of the loop's thread, set at open()
         self._guard = LoopGuard(config.name)
         self._epoch = 0  # bumped by expire_all(): older connections are stale
         self._last_error: BaseException | None = None  # of the last failed connect
