@@ -133,7 +133,10 @@ class Engine(EngineCore):
         conn = self._take_idle()
         if conn is not None:
             return conn
-        if self._guard.loop is not _get_running_loop():  # other loop, or a forked child
+        loop = self._guard.loop  # the cheap check first (see _take_idle), then the sure one
+        if (
+            loop is None or get_ident() != self._thread or not loop.is_running()
+        ) and loop is not _get_running_loop():  # other loop, or a forked child
             raise self._guard.error()
         if self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
