@@ -154,6 +154,18 @@ def test_suite_passes(column: tuple[str, str], runs: dict[tuple[str, str], Run])
     _assert_passed(runs[column])
 
 
+def test_suite_passes_on_uvloop(tmp_path: Path) -> None:
+    """One column on uvloop (--poolbridge-loop): the engine and the asyncpg driver behave the
+    same on libuv's loop; the run reports which loop it used."""
+    pytest.importorskip("uvloop")
+    _require(*SERVERS["postgresql"])
+    run = _run_column(
+        "asyncpg", "postgresql", tmp_path / "uvloop", extra=["--poolbridge-loop", "uvloop"]
+    )
+    assert "event loop: uvloop" in run.output, run.output[-2000:]
+    _assert_passed(run)
+
+
 def _assert_passed(run: Run) -> None:
     """The column's run passed: every row pass or closed, none failed or skipped."""
     print(run.matrix)

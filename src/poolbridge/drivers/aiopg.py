@@ -130,6 +130,9 @@ class AiopgShim(BaseShim):
             return None
         return bool(status != _IDLE)
 
+    def reusable(self, conn: Any) -> bool:
+        return not conn.closed and conn.raw.get_transaction_status() == _IDLE
+
     def is_closed(self, conn: Any) -> bool:
         return bool(conn.closed) or retired(conn, self.routed_config)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers._mysql import MySQLShim
+from poolbridge.drivers._mysql import SERVER_STATUS_IN_TRANS, MySQLShim
 from poolbridge.drivers.base import client_backstop
 from poolbridge.drivers.hosts import retired
 
@@ -33,6 +33,13 @@ class AsyncmyShim(MySQLShim):
             return True
         transport = getattr(conn, "_transport", None)  # closing: the server hung up
         return bool(transport is not None and transport.is_closing())
+
+    def reusable(self, conn: Any) -> bool:
+        # checkin: connected and outside a transaction, in one pass. A transport the server
+        # closed while the caller held the connection is caught by is_closed() at the next
+        # checkout (and by maintenance), as for one closed while idle.
+        status = conn.server_status
+        return bool(status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected)
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

@@ -98,6 +98,9 @@ class AsyncpgShim(BaseShim):
     def is_closed(self, conn: Any) -> bool:
         return bool(conn.is_closed()) or retired(conn, self.routed_config)
 
+    def reusable(self, conn: Any) -> bool:
+        return not conn.is_in_transaction() and not conn.is_closed()
+
     async def rollback(self, conn: Any) -> None:
         await conn.execute("ROLLBACK")
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from bisect import bisect_left as _bisect_left
 from contextlib import AbstractAsyncContextManager
+from threading import get_ident
 from time import monotonic
 from types import TracebackType
 from typing import Any
@@ -41,6 +43,9 @@ from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequest
 from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent
+from poolbridge.pool.stats import BUCKETS
+
+_FIRST_BUCKET = BUCKETS[0]
 
 __all__ = ["LIFETIME_JITTER", "DriverShim", "Engine"]
 
@@ -58,7 +63,10 @@ class _Acquire(AbstractAsyncContextManager[Any]):
         self._conn: Any = None
 
     async def __aenter__(self) -> Any:
-        self._conn = conn = await self._engine.getconn()
+        conn = self._engine._take_idle()  # no coroutine of getconn() for an idle connection
+        if conn is None:
+            conn = await self._engine.getconn()
+        self._conn = conn
         return conn
 
     async def __aexit__(
@@ -69,7 +77,8 @@ class _Acquire(AbstractAsyncContextManager[Any]):
     ) -> None:
         engine = self._engine
         if exc is None:
-            await engine.putconn(self._conn)
+            if not engine._give_back(self._conn):
+                await engine.putconn(self._conn)
         elif engine.driver.is_connection_error(exc):
             await engine.putconn(self._conn, discard=True)
         else:
@@ -91,6 +100,7 @@ class Engine(EngineCore):
         if self._loop is not None:
             raise RuntimeError(f"pool {self.name!r} is already open")
         self._loop = self._guard.bind()
+        self._thread = get_ident()  # the loop's thread, for the hot path's loop check
         self._maintenance = self._loop.create_task(self._maintain())
         if not wait:
             self._refill()
@@ -129,7 +139,13 @@ class Engine(EngineCore):
         PoolTimeout; raises TooManyRequests when ``max_waiting`` callers already wait and
         PoolClosed after :meth:`close`.
         """
-        if self._guard.loop is not _get_running_loop():  # other loop, or a forked child
+        conn = self._take_idle()
+        if conn is not None:
+            return conn
+        loop = self._guard.loop  # the cheap check first (see _take_idle), then the sure one
+        if (
+            loop is None or get_ident() != self._thread or not loop.is_running()
+        ) and loop is not _get_running_loop():  # other loop, or a forked child
             raise self._guard.error()
         if self.closed:
             raise PoolClosed(f"pool {self.name!r} is closed")
@@ -174,6 +190,8 @@ class Engine(EngineCore):
         on_checkin runs, before anyone else can get the connection: what the hook sets or
         undoes is not rolled back with the caller's transaction.
         """
+        if not (discard or _state_unknown) and self._give_back(conn):
+            return
         c = self._conns.get(id(conn))
         if c is None or c.checkout_at is None:
             if self.closed:
@@ -261,6 +279,76 @@ class Engine(EngineCore):
             await self._close(self.config.acquire_timeout if timeout is None else timeout)
         finally:
             self._close_done.set_result(None)
+
+    # -- the hot path -------------------------------------------------------------------
+    # getconn()/putconn() and ``async with acquire()`` try these two synchronous methods
+    # first. They do the whole work of the common case (an idle connection that needs no
+    # I/O, no hook and no leak capture at checkout; a connection the driver knows is idle
+    # and open at checkin) with no coroutine frame and no method call beyond the driver's
+    # two local state checks; anything else returns "not done" having changed nothing,
+    # and the general path runs.
+    def _take_idle(self) -> Any:
+        """Check out the most recently used idle connection if nothing needs an await or
+        a hook; its native connection, else None (nothing changed)."""
+        idle = self._idle
+        if not idle or not self._plain_checkout or self.closed:
+            return None
+        # Our loop is running and this is its thread, so it is the running loop (one loop
+        # runs per thread): asyncio.get_running_loop() would say the same at the price of a
+        # getpid() system call per call (its fork check), which on a sandboxed host costs
+        # more than the whole checkout. A forked child has no loop here (LoopGuard).
+        loop = self._guard.loop
+        if loop is None or get_ident() != self._thread or not loop.is_running():
+            return None  # getconn() checks with get_running_loop() and raises
+        c = idle[-1]
+        now = monotonic()
+        if now >= c.expires or self._is_closed(c.native):
+            return None  # getconn() retires it
+        idle.pop()
+        c.checkout_at = now
+        c.fresh = False
+        rec = self.recorder
+        if rec._listeners:
+            rec.record_checkout(0.0)
+        else:
+            rec.used += 1
+            rec.wait_time.counts[0] += 1  # waited 0 s: the first bucket, the sum unchanged
+        return c.native
+
+    def _give_back(self, conn: Any) -> bool:
+        """Check in ``conn`` if it stays open, is outside a transaction and no hook, reset
+        or leak tracking applies: hand it to the oldest waiter or make it idle. False when
+        :meth:`putconn`'s general path must run (nothing changed)."""
+        if not self._plain_checkin:
+            return False
+        c = self._conns.get(id(conn))
+        if c is None or c.broken or self.closed:
+            return False
+        t0 = c.checkout_at
+        if t0 is None:
+            return False
+        now = monotonic()
+        if now >= c.expires or not self._reusable(conn):
+            return False
+        c.checkout_at = None
+        held = now - t0
+        rec = self.recorder
+        if rec._listeners:
+            rec.record_checkin(held)
+        else:
+            rec.used -= 1
+            h = rec.use_time
+            h.counts[0 if held <= _FIRST_BUCKET else _bisect_left(BUCKETS, held)] += 1
+            h.sum += held
+        waiters = self._waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(c)  # FIFO hand-off: never through the idle list
+                return True
+        c.idle_since = now
+        self._idle.append(c)
+        return True
 
     # -- checkout -----------------------------------------------------------------------
     def _checkout(self, c: ConnRecord, now: float, waited: float) -> None:

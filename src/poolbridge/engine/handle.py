@@ -50,7 +50,7 @@ class EnginePool(Pool[Any]):
         return self.engine.closed
 
     def acquire(self) -> _Acquire:
-        return self.engine.acquire()
+        return _Acquire(self.engine)
 
     async def ping(self) -> float:
         async with self.engine.acquire() as conn:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,6 +74,10 @@ class DriverShim(Protocol):
 
     def is_connection_error(self, exc: BaseException) -> bool:
         """True when ``exc`` means the connection itself is broken."""
+
+    # Optional, for the checkin hot path: ``reusable(conn) -> bool``, True when the
+    # connection is open and known to be outside a transaction (``not is_closed(conn) and
+    # in_transaction(conn) is False`` in one pass). The engine composes it when absent.
 
 
 class ConnRecord:
@@ -139,6 +143,7 @@ class EngineCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connects: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0  # threading.get_ident() of the loop's thread, set at open()
         self._guard = LoopGuard(config.name)
         self._epoch = 0  # bumped by expire_all(): older connections are stale
         self._last_error: BaseException | None = None  # of the last failed connect
@@ -153,6 +158,18 @@ class EngineCore:
         # None when the hook is not registered: then no event is built at all
         self._emit_checkout = hooks.emitter("on_checkout", pool=self.name, adapter=adapter)
         self._emit_checkin = hooks.emitter("on_checkin", pool=self.name, adapter=adapter)
+        # the synchronous fast path of checkout/checkin applies (engine/checkout.py)
+        self._plain_checkout = (
+            not self._pre_ping and self._leaks is None and self._emit_checkout is None
+        )
+        self._plain_checkin = (
+            not self._full_reset and self._leaks is None and self._emit_checkin is None
+        )
+        self._is_closed = driver.is_closed  # bound once: checked at every checkout
+        # checkin: open and outside a transaction, in one call (a third-party shim may lack it)
+        self._reusable: Callable[[Any], bool] = getattr(driver, "reusable", None) or (
+            lambda conn: not driver.is_closed(conn) and driver.in_transaction(conn) is False
+        )
 
     @property
     def size(self) -> int:

@@ -66,6 +66,8 @@ class Case:
     adapter: Adapter
     entry_point: str
     faults: bool = False
+    #: the event loop each test runs on: "asyncio" (the default loop) or "uvloop"
+    loop: str = "asyncio"
 
     def run(self, body: Callable[[Session], Awaitable[None]]) -> None:
         """Run ``body`` in a fresh event loop with a :class:`Session`; clean up after it."""
@@ -74,7 +76,20 @@ class Case:
             async with Session.start(self) as session:
                 await asyncio.wait_for(body(session), TEST_DEADLINE)
 
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=loop_factory(self.loop)) as runner:
+            runner.run(main())
+
+
+def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop factory for ``name`` ("asyncio": None, the default; "uvloop")."""
+    if name == "asyncio":
+        return None
+    if name == "uvloop":
+        import uvloop
+
+        factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+        return factory
+    raise ValueError(f"unknown event loop {name!r} (asyncio or uvloop)")
 
 
 @dataclass

@@ -9,6 +9,7 @@ x driver x entry point, and prints the matrix at the end of the session.
 
 from __future__ import annotations
 
+import importlib.util
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 SUITE_DIR = Path(__file__).parent / "suite"
+#: event loops the suite can run on (--poolbridge-loop / poolbridge_loop)
+LOOPS = ("asyncio", "uvloop")
 _STATE = pytest.StashKey["PluginState"]()
 _CELL_PROPERTY = "poolbridge_cell"
 
@@ -46,6 +49,7 @@ class PluginState:
         self.dburls = dburls
         self.faults = faults
         self.via = "pgbouncer" if pgbouncer else ""
+        self.loop = "asyncio"
         self.matrix = Matrix()
         self.targets: list[Target] = []
         self.unavailable: dict[str, str] = {}
@@ -159,9 +163,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run only the rows whose requirement name matches this glob (repeatable; "
         "e.g. 'parity_*')",
     )
+    group.addoption(
+        "--poolbridge-loop",
+        default=None,
+        choices=LOOPS,
+        help="the event loop every suite test runs on (default: asyncio's own)",
+    )
     parser.addini("poolbridge_adapter", "adapters for the conformance suite", type="linelist")
     parser.addini("poolbridge_dburl", "database URLs for the conformance suite", type="linelist")
     parser.addini("poolbridge_faults", "run the fault rows (kill backends)", type="bool")
+    parser.addini("poolbridge_loop", "event loop of the suite: asyncio or uvloop", default="")
     parser.addini(
         "poolbridge_pgbouncer", "the dburls are pgbouncers (transaction pooling)", type="bool"
     )
@@ -190,7 +201,13 @@ def pytest_configure(config: pytest.Config) -> None:
     pgbouncer = bool(
         config.getoption("--poolbridge-pgbouncer") or config.getini("poolbridge_pgbouncer")
     )
+    loop = config.getoption("--poolbridge-loop") or config.getini("poolbridge_loop") or "asyncio"
+    if loop not in LOOPS:
+        raise pytest.UsageError(f"poolbridge_loop: {loop!r} is not one of {', '.join(LOOPS)}")
+    if loop != "asyncio" and importlib.util.find_spec(loop) is None:
+        raise pytest.UsageError(f"--poolbridge-loop {loop}: {loop} is not installed")
     state = PluginState(adapters or ["all"], dburls, faults, pgbouncer)
+    state.loop = loop
     config.stash[_STATE] = state
     config.pluginmanager.register(_CellRecorder(state), "poolbridge.testing.cells")
     # bring our own tests: instead of the testpaths / current directory, or next to the
@@ -287,7 +304,9 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
         if in_ci():
             pytest.fail(f"{why} (CI=true: a missing server is a failure)", pytrace=False)
         pytest.skip(why)
-    return Case(target=target, adapter=adapter, entry_point=point, faults=state.faults)
+    return Case(
+        target=target, adapter=adapter, entry_point=point, faults=state.faults, loop=state.loop
+    )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -338,6 +357,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if state is None:
         return
     terminalreporter.write_sep("=", "poolbridge conformance matrix")
+    terminalreporter.write_line(f"event loop: {state.loop}")
     for name, why in state.unavailable.items():
         terminalreporter.write_line(f"adapter {name!r} not installed: {why}")
     for note in state.notes:

@@ -33,6 +33,18 @@ ARGS: list[Arg] = [
         choices=("postgresql", "mysql"),
         help="only this backend (repeatable; default: those given a URL, else both)",
     ),
+    arg(
+        "--loop",
+        metavar="LOOPS",
+        help="event loops, comma-separated: asyncio,uvloop (default: both when uvloop is "
+        "installed; --quick: asyncio)",
+    ),
+    arg(
+        "--no-floor",
+        action="store_true",
+        help="leave out the acquire-floor and scale tables (engine vs Queue vs native pools; "
+        "they come only with a run of every stack, no --stack)",
+    ),
     arg("--markdown", action="store_true", help="print the table as Markdown"),
     arg(
         "--profile",

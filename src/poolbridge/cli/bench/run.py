@@ -53,6 +53,7 @@ from poolbridge.cli.bench.drivers import (
     setup,
     teardown,
 )
+from poolbridge.cli.bench.floor import floor_tables, loop_factory
 from poolbridge.cli.bench.measure import acquire_release_us, median_spread, print_table, rate
 from poolbridge.cli.bench.orm import open_peewee, open_sqlalchemy, open_tortoise
 
@@ -340,6 +341,21 @@ NEEDS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _loops(spec: str | None, quick: bool = False) -> list[str]:
+    """The event loops to run on: ``--loop`` (comma-separated), else asyncio's default and
+    uvloop when it is installed (``--quick``: asyncio's only)."""
+    if spec:
+        return [s.strip() for s in spec.split(",") if s.strip()]
+    if quick or importlib.util.find_spec("uvloop") is None:
+        return ["asyncio"]
+    return ["asyncio", "uvloop"]
+
+
+def _run_on(loop: str, coro: Any) -> Any:
+    with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
+        return runner.run(coro)
+
+
 def missing_modules(stack: str) -> list[str]:
     return [m for m in NEEDS[stack] if importlib.util.find_spec(m) is None]
 
@@ -375,11 +391,27 @@ def run(ns: argparse.Namespace) -> int:
     if not stacks:
         print("poolbridge bench: no stack to measure", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
-    recs = asyncio.run(bench(stacks, rounds, window, warmup))
-    print(f"\n{rounds} round(s), {window:g} s windows, {time.perf_counter() - t0:.0f} s\n")
-    print_records(recs, markdown=ns.markdown)
-    checks = targets(recs)
+    loops = _loops(ns.loop, ns.quick)
+    recs: list[dict[str, Any]] = []
+    for loop in loops:
+        t0 = time.perf_counter()
+        got = _run_on(loop, bench(stacks, rounds, window, warmup))
+        print(
+            f"\n{loop}: {rounds} round(s), {window:g} s windows, {time.perf_counter() - t0:.0f} s\n"
+        )
+        print_records(got, markdown=ns.markdown)
+        recs.extend(dict(r, loop=loop) for r in got)
+    if (
+        not ns.no_floor
+        and not ns.stack  # the floor and scale tables come with the full run
+        and {"postgresql", "mysql"} <= set(backends)
+        and not missing_modules("asyncpg")
+        and not missing_modules("asyncmy")
+    ):
+        scale_window = 1.0 if ns.quick else 3.0
+        recs.extend(floor_tables(loops, rounds, window, scale_window, markdown=ns.markdown))
+    stack_recs = [r for r in recs if "stack" in r]
+    checks = targets(stack_recs)
     if checks:
         print("\ntargets (this run; a single short run is noisy, see docs/performance.md):")
         for what, got, met in checks:
@@ -387,7 +419,7 @@ def run(ns: argparse.Namespace) -> int:
     if ns.json:
         Path(ns.json).write_text(json.dumps(recs, indent=2), encoding="utf-8")
     if ns.png:
-        plot(recs, ns.png)
+        plot(stack_recs, ns.png)
     return 0
 
 
