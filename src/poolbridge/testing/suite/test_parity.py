@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -73,6 +74,28 @@ def _spec(s: Session, **fields: Any) -> TwinSpec:
     }
     values.update(fields)
     return TwinSpec(**values)
+
+
+@contextlib.contextmanager
+def _own_file(s: Session) -> Iterator[str]:
+    """The URL of the scenario's own SQLite file beside the column's (removed afterwards).
+
+    SQLite's journal_mode is a property of the file, and other columns may use the same file
+    at the same time (a stock Tortoise client switches it to WAL): session values compared
+    between two stacks must not see another column's change. Other backends: the URL.
+    """
+    scheme, sep, rest = s.url.partition(":///")
+    path, mark, query = rest.partition("?")
+    if s.backend != "sqlite" or not sep or not path or path == ":memory:":
+        yield s.url
+        return
+    private = f"{path}.{uuid.uuid4().hex[:8]}"
+    try:
+        yield f"{scheme}{sep}{private}{mark}{query}"
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(private + suffix)
 
 
 @contextlib.asynccontextmanager
@@ -192,15 +215,20 @@ async def _session_pair(twin: StockTwin, spec: TwinSpec, probes: dict[str, str])
 
 
 async def _session(s: Session) -> None:
+    with _own_file(s) as url:
+        await _session_on(s, url)
+
+
+async def _session_on(s: Session, url: str) -> None:
     twin = _twin(s)
     probes = dict(PROBES[s.backend])
-    defaults = await _session_pair(twin, _spec(s), probes)
+    defaults = await _session_pair(twin, _spec(s, url=url), probes)
     keys = dict(twin.session_keys(s.backend, s.case.target.driver))
     if not keys:
         return
     if s.backend == "postgresql":
         probes["application_name"] = APPLICATION_NAME
-    keyed = await _session_pair(twin, _spec(s, keys=keys), probes)
+    keyed = await _session_pair(twin, _spec(s, url=url, keys=keys), probes)
     changed = {k for k in keyed if defaults.get(k) != keyed[k]}
     assert changed, f"the twin's session keys {sorted(keys)} changed nothing the server reports"
 
