@@ -26,6 +26,7 @@ import poolbridge
 from poolbridge import PoolConfig, UnsupportedOptionError
 from poolbridge.adapters.peewee_async import database
 from poolbridge.adapters.peewee_async._pool_view import SURFACE
+from poolbridge.testing.admin import in_ci
 
 DRIVERS = ["aiopg", "psycopg", "aiomysql", "aiosqlite"]
 
@@ -274,6 +275,8 @@ def scram_server() -> Iterator[tuple[str, str]]:
         server = EmbeddedPostgres()
         server.start()
     except Exception as exc:  # pragma: no cover - environment dependent
+        if in_ci():  # CI=true: a server that cannot start is a failure, not a skip
+            pytest.fail(f"embedded PostgreSQL did not start: {exc}")
         pytest.skip(f"embedded PostgreSQL did not start: {exc}")
     password = secrets.token_hex(8)
     try:

@@ -13,6 +13,7 @@ import pytest
 from poolbridge import ConfigError, PoolConfig, check_budget, open_pool
 from poolbridge.errors import ConnectionBudgetWarning
 from poolbridge.pool.budget import plan_budget
+from poolbridge.testing.admin import in_ci
 
 
 def test_plan_splits_what_the_server_leaves() -> None:
@@ -75,6 +76,8 @@ def small_server() -> Iterator[str]:
         server = EmbeddedPostgres(settings={"max_connections": "12"})
         server.start()
     except Exception as exc:  # pragma: no cover - environment dependent
+        if in_ci():  # CI=true: a server that cannot start is a failure, not a skip
+            pytest.fail(f"embedded PostgreSQL did not start: {exc}")
         pytest.skip(f"embedded PostgreSQL did not start: {exc}")
     try:
         yield server.url

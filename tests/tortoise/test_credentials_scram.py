@@ -16,6 +16,7 @@ import pytest
 
 from poolbridge import PoolConfig, open_pool
 from poolbridge.adapters.tortoise import tortoise_config
+from poolbridge.testing.admin import in_ci
 
 ROLE, SECRET = "pb_tortoise_scram", "s3cret-Tortoise"  # a throw-away test role
 
@@ -29,6 +30,8 @@ def scram_server() -> Iterator[tuple[str, int]]:
         server = EmbeddedPostgres()
         server.start()
     except Exception as exc:  # pragma: no cover - environment dependent
+        if in_ci():  # CI=true: a server that cannot start is a failure, not a skip
+            pytest.fail(f"embedded PostgreSQL did not start: {exc}")
         pytest.skip(f"embedded PostgreSQL did not start: {exc}")
     try:
         socket_url = f"postgresql://postgres@/postgres?host={server.socket_dir}&port={server.port}"
