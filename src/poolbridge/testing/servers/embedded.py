@@ -40,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from poolbridge.testing.servers._context import StartedInContext
+
 __all__ = ["EmbeddedPostgres", "StopMode", "free_port"]
 
 StopMode = Literal["smart", "fast", "immediate"]
@@ -112,7 +114,7 @@ def _prepare_root_permissions(pgdata: Path) -> str:
     return _SYSTEM_USER
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(StartedInContext):
     """Own a PostgreSQL server in a temporary directory; see the module docstring.
 
     ``settings`` are extra server settings (``-c name=value``), e.g. ``{"max_connections":
@@ -239,22 +241,6 @@ class EmbeddedPostgres:
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.close)
-
-    def __enter__(self) -> EmbeddedPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     async def __aenter__(self) -> EmbeddedPostgres:
         try:

@@ -18,16 +18,15 @@ a test that fails over takes a fresh pair. The system's PostgreSQL is never touc
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
+from poolbridge.testing.servers._context import StartedInContext
 from poolbridge.testing.servers.embedded import (
     EmbeddedPostgres,
     StopMode,
@@ -73,7 +72,7 @@ class StandbyPostgres(EmbeddedPostgres):
         self._pg_ctl(["-w", "-t", str(int(self.start_timeout)), "promote"])
 
 
-class ReplicatedPostgres:
+class ReplicatedPostgres(StartedInContext):
     """A primary and one streaming standby on loopback ports (see the module docstring)."""
 
     def __init__(self, *, start_timeout: float = 60.0) -> None:
@@ -138,23 +137,6 @@ class ReplicatedPostgres:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"standby did not replay {target} within {timeout:g}s")
                 time.sleep(0.05)
-
-    def __enter__(self) -> ReplicatedPostgres:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with contextlib.suppress(Exception):
-            self.close()
 
     def __repr__(self) -> str:
         return f"<ReplicatedPostgres primary={self.primary!r} standby={self.standby!r}>"
@@ -248,7 +230,7 @@ class _MariaDB:
         shutil.rmtree(self.basedir, ignore_errors=True)
 
 
-class ReplicatedMariaDB:
+class ReplicatedMariaDB(StartedInContext):
     """A MariaDB primary and a GTID replica (``read_only=ON``) from the system ``mariadbd``,
     each with its own data directory and loopback port; promotion is ``STOP SLAVE`` and
     ``SET GLOBAL read_only=0`` on the replica. The system's MariaDB is never touched."""
@@ -278,19 +260,3 @@ class ReplicatedMariaDB:
     def close(self) -> None:
         self.replica.close()
         self.primary.close()
-
-    def __enter__(self) -> ReplicatedMariaDB:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
