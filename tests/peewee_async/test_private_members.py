@@ -128,3 +128,24 @@ def test_native_pool_attributes_still_exist(driver: str, cls: type) -> None:
         ENTRY + f"{cls.__module__}.{cls.__name__} no longer has {missing}: "
         "poolbridge's pool view (_pool_view.SURFACE) mirrors them"
     )
+
+
+def test_schema_manager_builds_its_sql_without_running_it() -> None:
+    class Probe(peewee.Model):
+        name = peewee.CharField(index=True)
+
+        class Meta:
+            database = peewee.SqliteDatabase(None)
+            table_name = "pb_probe"
+
+    manager = peewee.SchemaManager(Probe)
+    for name in ("_create_table", "_create_indexes", "_drop_table"):
+        assert callable(getattr(manager, name, None)), (
+            ENTRY + f"peewee's SchemaManager.{name}() is gone; the stock-parity twin reads "
+            "the schema SQL from it"
+        )
+    sql = [manager._create_table().query()[0], manager._drop_table().query()[0]]
+    sql += [ctx.query()[0] for ctx in manager._create_indexes()]
+    assert sql[0].startswith('CREATE TABLE IF NOT EXISTS "pb_probe"'), ENTRY + sql[0]
+    assert sql[1].startswith('DROP TABLE IF EXISTS "pb_probe"'), ENTRY + sql[1]
+    assert any("CREATE INDEX" in q for q in sql[2:]), ENTRY + repr(sql)
