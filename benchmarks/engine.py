@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+from poolbridge.cli.bench.floor import queue_of_connections
 from poolbridge.cli.bench.measure import (
     acquire_release_us,
     interleaved,
@@ -67,26 +68,8 @@ Acquire = Callable[[], AbstractAsyncContextManager[Any]]
 async def open_pool(name: str) -> AsyncIterator[tuple[Acquire, Callable[[Any], Any]]]:
     """Yield (acquire, run SELECT 1 on a connection) for pool ``name``; close on exit."""
     if name == "queue":
-        import asyncpg
-
-        conns = [await asyncpg.connect(PG_URL) for _ in range(SIZE)]
-        q: asyncio.Queue[Any] = asyncio.Queue()
-        for c in conns:
-            q.put_nowait(c)
-
-        @asynccontextmanager
-        async def acquire() -> AsyncIterator[Any]:
-            c = await q.get()
-            try:
-                yield c
-            finally:
-                q.put_nowait(c)
-
-        try:
+        async with queue_of_connections(PG_URL, SIZE) as acquire:
             yield acquire, lambda c: c.fetchval("SELECT 1")
-        finally:
-            for c in conns:
-                await c.close()
     elif name in ("asyncpg", "asyncpg-noreset"):
         import asyncpg
 

@@ -30,7 +30,14 @@ from typing import Any
 from poolbridge.cli.bench.drivers import SIZE, config, mysql_kwargs, url_for
 from poolbridge.cli.bench.measure import acquire_release_us, median_spread, print_table
 
-__all__ = ["ACQUIRE_POOLS", "SCALE_POOLS", "SCALE_TASKS", "floor_tables", "loop_factory"]
+__all__ = [
+    "ACQUIRE_POOLS",
+    "SCALE_POOLS",
+    "SCALE_TASKS",
+    "floor_tables",
+    "loop_factory",
+    "queue_of_connections",
+]
 
 ACQUIRE_POOLS = ("queue", "asyncpg-pool", "engine-asyncpg", "asyncmy-pool", "engine-asyncmy")
 SCALE_POOLS = ("asyncpg-pool", "engine-asyncpg", "asyncmy-pool", "engine-asyncmy")
@@ -61,29 +68,37 @@ async def _my_1(conn: Any) -> Any:
 
 
 @asynccontextmanager
+async def queue_of_connections(url: str, size: int) -> AsyncIterator[Acquire]:
+    """The bookkeeping-free floor: an asyncio.Queue of ``size`` asyncpg connections to
+    ``url``; yields its acquire (closed on exit)."""
+    import asyncpg
+
+    conns = [await asyncpg.connect(url) for _ in range(size)]
+    q: asyncio.Queue[Any] = asyncio.Queue()
+    for c in conns:
+        q.put_nowait(c)
+
+    @asynccontextmanager
+    async def take() -> AsyncIterator[Any]:
+        c = await q.get()
+        try:
+            yield c
+        finally:
+            q.put_nowait(c)
+
+    try:
+        yield take
+    finally:
+        for c in conns:
+            await c.close()
+
+
+@asynccontextmanager
 async def open_floor(name: str) -> AsyncIterator[tuple[Acquire, Query]]:
     """(acquire, SELECT 1 on a connection) for pool ``name`` with 10 connections."""
     if name == "queue":
-        import asyncpg
-
-        conns = [await asyncpg.connect(url_for("postgresql")) for _ in range(SIZE)]
-        q: asyncio.Queue[Any] = asyncio.Queue()
-        for c in conns:
-            q.put_nowait(c)
-
-        @asynccontextmanager
-        async def take() -> AsyncIterator[Any]:
-            c = await q.get()
-            try:
-                yield c
-            finally:
-                q.put_nowait(c)
-
-        try:
+        async with queue_of_connections(url_for("postgresql"), SIZE) as take:
             yield take, _pg_1
-        finally:
-            for c in conns:
-                await c.close()
     elif name == "asyncpg-pool":
         import asyncpg
 
