@@ -14,14 +14,16 @@ import contextlib
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context
+from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context, wait_for_slot
 from poolbridge.drivers.hosts import MYSQL_ROLE_SQL, demoted, needs_routing, routed
 
 __all__ = [
     "MYSQL_CONNECTION_ERRNOS",
     "MYSQL_PERMANENT_CONNECT_ERRNOS",
+    "MYSQL_SLOT_REFUSED_ERRNOS",
     "MySQLShim",
     "permanent_connect_error",
+    "slot_refused",
 ]
 
 #: MySQL/MariaDB client and server error numbers that mean "this connection is gone"
@@ -37,6 +39,22 @@ MYSQL_CONNECTION_ERRNOS = frozenset({1053, 1077, 1927, 2003, 2006, 2013, 2055, 4
 MYSQL_PERMANENT_CONNECT_ERRNOS = frozenset(
     {1044, 1045, 1049, 1064, 1115, 1129, 1130, 1193, 1227, 1231, 1232, 1251, 1698, 2059}
 )
+
+
+#: MySQL/MariaDB error numbers of a server that refused a connection slot: 1040 too many
+#: connections (max_connections), 1203 the user's max_user_connections, 1226 a resource limit
+#: of the account (MAX_USER_CONNECTIONS). A connection the pool abandoned (a cancelled
+#: ``SELECT SLEEP(..)``) keeps its slot on the server until its statement ends, so the slot
+#: frees within moments: retried within the caller's deadline
+#: (:func:`poolbridge.drivers.connect_errors.wait_for_slot`).
+MYSQL_SLOT_REFUSED_ERRNOS = frozenset({1040, 1203, 1226})
+
+
+def slot_refused(exc: BaseException) -> bool:
+    """True when an aiomysql (pymysql) or asyncmy error at connect is the server refusing a
+    connection slot (:data:`MYSQL_SLOT_REFUSED_ERRNOS`)."""
+    args = exc.args
+    return bool(args) and args[0] in MYSQL_SLOT_REFUSED_ERRNOS
 
 
 def permanent_connect_error(exc: BaseException) -> bool:
@@ -91,7 +109,13 @@ class MySQLShim(BaseShim):
         return await routed(self, config, timeout, open_one, MYSQL_ROLE_SQL)
 
     async def _connect_one(self, config: PoolConfig, kw: dict[str, Any]) -> Any:
-        conn = await self.driver_connect(**kw)
+        """One host within ``kw["connect_timeout"]`` seconds, a refused slot waited for
+        (see :func:`~poolbridge.drivers.base.wait_for_slot`), then the session settings."""
+
+        def attempt(seconds: float) -> Any:
+            return self.driver_connect(**{**kw, "connect_timeout": seconds})
+
+        conn = await wait_for_slot(attempt, float(kw["connect_timeout"]), slot_refused)
         try:
             statements = mysql_session_sql(config)
             if statements:

@@ -9,28 +9,22 @@ user's, else the pool name). Transaction state comes from psycopg2's
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import math
-from time import monotonic
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import BaseShim, client_backstop, libpq_escape, pg_server_settings
+from poolbridge.drivers.base import (
+    BaseShim,
+    client_backstop,
+    libpq_escape,
+    libpq_slot_refused,
+    pg_server_settings,
+    wait_for_slot,
+)
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
 __all__ = ["AiopgShim"]
-
-#: the server refused a connection slot (SQLSTATE 53300; psycopg2 gives no pgcode for
-#: connect-time errors, so the message tells). aiopg closes its socket when a task is
-#: cancelled mid-statement, but the backend runs on until that statement ends and keeps
-#: its slot (counted against max_connections and the role's CONNECTION LIMIT) meanwhile;
-#: the pool, which already replaced the connection, must not fail on that slot.
-_SLOT_REFUSED = (
-    "too many connections for role",
-    "too many clients already",
-    "remaining connection slots are reserved",
-)
 
 # psycopg2.extensions.TRANSACTION_STATUS_*: IDLE=0, ACTIVE=1, INTRANS=2, INERROR=3, UNKNOWN=4
 _IDLE, _UNKNOWN = 0, 4
@@ -94,21 +88,15 @@ class AiopgShim(BaseShim):
         return await routed(self, config, timeout, open_one, PG_ROLE_SQL)
 
     async def _connect_one(self, kw: dict[str, Any], timeout: float) -> Any:
+        """One host. aiopg closes its socket when a task is cancelled mid-statement, while
+        the backend runs on until that statement ends and keeps its slot meanwhile: a
+        refused slot is waited for within ``timeout`` (see wait_for_slot)."""
         import aiopg
 
-        deadline = monotonic() + timeout
-        delay = 0.05
-        while True:
-            kw["connect_timeout"] = max(1, math.ceil(deadline - monotonic()))
-            try:
-                return await aiopg.connect(**kw)
-            except Exception as exc:
-                # a slot still held by a backend this pool abandoned (see _SLOT_REFUSED)
-                # frees within moments: wait for it within this attempt's time
-                if not _slot_refused(exc) or monotonic() + delay >= deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.4)
+        def attempt(seconds: float) -> Any:
+            return aiopg.connect(**{**kw, "connect_timeout": max(1, math.ceil(seconds))})
+
+        return await wait_for_slot(attempt, timeout, libpq_slot_refused)
 
     async def close(self, conn: Any) -> None:
         await conn.close()
@@ -155,7 +143,3 @@ class AiopgShim(BaseShim):
         import psycopg2  # type: ignore[import-untyped]
 
         return (ConnectionError, psycopg2.OperationalError, psycopg2.InterfaceError)
-
-
-def _slot_refused(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OperationalError" and any(m in str(exc) for m in _SLOT_REFUSED)

@@ -23,10 +23,11 @@ from poolbridge.drivers.base import (
     client_backstop,
     pg_permanent_sqlstate,
     pg_server_settings,
+    wait_for_slot,
 )
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
-__all__ = ["AsyncpgShim", "permanent_connect_error"]
+__all__ = ["AsyncpgShim", "permanent_connect_error", "slot_refused"]
 
 
 def permanent_connect_error(exc: BaseException) -> bool:
@@ -34,6 +35,12 @@ def permanent_connect_error(exc: BaseException) -> bool:
     the server's SQLSTATE (28P01 wrong password, 3D000 unknown database, 42704 unknown
     setting ...)."""
     return pg_permanent_sqlstate(getattr(exc, "sqlstate", None))
+
+
+def slot_refused(exc: BaseException) -> bool:
+    """True when an asyncpg error at connect is the server refusing a connection slot
+    (SQLSTATE 53300: the role's CONNECTION LIMIT, max_connections, reserved slots)."""
+    return getattr(exc, "sqlstate", None) == "53300"
 
 
 class AsyncpgShim(BaseShim):
@@ -63,24 +70,30 @@ class AsyncpgShim(BaseShim):
         return kw
 
     async def connect(self, config: PoolConfig, timeout: float) -> Any:
-        import asyncpg
-
         kw = self.connect_kwargs(config)
         kw["password"] = await config.get_password()
         kw["timeout"] = timeout
         if needs_routing(config):
             return await self._connect_routed(config, timeout, kw)
-        return await asyncpg.connect(**kw)
+        return await self._connect_one(kw, timeout)
 
     async def _connect_routed(self, config: PoolConfig, timeout: float, kw: dict[str, Any]) -> Any:
         """One host per attempt, checked server-side (drivers/hosts.py): asyncpg's own
         multi-host connect shares one timeout across its hosts."""
-        import asyncpg
 
         async def open_one(host: str, port: int | None, seconds: float) -> Any:
-            return await asyncpg.connect(**{**kw, "host": host, "port": port, "timeout": seconds})
+            return await self._connect_one({**kw, "host": host, "port": port}, seconds)
 
         return await routed(self, config, timeout, open_one, PG_ROLE_SQL)
+
+    async def _connect_one(self, kw: dict[str, Any], timeout: float) -> Any:
+        """One host; a refused slot is waited for within ``timeout`` (see wait_for_slot)."""
+        import asyncpg
+
+        def attempt(seconds: float) -> Any:
+            return asyncpg.connect(**{**kw, "timeout": seconds})
+
+        return await wait_for_slot(attempt, timeout, slot_refused)
 
     async def close(self, conn: Any) -> None:
         await conn.close()

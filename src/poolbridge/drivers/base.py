@@ -13,8 +13,9 @@ import asyncio
 import itertools
 import re
 import ssl as _ssl
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from time import monotonic
+from typing import Any, TypeVar
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.pool.rotation import SQLITE_NO_PASSWORD
@@ -28,6 +29,7 @@ __all__ = [
     "client_backstop",
     "libpq_escape",
     "libpq_permanent_connect_error",
+    "libpq_slot_refused",
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
@@ -37,7 +39,10 @@ __all__ = [
     "raw_scalar",
     "sqlite_cannot_honour",
     "ssl_context",
+    "wait_for_slot",
 ]
+
+T = TypeVar("T")
 
 PG_ISOLATION: Mapping[str, str] = {
     "read_committed": "read committed",
@@ -176,6 +181,56 @@ def libpq_permanent_connect_error(exc: BaseException) -> bool:
     return "FATAL:" in text or any(t in text for t in _LIBPQ_PERMANENT)
 
 
+#: what libpq reports when the server refused a connection slot (SQLSTATE 53300; psycopg2
+#: gives no pgcode for connect-time errors, so the message tells): the role's CONNECTION
+#: LIMIT, max_connections, or only the reserved slots left
+_LIBPQ_SLOT_REFUSED = (
+    "too many connections for role",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+
+
+def libpq_slot_refused(exc: BaseException) -> bool:
+    """True when a libpq-based driver's error at connect (psycopg, psycopg2/aiopg) is the
+    server refusing a connection slot (SQLSTATE 53300)."""
+    if (getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)) == "53300":
+        return True
+    text = str(exc)
+    return any(m in text for m in _LIBPQ_SLOT_REFUSED)
+
+
+#: first pause between two connects refused a slot, and the longest one
+_SLOT_FIRST_PAUSE, _SLOT_MAX_PAUSE = 0.05, 0.4
+
+
+async def wait_for_slot(
+    connect: Callable[[float], Awaitable[T]],
+    timeout: float,
+    refused: Callable[[BaseException], bool],
+) -> T:
+    """``connect(seconds_left)`` again, with a short backoff, while the server refuses a
+    connection slot (``refused(exc)``), for at most ``timeout`` seconds; any other error,
+    or a refusal with no time left for another try, is raised as it is.
+
+    A server counts a connection the pool has already given up (a cancelled statement still
+    running on it) until that statement ends: the slot frees within moments, and a caller
+    who may still wait must not fail on it. The error comes before the time is up, so a pool
+    turns it into its own PoolTimeout at the caller's deadline and, at open, into a
+    ConnectError after its retry budget.
+    """
+    deadline = monotonic() + timeout
+    pause = _SLOT_FIRST_PAUSE
+    while True:
+        try:
+            return await connect(max(0.001, deadline - monotonic()))
+        except Exception as exc:
+            if not refused(exc) or monotonic() + pause >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, _SLOT_MAX_PAUSE)
+
+
 def client_backstop(config: PoolConfig) -> float | None:
     """A client-side bound for one statement when ``statement_timeout`` is set.
 
@@ -249,6 +304,14 @@ class BaseShim:
         from poolbridge.drivers.connect_errors import is_permanent_connect_error
 
         return not is_permanent_connect_error(exc)
+
+    def is_slot_refused(self, exc: BaseException) -> bool:
+        """True when ``exc``, raised by :meth:`connect`, is the server refusing a connection
+        slot: transient, the connect already waited for one (:func:`wait_for_slot`) and the
+        engine lets its waiters wait on until their own deadline (PoolTimeout)."""
+        from poolbridge.drivers.connect_errors import is_slot_refused
+
+        return is_slot_refused(exc)
 
     async def full_reset(self, conn: Any) -> bool:
         """No full reset by default: the engine replaces the connection instead."""

@@ -13,6 +13,11 @@ meets (:mod:`poolbridge.drivers.asyncpg`, the libpq rules of
 :mod:`poolbridge.drivers.base` for psycopg and aiopg, :mod:`poolbridge.drivers._mysql`
 for aiomysql and asyncmy). The engine's shims, psycopg's pool and SQLAlchemy's pool class
 all use it.
+
+:func:`is_slot_refused` answers the narrower question "did the server refuse a connection
+slot?" (PostgreSQL SQLSTATE 53300, MySQL/MariaDB 1040, 1203, 1226): transient, and waited
+for within the caller's deadline by every connect path (the shims, SQLAlchemy's creator,
+psycopg's connection class) through :func:`poolbridge.drivers.base.wait_for_slot`.
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from poolbridge.drivers import _mysql, asyncpg
-from poolbridge.drivers.base import libpq_permanent_connect_error
+from poolbridge.drivers.base import libpq_permanent_connect_error, libpq_slot_refused
 
-__all__ = ["error_chain", "is_permanent_connect_error"]
+__all__ = ["error_chain", "is_permanent_connect_error", "is_slot_refused"]
 
 #: top-level module of an exception class -> that driver's rule
 _RULES: dict[str, Callable[[BaseException], bool]] = {
@@ -32,6 +37,16 @@ _RULES: dict[str, Callable[[BaseException], bool]] = {
     "pymysql": _mysql.permanent_connect_error,
     "aiomysql": _mysql.permanent_connect_error,
     "asyncmy": _mysql.permanent_connect_error,
+}
+
+#: top-level module of an exception class -> "the server refused a connection slot"
+_SLOT_RULES: dict[str, Callable[[BaseException], bool]] = {
+    "asyncpg": asyncpg.slot_refused,
+    "psycopg": libpq_slot_refused,
+    "psycopg2": libpq_slot_refused,
+    "pymysql": _mysql.slot_refused,
+    "aiomysql": _mysql.slot_refused,
+    "asyncmy": _mysql.slot_refused,
 }
 
 #: builtin errors a connect raises for bad arguments (an unknown keyword, a bad value, a
@@ -68,5 +83,15 @@ def is_permanent_connect_error(exc: BaseException) -> bool:
                 return True
             continue
         if isinstance(e, _ARGUMENT_ERRORS):
+            return True
+    return False
+
+
+def is_slot_refused(exc: BaseException) -> bool:
+    """True when ``exc`` (raised while opening a connection), or an error it wraps, is the
+    server refusing a connection slot: worth waiting for within the caller's deadline."""
+    for e in error_chain(exc):
+        rule = _SLOT_RULES.get(type(e).__module__.partition(".")[0])
+        if rule is not None and rule(e):
             return True
     return False

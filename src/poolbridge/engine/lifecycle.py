@@ -220,8 +220,18 @@ class EngineCore:
             self._opening -= 1
             self._last_error = exc
             logger.warning("pool %r: could not open a connection: %r", self.name, exc)
-            # a failing server must never wedge waiters: the oldest one gets the error
             waiters = self._waiters
+            refused = getattr(self.driver, "is_slot_refused", None)
+            if refused is not None and refused(exc):
+                # the server is out of connection slots (the driver waited for one within
+                # the connect's time): as for an exhausted pool, waiters wait on for a
+                # connection coming back or a slot freed until their own deadline, then
+                # get PoolTimeout, never the driver's refusal
+                last = max(self._deadlines.values(), default=0.0)  # not past the last waiter
+                if waiters and last > monotonic() + 0.05 and not self.closed:
+                    self._grow(last)
+                return
+            # a failing server must never wedge waiters: the oldest one gets the error
             while waiters:
                 fut = waiters.popleft()
                 if not fut.done():

@@ -35,7 +35,8 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, BridgeState, sever
 from poolbridge.adapters.sqlalchemy._translate import CLIENT_GRACE
-from poolbridge.drivers.base import raw_scalar
+from poolbridge.drivers.base import raw_scalar, wait_for_slot
+from poolbridge.drivers.connect_errors import is_slot_refused
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook
 from poolbridge.pool.budget import BudgetAtOpen
 from poolbridge.pool.deadlines import Deadlines
@@ -427,7 +428,9 @@ def _driver_connect(driver: str) -> Any:
 
 def _bounded(creator: Any, seconds: float, state: BridgeState) -> Any:
     """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``
-    (aiomysql and asyncmy bound only the TCP connect themselves), run in its own task.
+    (aiomysql and asyncmy bound only the TCP connect themselves), run in its own task; a
+    connection slot the server refuses is waited for within that time
+    (:func:`~poolbridge.drivers.base.wait_for_slot`).
 
     A caller cancelled mid-connect must not strand a half-open connection: psycopg, for
     one, leaves the socket open until garbage collection. The connect task is shielded from
@@ -446,7 +449,10 @@ def _bounded(creator: Any, seconds: float, state: BridgeState) -> Any:
     async def connect(*args: Any, **kwargs: Any) -> Any:
         deadline = CONNECT_DEADLINE.get()
         limit = seconds if deadline is None else max(0.001, min(seconds, deadline - monotonic()))
-        task = asyncio.ensure_future(timed(limit, args, kwargs))
+        # a refused slot is waited for within the limit, as by the engine's shims
+        task = asyncio.ensure_future(
+            wait_for_slot(lambda left: timed(left, args, kwargs), limit, is_slot_refused)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -45,7 +45,7 @@ from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE
-from poolbridge.drivers.connect_errors import is_permanent_connect_error
+from poolbridge.drivers.connect_errors import is_permanent_connect_error, is_slot_refused
 from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.loopguard import get_running_loop
@@ -438,12 +438,17 @@ class BridgePool(Pool):
                     state.recorder.record_error()
                     attempt += 1
                     delay = backoff_delay(policy, attempt)
-                    if isinstance(exc, TimeoutError) and monotonic() >= deadline:
+                    # a refused slot (waited for within the attempt) is the server's pool
+                    # exhausted: retried until the deadline, then PoolTimeout as for ours
+                    full = is_slot_refused(exc)
+                    if (isinstance(exc, TimeoutError) and monotonic() >= deadline) or (
+                        full and monotonic() + delay >= deadline
+                    ):
                         waited = monotonic() - (deadline - self._timeout)
                         waiting = len(self._waiters) + 1  # this caller too
                         raise self._timeout_error(waited, waiting) from exc
                     if (
-                        attempt >= policy.attempts
+                        (attempt >= policy.attempts and not full)
                         or monotonic() + delay >= deadline
                         or is_permanent_connect_error(exc)  # wrong password, unknown db ...
                     ):

@@ -47,7 +47,7 @@ from psycopg.pq import TransactionStatus
 
 from poolbridge import errors
 from poolbridge.config.model import PasswordProvider, PoolConfig
-from poolbridge.drivers.base import raw_scalar
+from poolbridge.drivers.base import libpq_slot_refused, raw_scalar, wait_for_slot
 from poolbridge.drivers.connect_errors import is_permanent_connect_error
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook as _settle
 from poolbridge.drivers.psycopg.watchdog import watched_connection_class
@@ -230,7 +230,12 @@ def _tracked_connection_class(
                 epoch = pool.pb_epoch
                 t0 = monotonic()
                 try:
-                    conn = await super().connect(conninfo, **kwargs)
+                    # a refused slot is waited for (psycopg_pool would first pause a second)
+                    conn = await wait_for_slot(
+                        partial(_connect_once, super().connect, conninfo, kwargs),
+                        pool.pb_config.connect_timeout,
+                        libpq_slot_refused,
+                    )
                 except BaseException as exc:
                     pool.pb_connect_failed(exc)
                     raise
@@ -275,6 +280,13 @@ def _tracked_connection_class(
 
     PBConnection.__name__ = PBConnection.__qualname__ = f"PB{base.__name__}"
     return PBConnection
+
+
+async def _connect_once(
+    connect: Callable[..., Awaitable[Any]], conninfo: str, kwargs: dict[str, Any], _left: float
+) -> Any:
+    """One psycopg connect (its own ``connect_timeout`` in ``kwargs`` bounds it)."""
+    return await connect(conninfo, **kwargs)
 
 
 class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
