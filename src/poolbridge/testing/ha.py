@@ -1,4 +1,5 @@
-"""Replicated pairs for the suite's high-availability rows.
+"""Replicated pairs for the suite's high-availability rows
+(:data:`poolbridge.testing.requirements.HA_ROWS`).
 
 The rows ``hosts_order``, ``target_primary``, ``target_standby`` and ``standby_down`` read
 from a primary and a standby; ``failover`` kills a primary and promotes its standby. None of
@@ -30,7 +31,6 @@ from urllib.parse import urlsplit, urlunsplit
 from poolbridge.config.model import PoolConfig
 
 __all__ = [
-    "HA_REQUIREMENTS",
     "WRITER",
     "WRITES_TABLE",
     "OwnPair",
@@ -41,9 +41,6 @@ __all__ = [
     "pair_from_url",
     "with_host",
 ]
-
-#: the rows that need a replicated pair
-HA_REQUIREMENTS = ("hosts_order", "target_primary", "target_standby", "standby_down", "failover")
 
 Role = Literal["primary", "standby"]
 
