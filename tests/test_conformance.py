@@ -3,9 +3,11 @@
 One test per adapter x backend. Each column is a pytest subprocess started in an empty
 directory with ``--poolbridge-adapter``/``--poolbridge-dburl``/``--poolbridge-faults`` (the
 way a user runs it); the columns run two at a time (they share nothing but the servers: every
-suite test has its own role, tables and pool names). A column passes when its run passes:
-every row pass or closed, nothing failed or skipped. The matrix is printed (``pytest -s``
-shows it; a failure shows it too).
+suite test has its own role, tables and pool names). The high-availability rows of every
+column share one replicated pair per backend, started once here; the destructive
+``failover`` row (a fresh pair per column) runs under ``make soak``. A column passes when
+its run passes: every row pass or closed, nothing failed or skipped. The matrix is printed
+(``pytest -s`` shows it; a failure shows it too).
 
 REQUIRED columns must exist: locally a missing adapter module is skipped, under CI=true it
 fails. Every other installed adapter (Tortoise, peewee-async, third-party ones) is added for
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from poolbridge.adapters.registry import BUILTIN_ADAPTERS, adapter_names, get_adapter
+from poolbridge.testing.ha import Pair, PairSource
 from tests.conftest import IN_CI, MYSQL_URL, PG_URL, _require
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
@@ -136,9 +139,24 @@ def runs(
     ]
     todo = [c for c in dict.fromkeys(wanted) if _runnable(*c)]
     base = tmp_path_factory.mktemp("conformance")
-    with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        futures = {c: pool.submit(_run_column, *c, base / f"{c[0]}-{c[1]}") for c in todo}
-        return {c: f.result() for c, f in futures.items()}
+    # one replicated pair per backend for every column's reading high-availability rows;
+    # the destructive failover row (a fresh pair per column) is left to `make soak` and
+    # `poolbridge check --faults` (tests/ha/test_failover_rows.py)
+    pairs = PairSource()
+    try:
+        shared = pairs.start([b for b in dict.fromkeys(b for _, b in todo) if b in SERVERS])
+        extra = {b: ["--poolbridge-requirement=!failover"] for _, b in todo}
+        for backend, found in shared.items():
+            if isinstance(found, Pair):
+                extra[backend].append(f"--poolbridge-ha-dburl={found.dburl}")
+        with ThreadPoolExecutor(max_workers=JOBS) as pool:
+            futures = {
+                c: pool.submit(_run_column, *c, base / f"{c[0]}-{c[1]}", extra=extra[c[1]])
+                for c in todo
+            }
+            return {c: f.result() for c, f in futures.items()}
+    finally:
+        pairs.close()
 
 
 @pytest.mark.parametrize("column", _columns(), ids=lambda c: f"{c[0]}-{c[1]}")

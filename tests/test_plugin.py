@@ -395,3 +395,45 @@ def test_parity_rows_closed_without_a_stock_twin(pytester: pytest.Pytester, pg_u
         row = next(line for line in matrix.splitlines() if line.startswith(req.name + " "))
         assert row.split()[1] == "closed", row
     assert "the adapter has no stock twin" in matrix
+
+
+# -- the high-availability rows: their pairs ------------------------------------------------
+
+#: a "pair" whose two hosts refuse connections: no pair can be had
+NO_PAIR_URL = "postgresql://root@127.0.0.1:1,127.0.0.1:2/test"
+
+
+@pytest.mark.parametrize("ci", [False, True])
+def test_ha_rows_without_a_pair_skip_locally_and_fail_under_ci(
+    pytester: pytest.Pytester, pg_url: str, monkeypatch: pytest.MonkeyPatch, ci: bool
+) -> None:
+    if ci:
+        monkeypatch.setenv("CI", "true")
+    else:
+        monkeypatch.delenv("CI", raising=False)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--poolbridge-adapter", "asyncpg",
+        "--poolbridge-dburl", pg_url, "--poolbridge-ha-dburl", NO_PAIR_URL,
+        "--poolbridge-requirement", "target_*", "--poolbridge-requirement", "!target_standby",
+    )  # fmt: skip
+    out = result.stdout.str()
+    row = next(line for line in _matrix(out).splitlines() if line.startswith("target_primary"))
+    standby = next(line for line in _matrix(out).splitlines() if line.startswith("target_standby"))
+    assert standby.split()[1] == "-", "the '!' pattern deselects the row"
+    if ci:
+        result.assert_outcomes(failed=1)
+        assert row.split()[1] == "FAIL"
+        assert "CI=true: a replicated pair that cannot start is a failure" in out
+    else:
+        result.assert_outcomes(skipped=1)
+        assert row.split()[1] == "skip"
+        assert "--poolbridge-ha-dburl for postgresql: 127.0.0.1:1:" in _matrix(out)
+
+
+def test_ha_dburl_is_validated(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess(
+        "--poolbridge-adapter", "asyncpg", "--poolbridge-dburl", "sqlite://",
+        "--poolbridge-ha-dburl", "nosuch://x",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--poolbridge-ha-dburl: 1 problem*", "*known scheme*"])

@@ -9,6 +9,7 @@ adapter closes itself does not.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from poolbridge import PoolConfig
 from poolbridge.adapters.registry import adapter_names, get_adapter
 from poolbridge.testing.requirements import (
     BACKEND_CLOSED,
+    HA_ROWS,
     KNOB_REQUIREMENTS,
     NO_REQUIREMENT,
     NO_TWIN,
@@ -23,6 +25,7 @@ from poolbridge.testing.requirements import (
     REQUIREMENTS,
     closed_reason,
     requirement,
+    selected,
 )
 
 URLS = {
@@ -31,6 +34,7 @@ URLS = {
     "sqlite": "sqlite:////tmp/poolbridge-knobs.db",
 }
 FIELDS = [f.name for f in dataclasses.fields(PoolConfig)]
+HA_SET = {"hosts": ("127.0.0.1:5001", "127.0.0.1:5002"), "target_session_attrs": "read-write"}
 
 
 def _columns() -> list[tuple[str, str, str]]:
@@ -79,7 +83,9 @@ def test_suite_has_a_test_for_every_requirement() -> None:
 @pytest.mark.parametrize(("adapter_name", "backend", "driver"), _columns())
 def test_claimed_knobs_have_open_requirements(adapter_name: str, backend: str, driver: str) -> None:
     adapter = get_adapter(adapter_name)
-    cfg = PoolConfig(url=URLS[backend], driver=driver, min_size=1, max_size=4)
+    # the high-availability knobs are refused only when set: set them, so that a stack
+    # refusing them does not count as claiming them
+    cfg = PoolConfig(url=URLS[backend], driver=driver, min_size=1, max_size=4, **HA_SET)
     translation = adapter.translate(cfg)
     claimed = [f for f in FIELDS if f not in translation.unsupported and f not in NO_REQUIREMENT]
     problems = []
@@ -159,3 +165,61 @@ def test_parity_rows_are_closed_through_pgbouncer() -> None:
     for req in PARITY_REQUIREMENTS:
         reason = closed_reason(adapter, "postgresql", "asyncpg", req.name, via="pgbouncer")
         assert reason is not None and "pgbouncer" in reason
+
+
+# -- the high-availability rows ask the adapter --------------------------------------------
+
+
+def _fake(refuses: bool) -> Any:
+    """An asyncpg-like adapter whose translation refuses the HA knobs, or not."""
+    from poolbridge.adapters.base import Translation
+
+    base = get_adapter("asyncpg")
+
+    class Fake(type(base)):  # type: ignore[misc]
+        def translate(self, config: PoolConfig) -> Translation:
+            t = base.translate(config)
+            if not refuses:
+                return t
+            unsupported = dict(t.unsupported)
+            for knob in ("hosts", "target_session_attrs"):
+                if getattr(config, knob) not in ((), "any"):
+                    unsupported[knob] = "this stack opens one host"
+            return Translation(t.native, t.emulated, unsupported)
+
+    return Fake()
+
+
+@pytest.mark.parametrize("refuses", [True, False])
+def test_ha_rows_follow_the_adapters_own_translation(refuses: bool) -> None:
+    adapter = _fake(refuses)
+    for row in HA_ROWS:
+        reason = closed_reason(adapter, "postgresql", "asyncpg", row.name)
+        if refuses:
+            assert reason and "this stack opens one host" in reason, row.name
+            assert "hosts and target_session_attrs" in reason
+        else:
+            assert reason is None, (row.name, reason)
+
+
+@pytest.mark.parametrize(("adapter_name", "backend", "driver"), _columns())
+def test_ha_rows_open_exactly_where_the_knobs_are_honoured(
+    adapter_name: str, backend: str, driver: str
+) -> None:
+    # e.g. SQLAlchemy: its rows open by themselves once its table stops refusing the knobs
+    adapter = get_adapter(adapter_name)
+    cfg = PoolConfig(url=URLS[backend], driver=driver, host_recheck_interval=None, **HA_SET)
+    refused = {"hosts", "target_session_attrs"} & set(adapter.translate(cfg).unsupported)
+    for row in HA_ROWS:
+        reason = closed_reason(adapter, backend, driver, row.name)
+        assert (reason is not None) == bool(refused or backend == "sqlite"), (row.name, reason)
+        assert closed_reason(adapter, backend, driver, row.name, via="pgbouncer") is not None
+
+
+def test_deselecting_patterns() -> None:
+    assert selected("failover", ())
+    assert not selected("failover", ("!failover",))
+    assert selected("hosts_order", ("!failover",))
+    assert selected("target_standby", ("target_*", "!target_primary"))
+    assert not selected("target_primary", ("target_*", "!target_primary"))
+    assert not selected("connect", ("target_*",))

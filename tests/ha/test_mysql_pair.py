@@ -1,7 +1,10 @@
 """Several hosts on the MySQL drivers against a MariaDB primary + GTID replica of the test's
-own (system ``mariadbd`` binary, own data directories and loopback ports): placement by
-``@@read_only``, fallback when the replica is down, and a failover (kill the primary,
-promote the replica) as the module's last, destructive case."""
+own (system ``mariadbd`` binary, own data directories and loopback ports): a switchover
+(the old primary turns read-only: writes fail with 1290, retried with
+``poolbridge.retry(read_write=True)``) and a failover (kill the primary, promote the
+replica) as the module's last, destructive case. Placement by ``@@read_only`` and the
+fallback are conformance rows (suite/test_ha.py); the failover of every stack under 200
+tasks is tests/ha/test_failover_rows.py (``make soak``)."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ from typing import Any
 
 import pytest
 
+import poolbridge
 from poolbridge import PoolConfig, open_pool
 from poolbridge.drivers.base import raw_scalar
-from poolbridge.pool.retrying import is_connection_error
+from poolbridge.pool.retrying import is_connection_error, is_wrong_host_error
 from poolbridge.testing.servers.replica import ReplicatedMariaDB
 
 pytestmark = [
@@ -43,34 +47,71 @@ def _config(pair: ReplicatedMariaDB, order: tuple[Any, ...], **fields: Any) -> P
     return PoolConfig(url=pair.primary.url, hosts=pair.hosts(order), **fields)
 
 
-async def _where(config: PoolConfig, adapter: str) -> str:
-    async with open_pool(config, adapter=adapter) as pool, pool.acquire() as conn:
-        return str(await raw_scalar(conn, _WHERE))
+async def _writer(pair: ReplicatedMariaDB) -> str:
+    """A login without SUPER (MariaDB's read_only applies to it) that may write to
+    ``pb_sw.writes``, replicated to the replica; its URL."""
+    for sql in (
+        "CREATE DATABASE IF NOT EXISTS pb_sw",
+        "CREATE TABLE IF NOT EXISTS pb_sw.writes (id integer) ENGINE=InnoDB",
+        "CREATE USER IF NOT EXISTS 'pb_sw'@'%'",
+        "GRANT SELECT, INSERT ON pb_sw.* TO 'pb_sw'@'%'",
+    ):
+        await asyncio.to_thread(pair.primary.execute, sql)
+    pos = (await asyncio.to_thread(pair.primary.execute, "SELECT @@global.gtid_binlog_pos"))[0][0]
+    waited = await asyncio.to_thread(pair.replica.execute, f"SELECT MASTER_GTID_WAIT('{pos}', 30)")
+    assert waited[0][0] == 0, "the replica did not replay the writer's grants"
+    return f"mysql://pb_sw@{pair.primary.host}:{pair.primary.port}/pb_sw"
 
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("adapter", MYSQL)
-async def test_target_primary_and_standby_by_read_only(
+async def test_switchover_read_only_1290_is_retried_for_a_read_write_pool(
     maria: ReplicatedMariaDB, adapter: str
 ) -> None:
-    primary = _config(maria, ("replica", "primary"), target_session_attrs="primary")
-    assert await _where(primary, adapter) == f"0:{maria.primary.port}"
-    standby = _config(maria, ("primary", "replica"), target_session_attrs="standby")
-    assert await _where(standby, adapter) == f"1:{maria.replica.port}"
-    first = _config(maria, ("replica", "primary"))
-    assert await _where(first, adapter) == f"1:{maria.replica.port}"
-
-
-@pytest.mark.asyncio
-@pytest.mark.parametrize("adapter", MYSQL)
-async def test_prefer_standby_falls_back_while_the_replica_is_down(
-    maria: ReplicatedMariaDB, adapter: str, dead_host: str
-) -> None:
+    # a switchover keeps the old primary up with read_only=ON: its connections stay open and
+    # writes fail with 1290. For a read-write pool that is the wrong host: the connection is
+    # dropped and poolbridge.retry(read_write=True) runs the write again on the new primary
+    url = await _writer(maria)
     config = PoolConfig(
-        url=maria.primary.url, hosts=[dead_host, *maria.hosts(("primary",))],
-        target_session_attrs="prefer-standby", min_size=1, max_size=1,
+        url=url, hosts=maria.hosts(("primary", "replica")), target_session_attrs="read-write",
+        min_size=1, max_size=1, acquire_timeout=5,
     )  # fmt: skip
-    assert await _where(config, adapter) == f"0:{maria.primary.port}"
+    errors: list[BaseException] = []
+
+    def write(pool: Any) -> Any:
+        async def run() -> int:
+            async with pool.acquire() as conn, conn.cursor() as cur:
+                try:
+                    await cur.execute("INSERT INTO pb_sw.writes (id) VALUES (1)")
+                except Exception as exc:
+                    errors.append(exc)
+                    raise
+                await cur.execute("SELECT @@port")
+                return int((await cur.fetchone())[0])
+
+        return run
+
+    async with (
+        open_pool(config, adapter=adapter) as plain,
+        open_pool(config, adapter=adapter) as rw,
+    ):
+        assert await write(plain)() == await write(rw)() == maria.primary.port
+        await asyncio.to_thread(maria.primary.execute, "SET GLOBAL read_only = 1")
+        await asyncio.to_thread(maria.promote)
+        try:
+            with pytest.raises(Exception) as info:
+                await poolbridge.retry(initial_backoff=0.01)(write(plain))()
+            assert is_wrong_host_error(info.value) and info.value.args[0] == 1290
+            assert not is_connection_error(info.value)
+            errors.clear()
+            policy = poolbridge.retry(initial_backoff=0.01, read_write=True)
+            assert await policy(write(rw))() == maria.replica.port
+            assert policy.retries == 1
+            assert [e.args[0] for e in errors] == [1290]
+        finally:  # back to the original roles for the module's other cases
+            await asyncio.to_thread(maria.replica.execute, "SET GLOBAL read_only = 1")
+            await asyncio.to_thread(maria.primary.execute, "SET GLOBAL read_only = 0")
+            await asyncio.to_thread(maria.replica.execute, "START SLAVE")
 
 
 async def _mysql_failover(pair: ReplicatedMariaDB, adapter: str, tasks: int) -> float:
@@ -124,21 +165,3 @@ async def _mysql_failover(pair: ReplicatedMariaDB, adapter: str, tasks: int) -> 
 async def test_failover_aiomysql_last_case_of_the_module(maria: ReplicatedMariaDB) -> None:
     recovered = await _mysql_failover(maria, "aiomysql", tasks=20)
     print(f"aiomysql failover: served by the promoted replica {recovered:.2f}s after the kill")
-
-
-@pytest.fixture
-def fresh_maria() -> Iterator[ReplicatedMariaDB]:
-    pair = ReplicatedMariaDB()
-    try:
-        pair.start()
-        yield pair
-    finally:
-        pair.close()
-
-
-@pytest.mark.soak
-@pytest.mark.asyncio
-@pytest.mark.parametrize("adapter", MYSQL)
-async def test_mysql_failover_under_200_tasks(fresh_maria: ReplicatedMariaDB, adapter: str) -> None:
-    recovered = await _mysql_failover(fresh_maria, adapter, tasks=200)
-    print(f"{adapter} failover (200 tasks): promoted replica serves {recovered:.2f}s after")

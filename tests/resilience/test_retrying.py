@@ -94,6 +94,65 @@ def test_other_errors_are_not_retried(exc: BaseException) -> None:
     assert not is_connection_error(exc)
 
 
+def _wrong_host_errors() -> list[BaseException]:
+    """ "This server refuses writes", as each driver raises it (and wrapped)."""
+    import asyncmy.errors
+    import asyncpg.exceptions as pg
+    import psycopg
+    import pymysql.err
+    import sqlalchemy.exc
+
+    return [
+        pg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+        psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"),
+        pymysql.err.OperationalError(1290, "The MariaDB server is running with --read-only"),
+        pymysql.err.InternalError(1792, "Cannot execute statement in a READ ONLY transaction"),
+        asyncmy.errors.OperationalError(1836, "Running in read-only mode"),
+        sqlalchemy.exc.DBAPIError("INSERT", None, pg.ReadOnlySQLTransactionError("read-only")),
+        _caused(RuntimeError("write failed"), pymysql.err.OperationalError(1290, "--read-only")),
+    ]
+
+
+@pytest.mark.parametrize("exc", _wrong_host_errors(), ids=lambda e: type(e).__name__)
+def test_wrong_host_errors_count_for_read_write_operations_only(exc: BaseException) -> None:
+    from poolbridge.pool.retrying import is_wrong_host_error
+
+    assert is_wrong_host_error(exc)
+    assert is_connection_error(exc, read_write=True)
+    assert not is_connection_error(exc), "a write sent to a replica on purpose is no outage"
+
+
+@pytest.mark.parametrize("exc", _other_errors(), ids=lambda e: type(e).__name__)
+def test_other_errors_are_not_retried_for_read_write_operations_either(exc: BaseException) -> None:
+    assert not is_connection_error(exc, read_write=True)
+
+
+def test_the_drivers_share_the_read_only_codes() -> None:
+    from poolbridge.drivers import hosts
+    from poolbridge.pool import retrying
+
+    assert hosts.read_only_error is retrying.is_read_only_error
+    assert {1290, 1792, 1836} == retrying.MYSQL_READ_ONLY_CODES
+
+
+@pytest.mark.asyncio
+async def test_read_write_policy_retries_a_wrong_host_error() -> None:
+    import pymysql.err
+
+    demoted = pymysql.err.OperationalError(1290, "The MariaDB server is running with --read-only")
+    flaky = Flaky(1, demoted)
+    assert await poolbridge.retry(initial_backoff=0.01, read_write=True).call(flaky) == 2
+    plain = Flaky(1, demoted)
+    with pytest.raises(pymysql.err.OperationalError):
+        await poolbridge.retry(initial_backoff=0.01).call(plain)
+    assert plain.calls == 1
+
+
+def test_read_write_with_a_predicate_is_refused() -> None:
+    with pytest.raises(ConfigError, match="read_write=True"):
+        poolbridge.retry(read_write=True, retry_on=lambda e: True)
+
+
 # -- the loop --------------------------------------------------------------------------------
 
 

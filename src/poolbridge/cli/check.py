@@ -15,6 +15,12 @@ its own pools recorded). With no URL, an embedded PostgreSQL (``poolbridge[embed
 started in a temporary directory — poolbridge owns it, so the fault rows run by default —
 together with one SQLite file per column, and everything is removed at the end.
 
+The high-availability rows run on a primary + standby pair of the suite's own, never on
+the URLs' servers: the reading rows of every column share one pair per backend, started
+here before the columns (an embedded PostgreSQL pair; a MariaDB pair from the system
+``mariadbd``) and handed to them with ``poolbridge_ha_dburl``; the ``failover`` fault row
+starts a fresh pair per column.
+
 With ``--pgbouncer`` the PostgreSQL URLs are pgbouncers in transaction pool mode: the suite
 runs its pools through them with ``statement_cache=False`` and counts their connections with
 pgbouncer's SHOW CLIENTS/SERVERS
@@ -121,6 +127,48 @@ def plan_columns(adapters: list[str], urls: list[str], *, pgbouncer: bool = Fals
     return columns
 
 
+def _ha_backends(columns: list[Column], rows: tuple[str, ...]) -> list[str]:
+    """Backends whose columns run a reading high-availability row (they share one pair)."""
+    from poolbridge.adapters.registry import get_adapter
+    from poolbridge.testing.requirements import HA_ROWS, closed_reason, selected
+
+    reading = [r.name for r in HA_ROWS if not r.fault and selected(r.name, rows)]
+    out: list[str] = []
+    for c in columns:
+        if c.missing is not None or c.backend in out:
+            continue
+        adapter = get_adapter(c.adapter)
+        if any(closed_reason(adapter, c.backend, c.driver, r, via=c.via) is None for r in reading):
+            out.append(c.backend)
+    return out
+
+
+@contextlib.contextmanager
+def _ha_pairs(columns: list[Column], rows: tuple[str, ...]) -> Iterator[list[str]]:
+    """Start the shared pairs of the high-availability rows; yields their multi-host URLs.
+    A pair that cannot start is reported, and the rows of its backend say so themselves."""
+    from poolbridge.testing.ha import PairSource, PairUnavailable
+
+    backends = _ha_backends(columns, rows)
+    source = PairSource()
+    try:
+        if backends:
+            print(f"starting a replicated pair for the high-availability rows: "
+                  f"{', '.join(backends)} ...", flush=True)  # fmt: skip
+        started = time.monotonic()
+        urls: list[str] = []
+        for backend, found in source.start(backends).items():
+            if isinstance(found, PairUnavailable):
+                print(f"high-availability rows on {backend}: {found}", flush=True)
+            else:
+                urls.append(found.dburl)
+        if urls:
+            print(f"replicated pairs ready ({time.monotonic() - started:.1f} s)", flush=True)
+        yield urls
+    finally:
+        source.close()
+
+
 def _pytest_args(
     column: Column, faults: bool, junit: Path, rows: tuple[str, ...] = ()
 ) -> list[str]:
@@ -146,6 +194,7 @@ async def _run_column(
     workdir: Path,
     limit: asyncio.Semaphore,
     rows: tuple[str, ...] = (),
+    ha_dburls: tuple[str, ...] = (),
 ) -> ColumnResult:
     from poolbridge.cli.check_collect import RESULTS_ENV
     from poolbridge.cli.check_report import ColumnResult
@@ -158,7 +207,10 @@ async def _run_column(
         # column's own directory, never on the command line (visible in ps / /proc)
         ini = cwd / "pytest.ini"
         ini.touch(mode=0o600)
-        ini.write_text(f"[pytest]\npoolbridge_dburl =\n    {column.url}\n", encoding="utf-8")
+        text = f"[pytest]\npoolbridge_dburl =\n    {column.url}\n"
+        if ha_dburls:
+            text += "poolbridge_ha_dburl =\n" + "".join(f"    {u}\n" for u in ha_dburls)
+        ini.write_text(text, encoding="utf-8")
         results, junit = cwd / "results.json", cwd / "junit.xml"
         env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS",)}
         env[RESULTS_ENV] = str(results)
@@ -182,14 +234,22 @@ async def _run_column(
 
 
 async def _run_all(
-    columns: list[Column], faults: bool, workdir: Path, jobs: int, rows: tuple[str, ...] = ()
+    columns: list[Column],
+    faults: bool,
+    workdir: Path,
+    jobs: int,
+    rows: tuple[str, ...] = (),
+    ha_dburls: tuple[str, ...] = (),
 ) -> list[ColumnResult]:
     from poolbridge.cli.check_report import ColumnResult, summary_line
 
     limit = asyncio.Semaphore(max(1, jobs))
     runnable = [c for c in columns if c.missing is None]
     done: dict[Column, ColumnResult] = {}
-    tasks = [asyncio.create_task(_run_column(c, faults, workdir, limit, rows)) for c in runnable]
+    tasks = [
+        asyncio.create_task(_run_column(c, faults, workdir, limit, rows, ha_dburls))
+        for c in runnable
+    ]
     total = len(tasks)
     for n, finished in enumerate(asyncio.as_completed(tasks), start=1):
         result = await finished
@@ -276,7 +336,7 @@ def _sqlite_per_column(columns: list[Column]) -> None:
             action="append",
             metavar="PATTERN",
             help="run only the rows whose name matches (glob, repeatable or comma-separated; "
-            "e.g. 'parity_*' for the stock-parity rows)",
+            "e.g. 'parity_*' for the stock-parity rows; '!failover' runs every row but that)",
         ),
         arg(
             "--jobs",
@@ -312,7 +372,10 @@ def check(ns: argparse.Namespace) -> int:
                 flush=True,
             )
             rows = tuple(_split(ns.requirement))
-            results = asyncio.run(_run_all(columns, faults, workdir, jobs, rows))
+            with _ha_pairs(columns, rows) as ha_dburls:
+                results = asyncio.run(
+                    _run_all(columns, faults, workdir, jobs, rows, tuple(ha_dburls))
+                )
         elapsed = time.monotonic() - started
         for line in render_tables(results, faults=faults):
             print(line)

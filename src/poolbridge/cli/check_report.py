@@ -19,7 +19,7 @@ from typing import Any
 from poolbridge.config.redact import redact_text, redact_url
 from poolbridge.testing.harness import Target
 from poolbridge.testing.matrix import Cell, Matrix
-from poolbridge.testing.requirements import REQUIREMENTS, Requirement
+from poolbridge.testing.requirements import REQUIREMENTS, Requirement, selected
 
 __all__ = [
     "Column",
@@ -201,9 +201,7 @@ def exit_problems(
 ) -> list[str]:
     """Why the run is not a success (empty: every open requirement passed); ``rows``: only
     the requirements matching one of these globs were run."""
-    from fnmatch import fnmatch
-
-    wanted = [r for r in REQUIREMENTS if not rows or any(fnmatch(r.name, p) for p in rows)]
+    wanted = [r for r in REQUIREMENTS if selected(r.name, rows)]
     problems: list[str] = []
     for res in results:
         c = res.column

@@ -130,13 +130,18 @@ def translation_table(adapter: Any) -> str:
 
 
 def _closed_rows(adapter: Any) -> list[str]:
-    from poolbridge.testing.requirements import closed_reason
+    """The rows the adapter closes (its ``closed_requirements``, and the high-availability
+    rows where its table refuses the knobs), rows sharing one reason on one line."""
+    from poolbridge.testing.requirements import BACKEND_CLOSED, adapter_closed
 
     lines: list[str] = []
     for backend, driver in _columns(adapter):
-        for name, why in adapter.closed_requirements(backend, driver).items():
-            if closed_reason(adapter, backend, driver, name) is not None:
-                lines.append(f"- `{name}` on {backend} ({driver}): {_one_line(why)}")
+        by_reason: dict[str, list[str]] = {}
+        for name, why in adapter_closed(adapter, backend, driver).items():
+            if name not in BACKEND_CLOSED.get(backend, {}):
+                by_reason.setdefault(_one_line(why), []).append(f"`{name}`")
+        for why, names in by_reason.items():
+            lines.append(f"- {', '.join(names)} on {backend} ({driver}): {why}")
     return lines
 
 

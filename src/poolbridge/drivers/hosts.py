@@ -38,6 +38,7 @@ from time import monotonic
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
+from poolbridge.pool.retrying import is_read_only_error
 
 __all__ = [
     "DOWN_INITIAL",
@@ -64,11 +65,6 @@ PG_ROLE_SQL = (
 )
 #: MySQL/MariaDB have no recovery state: a replica is marked by its read_only flags
 MYSQL_ROLE_SQL = "SELECT IF(@@global.read_only OR @@global.innodb_read_only, 3, 0)"
-
-#: SQLSTATE 25006 (read_only_sql_transaction) and MySQL/MariaDB 1290 (--read-only), 1792
-#: (read-only transaction), 1836 (read-only mode): the host is no longer a primary
-_PG_READ_ONLY = "25006"
-_MYSQL_READ_ONLY = frozenset({1290, 1792, 1836})
 
 
 class NoSuitableHost(ConnectionError):
@@ -239,16 +235,9 @@ def retired(conn: Any, config: PoolConfig | None) -> bool:
     return monotonic() - placed.fallback_at >= config.host_recheck_interval
 
 
-def read_only_error(exc: BaseException) -> bool:
-    """True for "this host refuses writes" errors: SQLSTATE 25006, MySQL 1290/1792/1836.
-
-    For a pool whose target is read-write or primary they mean the host was demoted: the
-    connection is broken for that pool."""
-    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-    if code == _PG_READ_ONLY:
-        return True
-    args: tuple[Any, ...] = getattr(exc, "args", ())
-    return bool(args) and isinstance(args[0], int) and args[0] in _MYSQL_READ_ONLY
+#: "this host refuses writes" (SQLSTATE 25006, MySQL 1290/1792/1836): for a pool whose
+#: target is read-write or primary, the host was demoted and the connection is broken
+read_only_error = is_read_only_error
 
 
 def demoted(config: PoolConfig | None, exc: BaseException) -> bool:

@@ -24,6 +24,12 @@ As a loop of attempts, for a block of code (a context manager cannot re-run its 
             async with pool.acquire() as conn:
                 rows = await conn.fetch("SELECT ...")
 
+For an operation that writes through a read-write (or ``primary``) pool, pass
+``read_write=True``: a "this server refuses writes" error (SQLSTATE 25006; MySQL/MariaDB
+1290, 1792, 1836) then also counts, since for such a pool it means the connection reached
+a host that is no longer the primary (a switchover demoted it); the pool's routing sends the
+next attempt to the host that now accepts writes (see :func:`is_wrong_host_error`).
+
 Error classes are recognised by module and class name and by SQLSTATE / MySQL error code,
 so this module imports no driver (see :func:`is_connection_error` for the table).
 """
@@ -44,7 +50,16 @@ from poolbridge.config.model import RetryPolicy
 from poolbridge.errors import ConfigError
 from poolbridge.pool.retry import backoff_delay
 
-__all__ = ["Attempt", "Retrying", "is_connection_error", "retry"]
+__all__ = [
+    "MYSQL_READ_ONLY_CODES",
+    "READ_ONLY_SQLSTATE",
+    "Attempt",
+    "Retrying",
+    "is_connection_error",
+    "is_read_only_error",
+    "is_wrong_host_error",
+    "retry",
+]
 
 logger = logging.getLogger("poolbridge.retry")
 
@@ -70,6 +85,12 @@ MYSQL_CONNECTION_CODES = frozenset(
         4031,  # ER_CLIENT_INTERACTION_TIMEOUT (disconnected for inactivity)
     }
 )
+
+#: "this server refuses writes": SQLSTATE 25006 (read_only_sql_transaction) ...
+READ_ONLY_SQLSTATE = "25006"
+#: ... and MySQL/MariaDB 1290 (running with --read-only), 1792 (read-only transaction),
+#: 1836 (read-only mode)
+MYSQL_READ_ONLY_CODES = frozenset({1290, 1792, 1836})
 
 _CLOSED_WORDS = ("closed", "lost", "terminat", "not connected", "broken")
 _CHAIN_DEPTH = 8
@@ -126,7 +147,48 @@ def _one_is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-def is_connection_error(exc: BaseException) -> bool:
+def is_read_only_error(exc: BaseException) -> bool:
+    """True when ``exc`` itself (no cause followed) says the server refuses writes:
+    SQLSTATE 25006 (asyncpg/psycopg ``sqlstate``, psycopg2 ``pgcode``) or a MySQL/MariaDB
+    error whose code (``args[0]``) is in :data:`MYSQL_READ_ONLY_CODES`."""
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    if code == READ_ONLY_SQLSTATE:
+        return True
+    args: tuple[Any, ...] = getattr(exc, "args", ())
+    return bool(args) and isinstance(args[0], int) and args[0] in MYSQL_READ_ONLY_CODES
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, the errors it was raised from (``__cause__``) and SQLAlchemy's ``.orig`` of
+    each: what the classifiers look at (``__context__`` is an unrelated earlier error)."""
+    out: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    for _ in range(_CHAIN_DEPTH):
+        if current is None or id(current) in seen:
+            break
+        seen.add(id(current))
+        out.append(current)
+        orig = getattr(current, "orig", None)
+        if isinstance(orig, BaseException):
+            out.append(orig)
+        current = current.__cause__
+    return out
+
+
+def is_wrong_host_error(exc: BaseException) -> bool:
+    """True when ``exc`` (or an error it was raised from) says the server refuses writes.
+
+    For a read-write or primary pool this means the connection is on the wrong host: the
+    host was demoted (a switchover set MySQL's ``read_only``, a former primary came back as
+    a standby). The engine-backed drivers already treat such a connection as broken for
+    those pools (:mod:`poolbridge.drivers.hosts`), so the next attempt gets a connection
+    on the host that accepts writes now. For any other pool it is an ordinary error (a
+    write sent to a replica on purpose)."""
+    return any(is_read_only_error(e) for e in _chain(exc))
+
+
+def is_connection_error(exc: BaseException, *, read_write: bool = False) -> bool:
     """True if ``exc`` (or an error it was raised from) means the connection was lost or
     could not be had, for any driver poolbridge supports:
 
@@ -142,19 +204,14 @@ def is_connection_error(exc: BaseException) -> bool:
 
     ``__cause__`` is followed (PoolTimeout raised from a failed connect counts), and
     SQLAlchemy's ``.orig``; ``__context__`` is not (an unrelated earlier error).
+
+    ``read_write=True`` (the operation runs on a read-write or primary pool): a "wrong
+    host" error counts too (:func:`is_wrong_host_error`: SQLSTATE 25006, MySQL 1290, 1792,
+    1836).
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    for _ in range(_CHAIN_DEPTH):
-        if current is None or id(current) in seen:
-            return False
-        seen.add(id(current))
-        if _one_is_connection_error(current):
+    for e in _chain(exc):
+        if _one_is_connection_error(e) or (read_write and is_read_only_error(e)):
             return True
-        orig = getattr(current, "orig", None)
-        if isinstance(orig, BaseException) and _one_is_connection_error(orig):
-            return True
-        current = current.__cause__
     return False
 
 
@@ -197,7 +254,9 @@ class Retrying:
     Callable as a decorator of async functions, and async-iterable as a loop of
     :class:`Attempt`. ``deadline`` (seconds, None = none) bounds the whole sequence: no
     sleep runs past it and no new attempt starts after it. ``retry_on`` replaces the
-    connection-error test (e.g. to also retry a statement timeout).
+    connection-error test (e.g. to also retry a statement timeout). ``read_write=True``
+    declares that the operation runs on a read-write (or primary) pool: a "wrong host"
+    error (:func:`is_wrong_host_error`) is then retried like a lost connection.
     """
 
     def __init__(
@@ -209,6 +268,7 @@ class Retrying:
         jitter: float = 0.1,
         deadline: float | None = None,
         retry_on: Callable[[BaseException], bool] | None = None,
+        read_write: bool = False,
     ) -> None:
         problems = []
         if attempts < 1:
@@ -222,6 +282,12 @@ class Retrying:
             problems.append(f"jitter must be within [0, 1] (got {jitter})")
         if deadline is not None and deadline <= 0:
             problems.append(f"deadline must be > 0 seconds or None (got {deadline})")
+        if read_write and retry_on is not None:
+            problems.append(
+                "read_write=True extends the built-in connection-error test; with retry_on "
+                "your predicate decides alone (call is_connection_error(exc, read_write=True) "
+                "in it)"
+            )
         if problems:
             raise ConfigError(problems, source="poolbridge.retry()")
         self.policy = RetryPolicy(
@@ -232,11 +298,14 @@ class Retrying:
         )
         self.deadline = deadline
         self.retry_on = retry_on
+        self.read_write = read_write
         #: retries performed by this policy object (all calls together)
         self.retries = 0
 
     def should_retry(self, exc: BaseException) -> bool:
-        return self.retry_on(exc) if self.retry_on is not None else is_connection_error(exc)
+        if self.retry_on is not None:
+            return self.retry_on(exc)
+        return is_connection_error(exc, read_write=self.read_write)
 
     async def __aiter__(self) -> AsyncIterator[Attempt]:
         started = monotonic()
@@ -303,6 +372,7 @@ def retry(
     jitter: float = 0.1,
     deadline: float | None = None,
     retry_on: Callable[[BaseException], bool] | None = None,
+    read_write: bool = False,
 ) -> Retrying: ...
 
 
@@ -316,13 +386,15 @@ def retry(
     jitter: float = 0.1,
     deadline: float | None = None,
     retry_on: Callable[[BaseException], bool] | None = None,
+    read_write: bool = False,
 ) -> Any:
     """Retry an idempotent operation on connection-class errors; see the module docstring.
 
     ``@retry`` decorates with the defaults; ``retry(...)`` returns a :class:`Retrying` that
     decorates or loops. ``attempts`` counts the first try; the sleep before retry *n* is
     ``min(max_backoff, initial_backoff * 2**(n-1))`` times a random factor in
-    ``[1-jitter, 1+jitter]``.
+    ``[1-jitter, 1+jitter]``. ``read_write=True``: the operation runs on a read-write pool,
+    so "wrong host" errors (SQLSTATE 25006, MySQL 1290/1792/1836) are retried too.
     """
     policy = Retrying(
         attempts=attempts,
@@ -331,6 +403,7 @@ def retry(
         jitter=jitter,
         deadline=deadline,
         retry_on=retry_on,
+        read_write=read_write,
     )
     if fn is not None:
         return policy(fn)

@@ -17,6 +17,7 @@ from poolbridge.testing.plugin import (
     pytest_generate_tests,
     pytest_runtest_makereport,
     pytest_terminal_summary,
+    pytest_unconfigure,
 )
 from poolbridge.testing.requirements import KNOB_REQUIREMENTS, REQUIREMENTS, Requirement
 
@@ -32,4 +33,5 @@ __all__ = [
     "pytest_generate_tests",
     "pytest_runtest_makereport",
     "pytest_terminal_summary",
+    "pytest_unconfigure",
 ]

@@ -23,6 +23,7 @@ from poolbridge.testing.admin import Admin, open_admin
 
 if TYPE_CHECKING:
     from poolbridge.adapters.base import Adapter, EntryPoint, ScalarRunner
+    from poolbridge.testing.ha import PairSource
 
 __all__ = ["Case", "Event", "Session", "Target"]
 
@@ -68,6 +69,8 @@ class Case:
     faults: bool = False
     #: the event loop each test runs on: "asyncio" (the default loop) or "uvloop"
     loop: str = "asyncio"
+    #: the replicated pairs of the high-availability rows (None: a source of their own)
+    pairs: PairSource | None = field(default=None, repr=False)
 
     def run(self, body: Callable[[Session], Awaitable[None]]) -> None:
         """Run ``body`` in a fresh event loop with a :class:`Session`; clean up after it."""

@@ -12,14 +12,17 @@ from __future__ import annotations
 import importlib.util
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from poolbridge.testing.admin import in_ci, reachable
 from poolbridge.testing.harness import Case, Target
 from poolbridge.testing.matrix import Cell, Matrix
-from poolbridge.testing.requirements import closed_reason, requirement
+from poolbridge.testing.requirements import closed_reason, requirement, selected
+
+if TYPE_CHECKING:
+    from poolbridge.testing.ha import PairSource
 
 __all__ = [
     "poolbridge_case",
@@ -30,6 +33,7 @@ __all__ = [
     "pytest_generate_tests",
     "pytest_runtest_makereport",
     "pytest_terminal_summary",
+    "pytest_unconfigure",
 ]
 
 SUITE_DIR = Path(__file__).parent / "suite"
@@ -56,7 +60,23 @@ class PluginState:
         self.notes: list[str] = []
         self._reachable: dict[str, str | None] = {}
         self._entry_points: dict[str, list[str]] = {}
+        self.ha_dburls: list[str] = []
+        self._pairs: PairSource | None = None
         self._build_targets()
+
+    @property
+    def pairs(self) -> PairSource:
+        """The replicated pairs of the high-availability rows (started on first need)."""
+        if self._pairs is None:
+            from poolbridge.testing.ha import PairSource
+
+            self._pairs = PairSource(self.ha_dburls)
+        return self._pairs
+
+    def close(self) -> None:
+        """Stop what the session started (the replicated pairs)."""
+        if self._pairs is not None:
+            self._pairs.close()
 
     def _build_targets(self) -> None:
         from poolbridge.adapters.registry import adapter_names, get_adapter
@@ -161,7 +181,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="PATTERN",
         help="run only the rows whose requirement name matches this glob (repeatable; "
-        "e.g. 'parity_*')",
+        "e.g. 'parity_*'); a glob starting with ! deselects the rows it matches ('!failover')",
+    )
+    group.addoption(
+        "--poolbridge-ha-dburl",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="a primary and a standby for the high-availability rows, as one multi-host URL "
+        "(postgresql://u@h1:5432,h2:5432/db; which host is which is asked server-side); "
+        "default: a replicated pair of the suite's own, started when first needed",
     )
     group.addoption(
         "--poolbridge-loop",
@@ -174,12 +203,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("poolbridge_faults", "run the fault rows (kill backends)", type="bool")
     parser.addini("poolbridge_loop", "event loop of the suite: asyncio or uvloop", default="")
     parser.addini(
+        "poolbridge_ha_dburl",
+        "multi-host URLs of a primary and a standby for the high-availability rows",
+        type="linelist",
+    )
+    parser.addini(
         "poolbridge_pgbouncer", "the dburls are pgbouncers (transaction pooling)", type="bool"
     )
 
 
 def _option(config: pytest.Config, name: str) -> list[str]:
-    cli = config.getoption(f"--poolbridge-{name}")
+    cli = config.getoption(f"--poolbridge-{name.replace('_', '-')}")
     if cli:
         return _split(cli)
     return _split(config.getini(f"poolbridge_{name}"))
@@ -208,6 +242,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"--poolbridge-loop {loop}: {loop} is not installed")
     state = PluginState(adapters or ["all"], dburls, faults, pgbouncer)
     state.loop = loop
+    # a multi-host URL has commas of its own: these split on whitespace only
+    ha_cli = config.getoption("--poolbridge-ha-dburl") or config.getini("poolbridge_ha_dburl")
+    state.ha_dburls = [u for v in ha_cli or [] for u in str(v).split()]
+    from poolbridge.config.model import PoolConfig
+    from poolbridge.errors import ConfigError
+
+    for url in state.ha_dburls:
+        try:
+            PoolConfig(url=url)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"--poolbridge-ha-dburl: {exc}") from exc
     config.stash[_STATE] = state
     config.pluginmanager.register(_CellRecorder(state), "poolbridge.testing.cells")
     # bring our own tests: instead of the testpaths / current directory, or next to the
@@ -245,7 +290,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         mark = item.get_closest_marker("poolbridge_requirement")
         name = None if mark is None else str(mark.args[0])
-        wanted = name is None or any(fnmatch(name, p) for p in patterns)
+        wanted = name is None or selected(name, patterns)
         (keep if wanted else dropped).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
@@ -305,7 +350,12 @@ def poolbridge_case(request: pytest.FixtureRequest) -> Case:
             pytest.fail(f"{why} (CI=true: a missing server is a failure)", pytrace=False)
         pytest.skip(why)
     return Case(
-        target=target, adapter=adapter, entry_point=point, faults=state.faults, loop=state.loop
+        target=target,
+        adapter=adapter,
+        entry_point=point,
+        faults=state.faults,
+        loop=state.loop,
+        pairs=state.pairs,
     )
 
 
@@ -350,6 +400,12 @@ class _CellRecorder:
                     value["requirement"],
                     Cell.from_report(report, value["entry_point"]),
                 )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = _state(config)
+    if state is not None:
+        state.close()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

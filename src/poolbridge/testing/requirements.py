@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKEND_CLOSED",
+    "HA_ROWS",
     "KNOB_REQUIREMENTS",
     "NO_REQUIREMENT",
     "NO_TWIN",
@@ -25,8 +26,11 @@ __all__ = [
     "REQUIREMENTS",
     "TARGET_CLOSED",
     "Requirement",
+    "adapter_closed",
     "closed_reason",
+    "ha_refusal",
     "requirement",
+    "selected",
 ]
 
 
@@ -267,6 +271,44 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
 )
 
+#: the high-availability rows (suite/test_ha.py), on a primary + standby pair of the suite's
+#: own (poolbridge.testing.ha): placement is read server-side (pg_is_in_recovery(),
+#: @@read_only, the server's port)
+HA_ROWS: tuple[Requirement, ...] = (
+    Requirement(
+        "hosts_order",
+        "the first reachable host is used: hosts in the configured order, a refused first "
+        "host skipped, a first host that never answers skipped within connect_timeout",
+        ("hosts", "connect_timeout"),
+    ),
+    Requirement(
+        "target_primary",
+        'target_session_attrs="primary" / "read-write" land on the primary when the standby '
+        "is listed first (checked server-side)",
+        ("target_session_attrs",),
+    ),
+    Requirement(
+        "target_standby",
+        'target_session_attrs="standby" / "read-only" / "prefer-standby" land on the standby '
+        "when the primary is listed first (checked server-side)",
+        ("target_session_attrs",),
+    ),
+    Requirement(
+        "standby_down",
+        "prefer-standby falls back to the primary while the standby refuses connections",
+        ("target_session_attrs", "hosts"),
+    ),
+    Requirement(
+        "failover",
+        "the primary is killed under a 200-task read-write load and the standby promoted: "
+        "the pool serves writes from the new primary within 5 s, the server never holds "
+        "more than max_size of its connections, no caller waits past acquire_timeout, and "
+        "every error on the way is connection-class (poolbridge.retry(read_write=True))",
+        ("hosts", "target_session_attrs"),
+        fault=True,
+    ),
+)
+
 #: the stock-parity rows (suite/test_parity.py): the same scenario on the adapter's stock
 #: twin (the ORM built by hand with its native arguments) and on the adapter, compared as
 #: the user observes it
@@ -327,7 +369,7 @@ PARITY_REQUIREMENTS: tuple[Requirement, ...] = (
     ),
 )
 
-REQUIREMENTS = REQUIREMENTS + PARITY_REQUIREMENTS
+REQUIREMENTS = REQUIREMENTS + HA_ROWS + PARITY_REQUIREMENTS
 
 _BY_NAME = {r.name: r for r in REQUIREMENTS}
 
@@ -347,17 +389,15 @@ KNOB_REQUIREMENTS: Mapping[str, tuple[str, ...]] = {
 }
 
 _HA = (
-    "needs a replicated pair (poolbridge.testing.servers.replica): proven by tests/ha "
-    "(hosts_order, target_primary, target_standby, standby_down, failover), not yet by a "
-    "row of the matrix"
+    "proven by the project's own tests on a replicated pair (tests/ha: connections spread "
+    "over both hosts; a fallback connection moving back), not by a row: the rows check "
+    "where a connection lands, not randomness or timing"
 )
 
 #: knobs no row can prove, with the reason (they are passed through untouched)
 NO_REQUIREMENT: Mapping[str, str] = {
     "driver_options": "passed to the driver untouched; nothing for poolbridge to conform to",
     "ssl": "needs a TLS-enabled server; the test servers speak plain TCP",
-    "hosts": _HA,
-    "target_session_attrs": _HA,
     "load_balance_hosts": _HA,
     "host_recheck_interval": _HA,
 }
@@ -393,6 +433,10 @@ BACKEND_CLOSED: Mapping[str, Mapping[str, str]] = {
         "hook_checkout_tag": _NO_SESSION_TAG,
         "hook_checkin_reset": _NO_SESSION_TAG,
         "parity_ssl": "SQLite opens a file: there is no TLS to compare",
+        **{
+            r.name: "SQLite opens a local file: there are no hosts, no primary and no standby"
+            for r in HA_ROWS
+        },
     },
     "mysql": {},
     "postgresql": {},
@@ -445,6 +489,11 @@ TARGET_CLOSED: Mapping[str, Mapping[str, str]] = {
         "hook_checkout_tag": _PGBOUNCER_PID,
         "hook_checkin_reset": _PGBOUNCER_PID,
         **{
+            r.name: "the high-availability rows run on a replicated pair of their own, which "
+            "the pgbouncer of the URL does not front (run them without --poolbridge-pgbouncer)"
+            for r in HA_ROWS
+        },
+        **{
             r.name: "a stock twin is built as its users build it against a server; "
             "behind pgbouncer in transaction pooling a stock stack needs settings of its "
             "own (prepared statements off) that a parity row would have to invent"
@@ -465,13 +514,73 @@ def closed_reason(
     reason = BACKEND_CLOSED.get(backend, {}).get(name)
     if reason is not None:
         return reason
-    reason = adapter.closed_requirements(backend, driver).get(name)
+    reason = adapter_closed(adapter, backend, driver).get(name)
     if reason is not None or not name.startswith("parity_"):
         return reason
     twin = adapter.stock_twin()
     if twin is None:
         return NO_TWIN
     return twin.closed_rows(backend, driver).get(name)
+
+
+#: the knobs every high-availability row sets
+_HA_KNOBS = ("hosts", "target_session_attrs")
+_HA_PROBE_URL = {
+    "postgresql": "postgresql://probe@127.0.0.1:5432/probe",
+    "mysql": "mysql://probe@127.0.0.1:3306/probe",
+}
+
+
+def ha_refusal(adapter: Adapter, backend: str, driver: str) -> str | None:
+    """Why the adapter cannot run the high-availability rows on this column, in its own
+    words: what its translation table says of ``hosts`` and ``target_session_attrs`` for
+    a config of two hosts and a target (None: it honours them)."""
+    from poolbridge.config.model import PoolConfig
+    from poolbridge.errors import UnsupportedOptionError
+
+    url = _HA_PROBE_URL.get(backend)
+    if url is None:
+        return None
+    probe = PoolConfig(
+        url=url, driver=driver, hosts=("127.0.0.1:5001", "127.0.0.1:5002"),
+        target_session_attrs="read-write", host_recheck_interval=None,
+    )  # fmt: skip
+    try:
+        refused = adapter.translate(probe).unsupported
+    except UnsupportedOptionError as exc:
+        refused = dict(exc.problems)
+    by_reason: dict[str, list[str]] = {}
+    for knob in _HA_KNOBS:
+        if knob in refused:
+            by_reason.setdefault(refused[knob], []).append(knob)
+    if not by_reason:
+        return None
+    return "the adapter refuses " + "; ".join(
+        f"{' and '.join(knobs)}: {why}" for why, knobs in by_reason.items()
+    )
+
+
+def adapter_closed(adapter: Adapter, backend: str, driver: str) -> dict[str, str]:
+    """Rows the adapter closes for this column: its ``closed_requirements`` and, when its
+    translation refuses the high-availability knobs, the high-availability rows."""
+    closed = dict(adapter.closed_requirements(backend, driver))
+    refusal = ha_refusal(adapter, backend, driver)
+    if refusal is not None:
+        for r in HA_ROWS:
+            closed.setdefault(r.name, refusal)
+    return closed
+
+
+def selected(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Whether row ``name`` runs under ``--requirement`` globs: no pattern selects every
+    row; a pattern starting with ``!`` deselects the rows it matches; plain patterns select
+    only what they match."""
+    from fnmatch import fnmatch
+
+    plain = [p for p in patterns if not p.startswith("!")]
+    if any(fnmatch(name, p[1:]) for p in patterns if p.startswith("!")):
+        return False
+    return not plain or any(fnmatch(name, p) for p in plain)
 
 
 #: why a parity row is closed for an adapter without a stock twin
