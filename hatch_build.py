@@ -180,8 +180,9 @@ class CompiledBuildHook(BuildHookInterface):  # type: ignore[misc,valid-type]
             sync_tree(Path(self.root) / "src", staging)
             built = compile_tree(staging, work=self._work / "build", quiet=True)
         except (Exception, SystemExit) as exc:  # mypyc exits on a type error
+            why = f"{type(exc).__name__}: {exc}"
             self.app.display_warning(
-                f"poolbridge: compiling the engine with mypyc failed ({exc!r}); "
+                f"poolbridge: compiling the engine with mypyc failed ({why[:300]}); "
                 "building the pure-Python wheel instead"
             )
             return
