@@ -5,7 +5,7 @@ PIP := $(PY) -m pip
 STAMP_ALL := $(VENV)/.installed-all-dev
 STAMP_DEMO := $(VENV)/.installed-demo
 
-.PHONY: demo test test-latest soak lint typecheck bench docs clean pgbouncer
+.PHONY: demo test test-latest soak lint typecheck bench docs clean pgbouncer compiled compiled-test
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -39,6 +39,24 @@ PYTEST_WORKERS ?= 4
 
 test: lint pgbouncer
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(MAKE) compiled-test
+
+# The compiled build (docs/performance.md, "The compiled build"): hatch_build.py compiles the
+# modules listed in src/poolbridge/engine/build.py with mypyc into build/compiled, a copy of
+# src/ with the extension modules beside the .py files (an unchanged module is not compiled
+# again), and the engine's invariant tests run on it: the fake-driver suite with the
+# 10,000-cycle cancellation test and the real-server engine tests. With
+# POOLBRIDGE_EXPECT_COMPILED=1 the run fails at once if the modules imported are not the
+# compiled ones, so it can never pass on pure Python by mistake. About a minute.
+COMPILED_DIR := $(CURDIR)/build/compiled
+COMPILED_TESTS ?= tests/engine tests/test_cli.py::test_version_and_schema
+
+compiled: $(STAMP_ALL)
+	$(PY) hatch_build.py $(COMPILED_DIR)
+
+compiled-test: compiled
+	POOLBRIDGE_EXPECT_COMPILED=1 PYTHONPATH=$(COMPILED_DIR) \
+	  $(PY) -m pytest -n 2 --dist loadfile $(COMPILED_TESTS) $(COMPILED_PYTEST_ARGS)
 
 # test-latest: the conformance suite against the newest release of every ORM and driver, in
 # a venv of its own, to learn what their next releases break before users do. pyproject.toml

@@ -43,6 +43,7 @@ from poolbridge.cli.bench.measure import (
     rate,
     run_child,
 )
+from poolbridge.engine.build import build_name
 
 PG_URL = os.environ.get("POOLBRIDGE_TEST_PG_URL", "postgresql://root@127.0.0.1:5432/test")
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": "", "db": "test"}
@@ -188,6 +189,7 @@ def main() -> None:
     plan = [(p, m) for p in pools for m in METRICS]
     t_start = time.perf_counter()
     print(f"{rounds} round(s) of {len(plan)} measurements, fresh process each")
+    print(f"pool engine: {build_name()}")
     results = interleaved(plan, rounds, lambda cell: measure_in_child(cell, seconds))
     print(f"\n{rounds} round(s), {seconds:g} s windows, {time.perf_counter() - t_start:.0f} s")
     print(f"\n| pool | {' | '.join(METRICS)} |\n|---|" + "---:|" * len(METRICS))

@@ -41,6 +41,7 @@ from typing import Any
 
 from poolbridge import ConnectionEvent, Hooks, Pool, PoolConfig, open_pool
 from poolbridge.adapters.registry import get_adapter
+from poolbridge.engine import COMPILED
 from poolbridge.engine.checkout import Engine
 from poolbridge.pool.hooks import HOOK_NAMES, HookRunner
 from poolbridge.pool.stats import StatsRecorder
@@ -78,6 +79,14 @@ def counting_hooks(calls: Counter[str]) -> Hooks:
 
 
 def make_bare(recorder: StatsRecorder) -> None:
+    # A compiled StatsRecorder (the mypyc build) is a native class: no Python subclass can
+    # take its place, so the "bare" variant exists on the pure-Python build only.
+    if COMPILED:
+        raise SystemExit(
+            "hooks_overhead.py measures the pure-Python build: its bare variant swaps the "
+            "stats recorder's class, which a compiled (mypyc) StatsRecorder refuses. Run it "
+            "with PYTHONPATH=src (poolbridge --version names the build)."
+        )
     recorder.__class__ = BareRecorder  # same slots: switches the histograms off in place
 
 

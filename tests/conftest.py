@@ -52,3 +52,29 @@ def mysql_url() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{tmp_path / 'poolbridge-test.db'}"
+
+
+# -- which build of the pool engine runs (pure Python or compiled with mypyc) --------------
+#: set by `make compiled-test`: the run is about the compiled build and must never pass on
+#: the pure-Python sources by mistake (a wrong PYTHONPATH, a build that wrote nothing)
+EXPECT_COMPILED = os.environ.get("POOLBRIDGE_EXPECT_COMPILED", "") == "1"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from poolbridge.engine.build import build_name
+
+    return f"poolbridge pool engine: {build_name()}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not EXPECT_COMPILED:
+        return
+    from poolbridge.engine.build import COMPILED_MODULES, compiled_modules
+
+    pure = sorted(set(COMPILED_MODULES) - set(compiled_modules()))
+    if pure:
+        raise pytest.UsageError(
+            "POOLBRIDGE_EXPECT_COMPILED=1 but these modules would be imported from Python "
+            f"source, not their compiled extension modules: {', '.join(pure)} "
+            "(build them with `make compiled` and put build/compiled on PYTHONPATH)"
+        )

@@ -12,6 +12,7 @@ import pytest
 
 import poolbridge
 from poolbridge import cli
+from poolbridge.engine.build import build_name
 
 ACCEPTANCE_URL = (
     "postgresql://app:s3cret@127.0.0.1/test?max_size=20&acquire_timeout=5s&sslmode=require"
@@ -121,7 +122,9 @@ def test_adapter_translations_are_redacted_and_failures_reported(tmp_path: Path)
 
 def test_version_and_schema(tmp_path: Path) -> None:
     r = run("--version", cwd=tmp_path)
-    assert r.returncode == 0 and r.stdout.strip() == f"poolbridge {poolbridge.__version__}"
+    # the version, and which build of the pool engine runs (pure Python or compiled)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"poolbridge {poolbridge.__version__} (pool engine: {build_name()})"
     r = run("config", "schema", cwd=tmp_path)
     assert r.returncode == 0
     schema = json.loads(r.stdout)

@@ -102,12 +102,17 @@ def _load_extensions() -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every registered subcommand."""
     from poolbridge import __version__
+    from poolbridge.engine.build import build_name
 
     parser = argparse.ArgumentParser(
         prog="poolbridge",
         description="One declarative async connection-pool config for every ORM and driver.",
     )
-    parser.add_argument("--version", action="version", version=f"poolbridge {__version__}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"poolbridge {__version__} (pool engine: {build_name()})",
+    )
     groups: dict[tuple[str, ...], Any] = {
         (): parser.add_subparsers(dest="_cmd0", metavar="COMMAND")
     }

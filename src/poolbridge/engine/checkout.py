@@ -100,7 +100,7 @@ class Engine(EngineCore):
         if self._loop is not None:
             raise RuntimeError(f"pool {self.name!r} is already open")
         self._loop = self._guard.bind()
-        self._thread = get_ident()  # the loop's thread, for the hot path's loop check
+        self._loop_thread = get_ident()  # the loop's thread, for the hot path's loop check
         self._maintenance = self._loop.create_task(self._maintain())
         if not wait:
             self._refill()
@@ -144,7 +144,7 @@ class Engine(EngineCore):
             return conn
         loop = self._guard.loop  # the cheap check first (see _take_idle), then the sure one
         if (
-            loop is None or get_ident() != self._thread or not loop.is_running()
+            loop is None or get_ident() != self._loop_thread or not loop.is_running()
         ) and loop is not _get_running_loop():  # other loop, or a forked child
             raise self._guard.error()
         if self.closed:
@@ -298,7 +298,7 @@ class Engine(EngineCore):
         # getpid() system call per call (its fork check), which on a sandboxed host costs
         # more than the whole checkout. A forked child has no loop here (LoopGuard).
         loop = self._guard.loop
-        if loop is None or get_ident() != self._thread or not loop.is_running():
+        if loop is None or get_ident() != self._loop_thread or not loop.is_running():
             return None  # getconn() checks with get_running_loop() and raises
         c = idle[-1]
         now = monotonic()

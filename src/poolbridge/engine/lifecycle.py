@@ -16,9 +16,10 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from poolbridge.config.model import PasswordProvider, PoolConfig
+from poolbridge.engine.shim import DriverShim
 from poolbridge.errors import PoolClosed
 from poolbridge.pool.budget import BudgetAtOpen
 from poolbridge.pool.hooks import ConnectionEvent, HookRunner
@@ -36,48 +37,6 @@ logger = logging.getLogger("poolbridge.engine")
 LIFETIME_JITTER = 0.10
 
 _INF = float("inf")
-
-
-@runtime_checkable
-class DriverShim(Protocol):
-    """What the engine needs from a driver (``poolbridge.drivers.<name>`` implement it)."""
-
-    name: str
-    backend: str
-
-    async def connect(self, config: PoolConfig, timeout: float) -> Any:
-        """Open ONE native connection with every session setting of ``config`` applied."""
-
-    async def close(self, conn: Any) -> None:
-        """Close gracefully."""
-
-    def terminate(self, conn: Any) -> None:
-        """Close at once; sync; never raises."""
-
-    async def ping(self, conn: Any) -> None:
-        """Raise if the connection is dead."""
-
-    def in_transaction(self, conn: Any) -> bool | None:
-        """Transaction state known locally (no I/O); None when unknown."""
-
-    def is_closed(self, conn: Any) -> bool:
-        """True when the driver knows the connection is closed."""
-
-    async def rollback(self, conn: Any) -> None:
-        """Roll back any open or failed transaction."""
-
-    async def full_reset(self, conn: Any) -> bool:
-        """Discard all session state and re-apply the session settings; False = unsupported."""
-
-    async def server_id(self, conn: Any) -> int | str:
-        """The server-side id: backend pid / CONNECTION_ID() / a local counter."""
-
-    def is_connection_error(self, exc: BaseException) -> bool:
-        """True when ``exc`` means the connection itself is broken."""
-
-    # Optional, for the checkin hot path: ``reusable(conn) -> bool``, True when the
-    # connection is open and known to be outside a transaction (``not is_closed(conn) and
-    # in_transaction(conn) is False`` in one pass). The engine composes it when absent.
 
 
 class ConnRecord:
@@ -143,7 +102,9 @@ class EngineCore:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._connects: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread = 0  # threading.get_ident() of the loop's thread, set at open()
+        # threading.get_ident() of the loop's thread, set at open() (not "_thread": mypyc
+        # names the C field after the attribute, and "__thread" is a C keyword)
+        self._loop_thread = 0
         self._guard = LoopGuard(config.name)
         self._epoch = 0  # bumped by expire_all(): older connections are stale
         self._last_error: BaseException | None = None  # of the last failed connect

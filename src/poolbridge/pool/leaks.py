@@ -11,6 +11,7 @@ anything, and the engine does not even call it: zero cost.
 from __future__ import annotations
 
 import logging
+import os
 import traceback
 from time import monotonic
 from typing import Any
@@ -21,6 +22,23 @@ from poolbridge.pool.hooks import ConnectionEvent, HookRunner
 __all__ = ["LeakTracker", "Lease"]
 
 logger = logging.getLogger("poolbridge.leaks")
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: frames in these folders are the pool's own machinery (the engine, a pool's getconn, an
+#: adapter's acquire, this module), never the code that acquired
+_POOL_DIRS = tuple(
+    os.path.join(_PACKAGE_DIR, layer) + os.sep
+    for layer in ("engine", "pool", "drivers", "adapters")
+)
+
+
+def _acquiring_stack() -> str:
+    """The current stack without the pool's own innermost frames: the user's code is what
+    matters. Dropped by file, not counted: a compiled engine (mypyc) has no Python frames."""
+    frames = traceback.extract_stack(limit=24)
+    while frames and frames[-1].filename.startswith(_POOL_DIRS):
+        frames.pop()
+    return "".join(traceback.format_list(frames))
 
 
 class Lease:
@@ -64,8 +82,7 @@ class LeakTracker:
         if self.timeout is None:
             return None
         if stack is None:
-            # drop this frame and the engine's own frames: the user's code is what matters
-            stack = "".join(traceback.format_stack(limit=24)[:-3])
+            stack = _acquiring_stack()
         lease = Lease(conn, connection_id, age, stack)
         self._leases[id(lease)] = lease
         return lease

@@ -56,6 +56,7 @@ from poolbridge.cli.bench.drivers import (
 from poolbridge.cli.bench.floor import floor_tables, loop_factory
 from poolbridge.cli.bench.measure import acquire_release_us, median_spread, print_table, rate
 from poolbridge.cli.bench.orm import open_peewee, open_sqlalchemy, open_tortoise
+from poolbridge.engine.build import build_name
 
 P = functools.partial
 STACKS: dict[tuple[str, str], Opener] = {
@@ -392,6 +393,8 @@ def run(ns: argparse.Namespace) -> int:
         print("poolbridge bench: no stack to measure", file=sys.stderr)
         return 2
     loops = _loops(ns.loop, ns.quick)
+    engine_build = build_name()
+    print(f"pool engine: {engine_build}", flush=True)
     recs: list[dict[str, Any]] = []
     for loop in loops:
         t0 = time.perf_counter()
@@ -400,7 +403,7 @@ def run(ns: argparse.Namespace) -> int:
             f"\n{loop}: {rounds} round(s), {window:g} s windows, {time.perf_counter() - t0:.0f} s\n"
         )
         print_records(got, markdown=ns.markdown)
-        recs.extend(dict(r, loop=loop) for r in got)
+        recs.extend(dict(r, loop=loop, engine_build=engine_build) for r in got)
     if (
         not ns.no_floor
         and not ns.stack  # the floor and scale tables come with the full run
