@@ -201,3 +201,32 @@ def test_config_show_prints_what_sqlalchemy_does_with_the_knobs(tmp_path: Path) 
     for knob in ("hosts", "target_session_attrs", "host_recheck_interval"):
         assert f"    {knob}: " in emulated, knob
     assert section.split("unsupported:", 1)[1].split() == ["(none)"]
+
+
+@pytest.mark.parametrize(
+    ("target", "balance", "placed_on", "standby", "fallback"),
+    [
+        ("any", "disable", "h2", False, True),  # every host fits: h1 was down
+        ("any", "disable", "h1", False, False),
+        ("any", "random", "h2", False, False),  # shuffled: no host is preferred
+        ("read-write", "disable", "h2", False, False),  # h1 may just be a standby
+        ("prefer-standby", "disable", "h1", False, True),  # no standby answered
+        ("prefer-standby", "disable", "h2", True, False),
+    ],
+)  # fmt: skip
+def test_libpq_placement_counts_as_fallback_only_where_it_proves_one(
+    target: str, balance: str, placed_on: str, standby: bool, fallback: bool
+) -> None:
+    from poolbridge.drivers.hosts import place_libpq, retire_at, retired
+
+    class Conn:  # a psycopg connection stand-in (weak-referenceable)
+        pass
+
+    config = PoolConfig(url="postgresql://u@h1:5432,h2:5432/db", target_session_attrs=target,
+                        load_balance_hosts=balance, host_recheck_interval=5)  # fmt: skip
+    conn = Conn()
+    place_libpq(conn, config, placed_on, 5432, standby)
+    assert (retire_at(conn, config) is not None) is fallback
+    assert not retired(conn, config)  # not before the interval
+    never = PoolConfig(url="postgresql://u@h1,h2/db", host_recheck_interval=None)
+    assert retire_at(conn, never) is None

@@ -216,6 +216,10 @@ async def test_fallback_connections_move_back_after_the_recheck_interval(
         config = _config(pair, driver, ("standby", "primary"), host_recheck_interval=0.5,
                          target_session_attrs="prefer-standby", max_size=1)  # fmt: skip
         engines[driver] = create_async_engine(config)
+    # the control: without a re-check interval the fallback connection stays
+    kept = _config(pair, "asyncpg", ("standby", "primary"), host_recheck_interval=None,
+                   target_session_attrs="prefer-standby", max_size=1)  # fmt: skip
+    engines["no re-check"] = create_async_engine(kept)
     await pair.standby.astop()
     try:
         for driver, engine in engines.items():
@@ -224,6 +228,8 @@ async def test_fallback_connections_move_back_after_the_recheck_interval(
         # the down-host memory (1 s after one failure) and the re-check interval pass; the
         # same engine (one connection) then lands on the standby again
         for driver, engine in engines.items():
+            if driver == "no re-check":
+                continue
             where, deadline = "", time.monotonic() + 6
             while time.monotonic() < deadline:
                 where = str(await _scalar(engine, _WHERE))
@@ -231,6 +237,7 @@ async def test_fallback_connections_move_back_after_the_recheck_interval(
                     break
                 await asyncio.sleep(0.2)
             assert where == _at(pair, "standby"), f"{driver}: the fallback connection stayed"
+        assert await _scalar(engines["no re-check"], _WHERE) == _at(pair, "primary")
     finally:
         await pair.standby.astart()
         for engine in engines.values():
