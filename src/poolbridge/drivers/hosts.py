@@ -2,7 +2,8 @@
 
 libpq (psycopg) routes by itself (``drivers/psycopg/conninfo.py`` passes ``host=h1,h2``,
 ``target_session_attrs`` and ``load_balance_hosts``). asyncpg, aiopg, aiomysql and asyncmy
-open connections through :func:`connect_routed`, which does the same job the same way:
+open connections through :func:`connect_routed` (the engine's driver shims, and SQLAlchemy
+engines through the dialect's connect function), which does the same job the same way:
 
 - hosts are tried in the configured order (shuffled per connect with
   ``load_balance_hosts="random"``); a refused host costs nothing, and a host that hangs

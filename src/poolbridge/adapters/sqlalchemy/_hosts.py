@@ -135,8 +135,8 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     if config.target_session_attrs in ("read-write", "primary"):
 
         def on_error(context: Any) -> None:
-            exc = context.original_exception
-            if demoted(config, exc) or demoted(config, getattr(exc, "__cause__", None) or exc):
+            exc = context.original_exception  # the DBAPI error, or what it was raised from
+            if demoted(config, exc) or demoted(config, exc.__cause__ or exc):
                 # this connection's host refuses writes now: replace it, and only it (a
                 # read-only transaction of the application's own says nothing of the rest)
                 context.is_disconnect = True
