@@ -3,7 +3,6 @@ TOML), their validation, and how each adapter's translation table honours them."
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from poolbridge import ConfigError, PoolConfig
 from poolbridge.adapters.registry import get_adapter
 from poolbridge.config.loaders import load
-from poolbridge.errors import UnsupportedOptionError
+from poolbridge.errors import UnsupportedOptionError, UnsupportedOptionWarning
 
 HA = ("hosts", "target_session_attrs", "load_balance_hosts", "host_recheck_interval")
 
@@ -125,16 +124,56 @@ async def test_sqlite_refuses_each_knob_by_name(
             pass
 
 
-@pytest.mark.asyncio
-async def test_sqlalchemy_refuses_several_hosts_instead_of_using_the_first() -> None:
-    from poolbridge import open_pool
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+asyncpg://u@h1,h2/db", "mysql+aiomysql://u@h1,h2/db",
+     "mariadb+asyncmy://u@h1,h2/db", "postgresql+psycopg://u@h1:5432,h2/db"],
+)  # fmt: skip
+def test_sqlalchemy_honours_every_knob(url: str) -> None:
+    config = PoolConfig(url=url, target_session_attrs="primary", load_balance_hosts="random")
+    t = get_adapter("sqlalchemy").translate(config)
+    assert not set(HA) & set(t.unsupported), t.unsupported
+    connect_args = t.native["connect_args"]
+    if "psycopg" in url:  # libpq routes: its own keys, as the psycopg adapter passes them
+        assert connect_args["host"] == "h1,h2" and connect_args["port"] == "5432,5432"
+        assert connect_args["target_session_attrs"] == "primary"
+        assert connect_args["load_balance_hosts"] == "random"
+        assert {"hosts", "target_session_attrs", "host_recheck_interval"} <= set(t.emulated)
+    else:  # poolbridge's connect wrapper routes: the dialect gets one host per attempt
+        assert "host" not in connect_args and "target_session_attrs" not in connect_args
+        assert set(HA) <= set(t.emulated)
 
-    config = PoolConfig(url="postgresql://root@127.0.0.1:5432,127.0.0.1:5433/test")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with pytest.raises(UnsupportedOptionError, match="hosts: SQLAlchemy"):
-            async with open_pool(config, adapter="sqlalchemy"):
-                pass
+
+def test_sqlalchemy_one_host_and_no_target_is_stock() -> None:
+    from poolbridge.adapters.sqlalchemy._hosts import connect_bound, router
+
+    for url in ("postgresql+asyncpg://u@h1/db", "postgresql+psycopg://u@h1/db",
+                "mysql+asyncmy://u@h1/db"):  # fmt: skip
+        config = PoolConfig(url=url)
+        t = get_adapter("sqlalchemy").translate(config)
+        assert not set(HA) & {*t.emulated, *t.unsupported, *t.native["connect_args"]}
+        assert router(config, get_adapter("sqlalchemy").driver_for(config)) is None
+        assert connect_bound(config, "psycopg") == config.connect_timeout
+    several = PoolConfig(url="postgresql+psycopg://u@h1,h2/db", connect_timeout=1,
+                         target_session_attrs="prefer-standby")  # fmt: skip
+    # libpq: at least 2 s per host, every host twice under prefer-standby
+    assert connect_bound(several, "psycopg") == 2 * 2 * 2
+    assert connect_bound(several, "asyncpg") == 1
+
+
+def test_sqlalchemy_native_arguments_carry_only_what_the_dialect_does_itself() -> None:
+    from poolbridge.adapters.sqlalchemy import native_arguments
+
+    # the asyncpg/MySQL routing is poolbridge's connect wrapper: refused by name here
+    with pytest.raises(UnsupportedOptionError, match="hosts"):
+        native_arguments(PoolConfig(url="postgresql+asyncpg://u@h1,h2/db"))
+    # psycopg: libpq's keys travel in connect_args; the re-check needs poolbridge's pool
+    with pytest.warns(UnsupportedOptionWarning) as caught:  # (one per knob at a default)
+        kw = native_arguments(PoolConfig(url="postgresql+psycopg://u@h1,h2/db"))
+    assert any("default host_recheck_interval" in str(w.message) for w in caught)
+    assert kw["connect_args"]["host"] == "h1,h2"
+    with pytest.raises(UnsupportedOptionError, match="host_recheck_interval"):
+        native_arguments(PoolConfig(url="postgresql+psycopg://u@h1,h2/db", host_recheck_interval=5))
 
 
 def test_an_entry_with_credentials_is_refused_without_echoing_them() -> None:
@@ -142,3 +181,52 @@ def test_an_entry_with_credentials_is_refused_without_echoing_them() -> None:
         PoolConfig(url="postgresql://u@h/db", hosts=["app:s3cret-pw@h1:5432"])
     assert "s3cret-pw" not in str(info.value)
     assert "user and password belong in the URL" in str(info.value)
+
+
+def test_config_show_prints_what_sqlalchemy_does_with_the_knobs(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    url = "postgresql+asyncpg://app@db1:5432,db2:5432/app?target_session_attrs=prefer-standby"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POOLBRIDGE_")}
+    r = subprocess.run(
+        [sys.executable, "-m", "poolbridge", "config", "show", "--url", url,
+         "--adapter", "sqlalchemy"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    section = r.stdout[r.stdout.index("adapter sqlalchemy (driver asyncpg)") :]
+    emulated = section[section.index("emulated by poolbridge:") : section.index("unsupported:")]
+    for knob in ("hosts", "target_session_attrs", "host_recheck_interval"):
+        assert f"    {knob}: " in emulated, knob
+    assert section.split("unsupported:", 1)[1].split() == ["(none)"]
+
+
+@pytest.mark.parametrize(
+    ("target", "balance", "placed_on", "standby", "fallback"),
+    [
+        ("any", "disable", "h2", False, True),  # every host fits: h1 was down
+        ("any", "disable", "h1", False, False),
+        ("any", "random", "h2", False, False),  # shuffled: no host is preferred
+        ("read-write", "disable", "h2", False, False),  # h1 may just be a standby
+        ("prefer-standby", "disable", "h1", False, True),  # no standby answered
+        ("prefer-standby", "disable", "h2", True, False),
+    ],
+)  # fmt: skip
+def test_libpq_placement_counts_as_fallback_only_where_it_proves_one(
+    target: str, balance: str, placed_on: str, standby: bool, fallback: bool
+) -> None:
+    from poolbridge.drivers.hosts import place_libpq, retire_at, retired
+
+    class Conn:  # a psycopg connection stand-in (weak-referenceable)
+        pass
+
+    config = PoolConfig(url="postgresql://u@h1:5432,h2:5432/db", target_session_attrs=target,
+                        load_balance_hosts=balance, host_recheck_interval=5)  # fmt: skip
+    conn = Conn()
+    place_libpq(conn, config, placed_on, 5432, standby)
+    assert (retire_at(conn, config) is not None) is fallback
+    assert not retired(conn, config)  # not before the interval
+    never = PoolConfig(url="postgresql://u@h1,h2/db", host_recheck_interval=None)
+    assert retire_at(conn, never) is None

@@ -2,7 +2,8 @@
 
 libpq (psycopg) routes by itself (``drivers/psycopg/conninfo.py`` passes ``host=h1,h2``,
 ``target_session_attrs`` and ``load_balance_hosts``). asyncpg, aiopg, aiomysql and asyncmy
-open connections through :func:`connect_routed`, which does the same job the same way:
+open connections through :func:`connect_routed` (the engine's driver shims, and SQLAlchemy
+engines through the dialect's connect function), which does the same job the same way:
 
 - hosts are tried in the configured order (shuffled per connect with
   ``load_balance_hosts="random"``); a refused host costs nothing, and a host that hangs
@@ -50,7 +51,9 @@ __all__ = [
     "forget_down_hosts",
     "host_of",
     "needs_routing",
+    "place_libpq",
     "read_only_error",
+    "retire_at",
     "retired",
 ]
 
@@ -224,15 +227,44 @@ def host_of(conn: Any) -> tuple[str, int | None] | None:
     return None if placed is None else (placed.host, placed.port)
 
 
+def retire_at(conn: Any, config: PoolConfig | None) -> float | None:
+    """The monotonic instant from which :func:`retired` holds for ``conn`` (it fell back to
+    a less preferred host; ``host_recheck_interval`` later it is replaced), None: never.
+
+    For a pool that expires connections at a deadline it keeps (SQLAlchemy's BridgePool)."""
+    if config is None or config.host_recheck_interval is None:
+        return None
+    placed = _placed.get(conn)
+    if placed is None or placed.fallback_at is None:
+        return None
+    return placed.fallback_at + config.host_recheck_interval
+
+
 def retired(conn: Any, config: PoolConfig | None) -> bool:
     """True when ``conn`` fell back to a less preferred host more than
     ``host_recheck_interval`` seconds ago (the engine then replaces it)."""
-    if config is None or config.host_recheck_interval is None:
-        return False
-    placed = _placed.get(conn)
-    if placed is None or placed.fallback_at is None:
-        return False
-    return monotonic() - placed.fallback_at >= config.host_recheck_interval
+    at = retire_at(conn, config)
+    return at is not None and monotonic() >= at
+
+
+def place_libpq(conn: Any, config: PoolConfig, host: str, port: int | None, standby: bool) -> None:
+    """Record where libpq placed ``conn`` by itself (``host=h1,h2``, psycopg), for
+    :func:`retire_at` / :func:`retired`.
+
+    libpq does not say why it passed a host over (down, or not fitting the target), so a
+    connection counts as a fallback only where its own placement proves one: a server not
+    in recovery under ``prefer-standby`` (no standby answered), or, with ``target_session_
+    attrs="any"`` in list order (every host that answers fits), a host after the first."""
+    hosts = config.host_list()
+    target = config.target_session_attrs
+    if target == "prefer-standby":
+        preferred = standby
+    elif target == "any" and config.load_balance_hosts == "disable" and hosts:
+        first_host, first_port = hosts[0]
+        preferred = first_host == host and first_port in (None, port)
+    else:
+        preferred = True
+    _place(conn, host, port, preferred)
 
 
 #: "this host refuses writes" (SQLSTATE 25006, MySQL 1290/1792/1836): for a pool whose

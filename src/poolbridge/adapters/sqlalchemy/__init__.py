@@ -192,6 +192,7 @@ def _build(
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create
 
     from poolbridge.adapters.sqlalchemy._events import install
+    from poolbridge.adapters.sqlalchemy._hosts import install as install_hosts
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
     from poolbridge.adapters.sqlalchemy._state import BridgeState
 
@@ -220,6 +221,7 @@ def _build(
     kw["poolbridge"] = state
     engine = sa_create(url, **kw)
     install(engine, state)
+    install_hosts(engine, state)  # several hosts: after poolbridge's own listeners
     return engine, state
 
 
@@ -477,6 +479,18 @@ _DOC_NOTES = """
 - PostgreSQL: an `application_name` in the URL query (or in `session`) is the one the server
   sees, on asyncpg (sent as a server setting) and psycopg alike. The pool name is only the
   default.
+
+## Several hosts
+
+- `hosts`, `target_session_attrs`, `load_balance_hosts` and `host_recheck_interval` hold
+  through every entry point (docs/high-availability.md). On asyncpg, aiomysql and asyncmy
+  the `do_connect` event hands the dialect poolbridge's connect wrapper, which calls the
+  dialect's own connect function one host at a time (drivers/hosts.py, as the engine-backed
+  drivers); on psycopg, libpq routes (its keys in `connect_args`).
+- A connection on a fallback host expires after `host_recheck_interval`, as one past
+  `max_lifetime`; a read-only error on a `read-write`/`primary` engine invalidates that
+  connection (`handle_error`, `is_disconnect`).
+- One host and no target: the dialect's own connect, untouched, as stock.
 """
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.pool.base import ConnectionPoolEntry, PoolResetState
 from sqlalchemy.util import await_
 from sqlalchemy.util.concurrency import in_greenlet
 
+from poolbridge.adapters.sqlalchemy._hosts import Route, connect_bound, router
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, BridgeState, sever
 from poolbridge.adapters.sqlalchemy._translate import CLIENT_GRACE
 from poolbridge.drivers.base import raw_scalar, wait_for_slot
@@ -211,6 +212,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
 
     sqlite = state.driver == "aiosqlite"
     native_connect = None if sqlite else _driver_connect(state.driver)
+    # several hosts or a target: the connect is routed (_hosts.py); None: the dialect's own
+    route = router(config, state.driver)
+    bound = connect_bound(config, state.driver)
 
     def on_do_connect(dialect: Any, rec: Any, cargs: list[Any], cparams: dict[str, Any]) -> None:
         # rec is None when the pool's creator is called directly (SQLAlchemy passes no
@@ -227,7 +231,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if pw is not None and (current is not config or not isinstance(pw, str)):
             cparams["password"] = await_(current.get_password())
         creator = cparams.get("async_creator_fn", native_connect)
-        cparams["async_creator_fn"] = _bounded(creator, config.connect_timeout, state)
+        cparams["async_creator_fn"] = _bounded(creator, bound, state, route)
 
     event.listen(engine.sync_engine, "do_connect", on_do_connect)
 
@@ -426,11 +430,12 @@ def _driver_connect(driver: str) -> Any:
     return importlib.import_module(driver).connect
 
 
-def _bounded(creator: Any, seconds: float, state: BridgeState) -> Any:
+def _bounded(creator: Any, seconds: float, state: BridgeState, route: Route | None) -> Any:
     """``creator`` with the WHOLE connect (TCP, TLS, handshake, auth) bounded by ``seconds``
     (aiomysql and asyncmy bound only the TCP connect themselves), run in its own task; a
     connection slot the server refuses is waited for within that time
-    (:func:`~poolbridge.drivers.base.wait_for_slot`).
+    (:func:`~poolbridge.drivers.base.wait_for_slot`); ``route`` (several hosts) opens it
+    through ``creator`` one host at a time.
 
     A caller cancelled mid-connect must not strand a half-open connection: psycopg, for
     one, leaves the socket open until garbage collection. The connect task is shielded from
@@ -444,6 +449,8 @@ def _bounded(creator: Any, seconds: float, state: BridgeState) -> Any:
 
     async def timed(limit: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         async with asyncio.timeout(limit):
+            if route is not None:
+                return await route(creator, limit, args, kwargs)
             return await creator(*args, **kwargs)
 
     async def connect(*args: Any, **kwargs: Any) -> Any:

@@ -22,6 +22,7 @@ from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters.base import Translation
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import libpq_escape, sqlite_cannot_honour
+from poolbridge.drivers.psycopg.conninfo import libpq_host_keys
 
 __all__ = [
     "CLIENT_GRACE",
@@ -179,6 +180,7 @@ def _connect_args(
             ca["sslmode"] = config.ssl
         if not config.statement_cache:
             ca["prepare_threshold"] = None
+        ca.update(libpq_host_keys(config))  # several hosts, a target: libpq routes
     elif driver in ("aiomysql", "asyncmy"):
         ca["connect_timeout"] = config.connect_timeout
         if driver == "asyncmy" and config.statement_timeout is not None:
@@ -285,14 +287,11 @@ def translate(config: PoolConfig) -> Translation:
         )
     if config.retry.attempts > 1 and config.backend != "sqlite":
         emulated["retry"] = "pool class retries connection establishment with backoff"
-    _, ha_unsupported = ha_rows(
-        config,
-        "refuse",
-        "SQLAlchemy's dialect opens each connection itself (one host): use the asyncpg, "
-        "psycopg or aiopg adapter, or one engine per host (docs/high-availability.md)",
-    )
-    for knob, why in ha_unsupported.items():
-        unsupported.setdefault(knob, why)
+    if driver != "aiosqlite":  # SQLite: refused with the other knobs (sqlite_cannot_honour)
+        # psycopg: libpq routes (connect_args); the others: the do_connect event's connect
+        # wrapper routes through drivers/hosts.py (_hosts.py)
+        ha_emulated, _ = ha_rows(config, "libpq-expiry" if driver == "psycopg" else "wrapped")
+        emulated.update(ha_emulated)
     emulated = {k: v for k, v in emulated.items() if k not in unsupported}
     return Translation(native=native, emulated=emulated, unsupported=unsupported)
 
@@ -310,6 +309,8 @@ def plain_translation(config: PoolConfig) -> Translation:
             continue  # pool_recycle honours it, without jitter
         if knob == "pre_ping":
             continue  # pool_pre_ping honours it (not bounded in time on a stalled network)
+        if knob in ("hosts", "target_session_attrs") and pick_driver(config) == "psycopg":
+            continue  # libpq's own keys in connect_args, as the psycopg adapter passes them
         if knob == "connect_timeout":
             if config.backend == "mysql":
                 unsupported[knob] = (
