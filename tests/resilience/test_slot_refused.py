@@ -72,8 +72,19 @@ class Limited:
             await conn.ensure_closed()
 
     async def count(self) -> int:
-        """The role's connections as the server counts them."""
-        return await self.admin.count_role_connections(self.role)
+        """The role's connections as the server counts them.
+
+        On MariaDB an attempt the server is about to refuse is listed for a moment in its
+        login phase (COMMAND 'Connect', user already known) before max_user_connections
+        turns it away: only sessions past login hold a slot.
+        """
+        if self.admin.backend == "postgresql":
+            return await self.admin.count_role_connections(self.role)
+        rows = await self.admin.fetch(
+            "SELECT count(*) FROM information_schema.PROCESSLIST "
+            f"WHERE USER = '{self.role}' AND COMMAND <> 'Connect'"
+        )
+        return int(rows[0][0])
 
 
 @pytest_asyncio.fixture
