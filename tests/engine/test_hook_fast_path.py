@@ -120,3 +120,40 @@ async def test_sync_hooks_on_postgresql_see_the_server_pid(request: pytest.Fixtu
         assert stats["connection.count.used"] == 0
     finally:
         await pool.close()
+
+
+async def test_hooks_without_event_run_on_every_path_and_fail_like_any_hook() -> None:
+    from poolbridge.pool.hooks import without_event
+
+    calls: list[str] = []
+
+    def checkout() -> None:
+        calls.append("checkout")
+
+    async def checkin() -> None:
+        await asyncio.sleep(0)
+        calls.append("checkin")
+
+    def failing() -> None:
+        raise RuntimeError("counted, never raised")
+
+    engine = make_engine(
+        hooks=Hooks(
+            on_checkout=without_event(checkout),
+            on_checkin=without_event(checkin),
+            on_close=without_event(failing),
+        )
+    )
+    async with opened(engine):
+        async with engine.acquire():
+            assert calls == ["checkout"]
+        assert calls == ["checkout", "checkin"]  # the async one awaited before release returns
+        conn = await engine.getconn()
+        await engine.putconn(conn, discard=True)  # the general path, and on_close
+        assert calls == ["checkout", "checkin"] * 2
+        for _ in range(100):
+            if engine.hooks.failures:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.hooks.failures == {"on_close": 1}
+        assert engine.recorder.used == 0

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers._mysql import MySQLShim
+from poolbridge.drivers._mysql import SERVER_STATUS_IN_TRANS, MySQLShim
 from poolbridge.drivers.base import client_backstop
 from poolbridge.drivers.hosts import retired
 
@@ -30,10 +30,19 @@ class AiomysqlShim(MySQLShim):
         return conn
 
     def is_closed(self, conn: Any) -> bool:
-        if conn.closed or retired(conn, self.routed_config):
+        if conn.closed:
+            return True
+        routed = self.routed_config
+        if routed is not None and retired(conn, routed):
             return True
         reader = getattr(conn, "_reader", None)  # EOF seen: the server closed (e.g. KILL)
-        return bool(reader is not None and reader.at_eof())
+        return reader is not None and reader.at_eof() is True
+
+    def reusable(self, conn: Any) -> bool:
+        # checkin: open and outside a transaction, in one pass (a stream the server closed
+        # while the connection was held is caught by is_closed() at the next checkout)
+        status = conn.server_status
+        return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.closed is False
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.server_thread_id[0])

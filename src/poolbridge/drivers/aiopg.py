@@ -122,7 +122,10 @@ class AiopgShim(BaseShim):
         return not conn.closed and conn.raw.get_transaction_status() == _IDLE
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.closed) or retired(conn, self.routed_config)
+        if conn.closed:
+            return True
+        routed = self.routed_config
+        return routed is not None and retired(conn, routed)
 
     async def rollback(self, conn: Any) -> None:
         await self._execute(conn, "ROLLBACK")

@@ -90,6 +90,11 @@ class AiosqliteShim(BaseShim):
     def is_closed(self, conn: Any) -> bool:
         return bool(conn._connection is None or not conn._running)
 
+    def reusable(self, conn: Any) -> bool:
+        # checkin: open (as is_closed() tests it) and outside a transaction, in one pass
+        raw = conn._connection
+        return raw is not None and conn._running is True and raw.in_transaction is False
+
     async def rollback(self, conn: Any) -> None:
         await conn.rollback()
 

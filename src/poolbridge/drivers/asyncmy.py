@@ -29,17 +29,21 @@ class AsyncmyShim(MySQLShim):
         return asyncmy.connect(**kw)
 
     def is_closed(self, conn: Any) -> bool:
-        if not conn.connected or retired(conn, self.routed_config):
+        # every checkout asks: no bool() or call that the common answer does not need
+        if not conn.connected:
+            return True
+        routed = self.routed_config
+        if routed is not None and retired(conn, routed):
             return True
         transport = getattr(conn, "_transport", None)  # closing: the server hung up
-        return bool(transport is not None and transport.is_closing())
+        return transport is not None and transport.is_closing() is True
 
     def reusable(self, conn: Any) -> bool:
         # checkin: connected and outside a transaction, in one pass. A transport the server
         # closed while the caller held the connection is caught by is_closed() at the next
         # checkout (and by maintenance), as for one closed while idle.
         status = conn.server_status
-        return bool(status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected)
+        return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected is True
 
     async def server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

@@ -109,7 +109,10 @@ class AsyncpgShim(BaseShim):
         return bool(conn.is_in_transaction())
 
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn.is_closed()) or retired(conn, self.routed_config)
+        if conn.is_closed():
+            return True
+        routed = self.routed_config
+        return routed is not None and retired(conn, routed)
 
     def reusable(self, conn: Any) -> bool:
         return not conn.is_in_transaction() and not conn.is_closed()

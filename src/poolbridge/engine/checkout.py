@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from bisect import bisect_left as _bisect_left
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from threading import get_ident
 from time import monotonic
@@ -53,38 +54,58 @@ _get_running_loop = asyncio.get_running_loop
 
 
 class _Acquire(AbstractAsyncContextManager[Any]):
-    """``async with engine.acquire() as conn``: getconn, then putconn (discarding the
-    connection when the block raised a connection error)."""
+    """``async with engine.acquire() as conn``: a checkout, then a checkin (discarding the
+    connection when the block raised a connection error).
 
-    __slots__ = ("_conn", "_engine")
+    ``__aenter__``/``__aexit__`` are plain methods returning an awaitable: in the common
+    case (an idle connection, a plain checkin) they do the whole work synchronously and
+    return a future that is already done (the record's ``handed`` future, the engine's
+    ``_done``), which ``async with`` awaits without building a coroutine. Anything that
+    needs to wait returns the general path's coroutine. The record of the connection is
+    kept, so the checkin needs no lookup. Built without ``__init__`` (see
+    :meth:`Engine.acquire`): an instance is made per ``async with``.
+    """
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._conn: Any = None
+    __slots__ = ("_engine", "_rec")
 
-    async def __aenter__(self) -> Any:
-        conn = self._engine._take_idle()  # no coroutine of getconn() for an idle connection
-        if conn is None:
-            conn = await self._engine.getconn()
-        self._conn = conn
-        return conn
+    _engine: Engine
+    _rec: ConnRecord
 
-    async def __aexit__(
+    def __aenter__(self) -> Awaitable[Any]:  # type: ignore[override]
+        engine = self._engine
+        c = engine._take_idle()
+        if c is None:
+            return self._enter()
+        self._rec = c
+        emit = engine._emit_checkout
+        if emit is not None:
+            # a sync hook runs here and now, without a coroutine; only an async one awaits
+            pending = emit(c.server_id, c.checkout_at - c.created, None, c.native)  # type: ignore[operator]
+            if pending is not None:
+                return engine._finish_checkout(c, pending)
+        return c.handed
+
+    async def _enter(self) -> Any:
+        c = await self._engine._get(None)
+        self._rec = c
+        return c.native
+
+    def __aexit__(  # type: ignore[override]
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
+    ) -> Awaitable[None]:
         engine = self._engine
+        c = self._rec
         if exc is None:
-            if not engine._give_back(self._conn):
-                await engine.putconn(self._conn)
-        elif engine.driver.is_connection_error(exc):
-            await engine.putconn(self._conn, discard=True)
-        else:
-            # e.g. cancelled mid-statement: the driver's local transaction state may be
-            # stale (the statement can still complete), so roll back whatever it says
-            await engine.putconn(self._conn, _state_unknown=True)
+            done = engine._give_back(c)
+            return engine.putconn(c.native) if done is None else done
+        if engine.driver.is_connection_error(exc):
+            return engine.putconn(c.native, discard=True)
+        # e.g. cancelled mid-statement: the driver's local transaction state may be
+        # stale (the statement can still complete), so roll back whatever it says
+        return engine.putconn(c.native, _state_unknown=True)
 
 
 class Engine(EngineCore):
@@ -101,6 +122,8 @@ class Engine(EngineCore):
             raise RuntimeError(f"pool {self.name!r} is already open")
         self._loop = self._guard.bind()
         self._loop_thread = get_ident()  # the loop's thread, for the hot path's loop check
+        self._done = self._loop.create_future()
+        self._done.set_result(None)
         self._maintenance = self._loop.create_task(self._maintain())
         if not wait:
             self._refill()
@@ -130,7 +153,9 @@ class Engine(EngineCore):
 
     def acquire(self) -> _Acquire:
         """Async context manager yielding the native connection (returned on exit)."""
-        return _Acquire(self)
+        cm = _Acquire()  # no __init__: two slot stores cost half a Python __init__ call
+        cm._engine = self
+        return cm
 
     async def getconn(self, timeout: float | None = None) -> Any:
         """Check out a native connection; give it back with :meth:`putconn`.
@@ -139,9 +164,18 @@ class Engine(EngineCore):
         PoolTimeout; raises TooManyRequests when ``max_waiting`` callers already wait and
         PoolClosed after :meth:`close`.
         """
-        conn = self._take_idle()
-        if conn is not None:
-            return conn
+        c = self._take_idle()
+        if c is None:
+            c = await self._get(timeout)
+        elif self._emit_checkout is not None:
+            pending = self._emit_checkout(c.server_id, c.checkout_at - c.created, None, c.native)  # type: ignore[operator]
+            if pending is not None:
+                await self._finish_checkout(c, pending)
+        return c.native
+
+    async def _get(self, timeout: float | None) -> ConnRecord:
+        """The general checkout (after :meth:`_take_idle` declined): the loop and closed
+        checks, idle connections that need retiring or a pre-ping, the wait, the hook."""
         loop = self._guard.loop  # the cheap check first (see _take_idle), then the sure one
         if (
             loop is None or get_ident() != self._loop_thread or not loop.is_running()
@@ -169,14 +203,19 @@ class Engine(EngineCore):
             now = c.checkout_at  # type: ignore[assignment]  # set by the checkout
         emit = self._emit_checkout
         if emit is not None:
-            # a sync hook runs here and now, without a coroutine; only an async one awaits
-            try:
-                pending = emit(c.server_id, now - c.created, None, c.native)
-                if pending is not None:
-                    await pending
-            except BaseException:  # e.g. cancelled in an async hook: nobody got it
-                self._undo_checkout(c)
-                raise
+            pending = emit(c.server_id, now - c.created, None, c.native)
+            if pending is not None:
+                await self._finish_checkout(c, pending)
+        return c
+
+    async def _finish_checkout(self, c: ConnRecord, pending: Awaitable[None]) -> Any:
+        """Await an async on_checkout hook; interrupted (e.g. cancelled), the checkout is
+        undone: nobody got the connection."""
+        try:
+            await pending
+        except BaseException:
+            self._undo_checkout(c)
+            raise
         return c.native
 
     async def putconn(
@@ -190,9 +229,13 @@ class Engine(EngineCore):
         on_checkin runs, before anyone else can get the connection: what the hook sets or
         undoes is not rolled back with the caller's transaction.
         """
-        if not (discard or _state_unknown) and self._give_back(conn):
-            return
         c = self._conns.get(id(conn))
+        if c is not None and not (discard or _state_unknown):
+            done = self._give_back(c)
+            if done is not None:
+                if done is not self._done:
+                    await done  # an async on_checkin hook
+                return
         if c is None or c.checkout_at is None:
             if self.closed:
                 return  # terminated by close(): nothing left to give back
@@ -281,15 +324,16 @@ class Engine(EngineCore):
             self._close_done.set_result(None)
 
     # -- the hot path -------------------------------------------------------------------
-    # getconn()/putconn() and ``async with acquire()`` try these two synchronous methods
+    # ``async with acquire()`` and getconn()/putconn() try these two synchronous methods
     # first. They do the whole work of the common case (an idle connection that needs no
-    # I/O, no hook and no leak capture at checkout; a connection the driver knows is idle
-    # and open at checkin) with no coroutine frame and no method call beyond the driver's
-    # two local state checks; anything else returns "not done" having changed nothing,
-    # and the general path runs.
-    def _take_idle(self) -> Any:
-        """Check out the most recently used idle connection if nothing needs an await or
-        a hook; its native connection, else None (nothing changed)."""
+    # I/O, no pre-ping and no leak capture at checkout; a connection the driver knows is
+    # idle and open at checkin, with no reset beyond that) with no coroutine frame and no
+    # method call beyond the driver's local state check; anything else returns None
+    # having changed nothing, and the general path runs. A sync hook runs inline (the
+    # callers call on_checkout; _give_back calls on_checkin before the hand-off).
+    def _take_idle(self) -> ConnRecord | None:
+        """Check out the most recently used idle connection if nothing needs an await;
+        its record (checked out, counted), else None (nothing changed)."""
         idle = self._idle
         if not idle or not self._plain_checkout or self.closed:
             return None
@@ -299,37 +343,35 @@ class Engine(EngineCore):
         # more than the whole checkout. A forked child has no loop here (LoopGuard).
         loop = self._guard.loop
         if loop is None or get_ident() != self._loop_thread or not loop.is_running():
-            return None  # getconn() checks with get_running_loop() and raises
+            return None  # _get() checks with get_running_loop() and raises
         c = idle[-1]
         now = monotonic()
         if now >= c.expires or self._is_closed(c.native):
-            return None  # getconn() retires it
+            return None  # _get() retires it
         idle.pop()
-        c.checkout_at = now
-        c.fresh = False
+        c.checkout_at = now  # (``fresh`` only matters to pre_ping, which is off here)
         rec = self.recorder
         if rec._listeners:
             rec.record_checkout(0.0)
         else:
             rec.used += 1
             rec.wait_time.counts[0] += 1  # waited 0 s: the first bucket, the sum unchanged
-        return c.native
+        return c
 
-    def _give_back(self, conn: Any) -> bool:
-        """Check in ``conn`` if it stays open, is outside a transaction and no hook, reset
-        or leak tracking applies: hand it to the oldest waiter or make it idle. False when
-        :meth:`putconn`'s general path must run (nothing changed)."""
-        if not self._plain_checkin:
-            return False
-        c = self._conns.get(id(conn))
-        if c is None or c.broken or self.closed:
-            return False
+    def _give_back(self, c: ConnRecord) -> Awaitable[None] | None:
+        """Check in ``c`` if it stays open, is outside a transaction and no reset or leak
+        tracking applies: run on_checkin, then hand it to the oldest waiter or make it
+        idle. Returns something to await (``_done``, already done, unless an async
+        on_checkin hook is pending), or None when :meth:`putconn`'s general path must run
+        (nothing changed)."""
+        if not self._plain_checkin or c.broken or self.closed:
+            return None
         t0 = c.checkout_at
         if t0 is None:
-            return False
+            return None
         now = monotonic()
-        if now >= c.expires or not self._reusable(conn):
-            return False
+        if now >= c.expires or not self._reusable(c.native):
+            return None
         c.checkout_at = None
         held = now - t0
         rec = self.recorder
@@ -340,15 +382,35 @@ class Engine(EngineCore):
             h = rec.use_time
             h.counts[0 if held <= _FIRST_BUCKET else _bisect_left(BUCKETS, held)] += 1
             h.sum += held
+        emit = self._emit_checkin
+        if emit is not None:
+            # before anyone else can get the connection; only an async hook awaits
+            pending = emit(c.server_id, now - c.created, held, c.native)
+            if pending is not None:
+                return self._finish_checkin(c, pending)
         waiters = self._waiters
         while waiters:
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(c)  # FIFO hand-off: never through the idle list
-                return True
+                return self._done
         c.idle_since = now
         self._idle.append(c)
-        return True
+        return self._done
+
+    async def _finish_checkin(self, c: ConnRecord, pending: Awaitable[None]) -> None:
+        """Await an async on_checkin hook, then release ``c``; interrupted, the
+        connection's state is unknown: it is terminated (and replaced)."""
+        try:
+            await pending
+        except BaseException:
+            self._retire(c, terminate=True)
+            raise
+        else:
+            self._release(c)
+        finally:
+            if self._drained is not None and self.recorder.used <= 0:
+                self._drained.set()
 
     # -- checkout -----------------------------------------------------------------------
     def _checkout(self, c: ConnRecord, now: float, waited: float) -> None:

@@ -50,7 +50,9 @@ class EnginePool(Pool[Any]):
         return self.engine.closed
 
     def acquire(self) -> _Acquire:
-        return _Acquire(self.engine)
+        cm = _Acquire()  # as Engine.acquire() builds it, without one more call
+        cm._engine = self.engine
+        return cm
 
     async def ping(self) -> float:
         async with self.engine.acquire() as conn:

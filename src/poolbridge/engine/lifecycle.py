@@ -49,6 +49,7 @@ class ConnRecord:
         "epoch",
         "expires",
         "fresh",
+        "handed",
         "idle_since",
         "lease",
         "native",
@@ -68,6 +69,10 @@ class ConnRecord:
         self.lease: Any = None
         self.fresh = True  # never handed out yet: pre_ping can skip it
         self.broken = False
+        # already done with the native connection as its result: what ``async with
+        # acquire()`` awaits after an idle checkout (cheaper than a coroutine)
+        self.handed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.handed.set_result(native)
 
 
 class EngineCore:
@@ -119,13 +124,12 @@ class EngineCore:
         # None when the hook is not registered: then no event is built at all
         self._emit_checkout = hooks.emitter("on_checkout", pool=self.name, adapter=adapter)
         self._emit_checkin = hooks.emitter("on_checkin", pool=self.name, adapter=adapter)
-        # the synchronous fast path of checkout/checkin applies (engine/checkout.py)
-        self._plain_checkout = (
-            not self._pre_ping and self._leaks is None and self._emit_checkout is None
-        )
-        self._plain_checkin = (
-            not self._full_reset and self._leaks is None and self._emit_checkin is None
-        )
+        # the synchronous fast path of checkout/checkin applies (engine/checkout.py); a
+        # sync on_checkout/on_checkin hook runs inside it
+        self._plain_checkout = not self._pre_ping and self._leaks is None
+        self._plain_checkin = not self._full_reset and self._leaks is None
+        # what the fast checkin returns for ``async with`` to await (made done at open())
+        self._done: asyncio.Future[None]
         self._is_closed = driver.is_closed  # bound once: checked at every checkout
         # checkin: open and outside a transaction, in one call (a third-party shim may lack it)
         self._reusable: Callable[[Any], bool] = getattr(driver, "reusable", None) or (

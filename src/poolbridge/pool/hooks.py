@@ -31,6 +31,7 @@ __all__ = [
     "HookName",
     "HookRunner",
     "Hooks",
+    "without_event",
 ]
 
 logger = logging.getLogger("poolbridge.hooks")
@@ -72,6 +73,32 @@ class ConnectionEvent(NamedTuple):
 
 
 _tuple_new = tuple.__new__
+
+
+class _WithoutEvent:
+    """A hook called with no argument (see :func:`without_event`)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Awaitable[object] | object]) -> None:
+        self.fn = fn
+
+    def __call__(self, event: ConnectionEvent) -> Awaitable[object] | object:
+        return self.fn()  # called with an event (any other path): ignore it
+
+    def __repr__(self) -> str:
+        return f"without_event({self.fn!r})"
+
+
+def without_event(fn: Callable[[], Awaitable[object] | object]) -> HookFn:
+    """Register ``fn`` as a hook that is called with no argument.
+
+    For hooks that only need to know that a checkout or checkin happened (a counter, a
+    gauge): the pool then builds no :class:`ConnectionEvent` for it on the checkout and
+    checkin path, which is most of what a hook costs there. ``fn`` may be sync or async,
+    and fails like any hook (logged and counted, never raised). Any hook may be wrapped.
+    """
+    return _WithoutEvent(fn)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -129,6 +156,24 @@ class HookRunner:
         failed = self._failed
         settle = self._settle
         event_type = ConnectionEvent
+
+        if isinstance(fn, _WithoutEvent):
+            bare = fn.fn
+
+            def emit_bare(
+                connection_id: int | str | None, age: float, held: float | None, connection: Any
+            ) -> Awaitable[None] | None:
+                try:
+                    result = bare()
+                except Exception:
+                    failed(name, event_type(pool, adapter, connection_id, age, held, connection))
+                    return None
+                if result is None:
+                    return None  # the event is built only to report an async hook's failure
+                event = event_type(pool, adapter, connection_id, age, held, connection)
+                return settle(name, event, result)
+
+            return emit_bare
 
         def emit(
             connection_id: int | str | None, age: float, held: float | None, connection: Any
