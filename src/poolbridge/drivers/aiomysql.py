@@ -35,8 +35,11 @@ class AiomysqlShim(MySQLShim):
         reader = getattr(conn, "_reader", None)  # EOF seen: the server closed (e.g. KILL)
         return bool(reader is not None and reader.at_eof())
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.server_thread_id[0])
+
+    def sever(self, conn: Any) -> None:
+        conn._writer.transport.abort()  # a pending read sees the connection lost
 
     def error_modules(self) -> tuple[Any, ...]:
         import pymysql.err

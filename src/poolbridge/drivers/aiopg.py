@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from time import monotonic
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import BaseShim, client_backstop, libpq_escape, pg_server_settings
+from poolbridge.drivers.base import (
+    BaseShim,
+    client_backstop,
+    libpq_connect_timeout,
+    libpq_escape,
+    pg_server_settings,
+)
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
 
 __all__ = ["AiopgShim"]
@@ -57,7 +62,7 @@ class AiopgShim(BaseShim):
         flags += [f"-c {k}={libpq_escape(v)}" for k, v in settings.items()]
         if flags:
             kw["options"] = " ".join(flags)
-        kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+        kw["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
         backstop = client_backstop(config)
         if backstop is not None:
             kw["timeout"] = backstop  # aiopg's per-operation bound, for a stalled network
@@ -99,7 +104,7 @@ class AiopgShim(BaseShim):
         deadline = monotonic() + timeout
         delay = 0.05
         while True:
-            kw["connect_timeout"] = max(1, math.ceil(deadline - monotonic()))
+            kw["connect_timeout"] = libpq_connect_timeout(deadline - monotonic())
             try:
                 return await aiopg.connect(**kw)
             except Exception as exc:
@@ -145,7 +150,7 @@ class AiopgShim(BaseShim):
         await self._execute(conn, "DISCARD ALL")
         return True
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.raw.get_backend_pid())
 
     def is_connection_error(self, exc: BaseException) -> bool:
