@@ -151,8 +151,6 @@ async def test_queue_hands_off_fifo_to_live_waiters_only() -> None:
     assert queue.hand("a") and queue.hand("b")
     assert not queue.hand("c")  # nobody left waiting
     assert [futs[1].result(), futs[2].result()] == ["a", "b"]
-    for f in futs[1:]:
-        queue.served(f)
     queue.abandon(futs[0])
     assert rec.pending == 0 and not queue.armed and queue.deadlines == 0
 
@@ -169,7 +167,6 @@ async def test_queue_expires_each_waiter_at_its_deadline_with_one_timer() -> Non
     queue.abandon(early)
     assert not late.done() and len(queue) == 1 and queue.armed
     assert queue.hand("x") and late.result() == "x"
-    queue.served(late)
     assert not queue.armed and rec.pending == 0 and passed == []
 
 

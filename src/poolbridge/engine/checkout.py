@@ -417,7 +417,6 @@ class Engine(EngineCore):
             except BaseException:
                 queue.abandon(fut)  # a connection handed to us meanwhile goes on
                 raise
-            queue.served(fut)
             now = monotonic()
             # the same checks as an idle checkout: the server may have closed it since
             if now >= c.expires or self.driver.is_closed(c.native):

@@ -119,8 +119,8 @@ class WaiterQueue(Generic[T]):
 
     def join(self, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[T]:
         """Queue a caller until ``deadline`` (monotonic; :meth:`check_room` first); the
-        owner awaits the future and then calls :meth:`served` (it got a grant) or
-        :meth:`abandon` (anything else)."""
+        owner awaits the future, uses the grant it resolves to, and calls :meth:`abandon`
+        when the await raised (expired, cancelled, refused)."""
         fut: asyncio.Future[T] = loop.create_future()
         self.waiters.append(fut)
         self._deadlines[fut] = deadline
@@ -129,8 +129,9 @@ class WaiterQueue(Generic[T]):
         self._recorder.pending += 1
         return fut
 
-    def served(self, fut: asyncio.Future[T]) -> None:
-        """The waiter got its grant and uses it (the hand-off took it off the queue)."""
+    def _settled(self, fut: asyncio.Future[T]) -> None:
+        """``fut`` is no longer waiting: off the books (pending gauge, deadline; the timer
+        stops when no deadline is left)."""
         self._recorder.pending -= 1
         deadlines = self._deadlines
         del deadlines[fut]
@@ -141,7 +142,8 @@ class WaiterQueue(Generic[T]):
     def abandon(self, fut: asyncio.Future[T]) -> None:
         """The waiter leaves without using a grant (expired, cancelled, refused): off the
         queue; a grant it was handed meanwhile goes to ``pass_on``."""
-        self.served(fut)
+        if fut in self._deadlines:  # cancelled while waiting
+            self._settled(fut)
         if fut.done():
             if fut.cancelled():
                 queued = True  # cancelled while waiting: maybe still queued
@@ -167,6 +169,7 @@ class WaiterQueue(Generic[T]):
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_result(grant)
+                self._settled(fut)
                 return True
         return False
 
@@ -178,6 +181,7 @@ class WaiterQueue(Generic[T]):
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_exception(error)
+                self._settled(fut)
                 return True
         return False
 
@@ -191,6 +195,8 @@ class WaiterQueue(Generic[T]):
             fut = waiters.popleft()
             if not fut.done():
                 fut.set_exception(error())
+        self._recorder.pending -= len(self._deadlines)
+        self._deadlines.clear()
 
     # -- the deadline timer ------------------------------------------------------------
     def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -205,12 +211,15 @@ class WaiterQueue(Generic[T]):
         self._timer = None
         now = monotonic() + _CLOCK_SLACK
         earliest = _INF
-        for fut, deadline in self._deadlines.items():  # set_exception runs no callback now
-            if fut.done():
-                continue
-            if deadline <= now:
+        deadlines = self._deadlines
+        due = [fut for fut, deadline in deadlines.items() if deadline <= now]
+        for fut in due:  # still queued: hand() skips it, abandon() takes it out
+            del deadlines[fut]
+            self._recorder.pending -= 1
+            if not fut.done():
                 fut.set_exception(WaitExpired())
-            elif deadline < earliest:
+        for deadline in deadlines.values():
+            if deadline < earliest:
                 earliest = deadline
         loop = self._loop
         if earliest != _INF and loop is not None and not loop.is_closed():

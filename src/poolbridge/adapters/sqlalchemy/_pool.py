@@ -291,7 +291,6 @@ class BridgePool(Pool):
         except BaseException:
             queue.abandon(fut)  # a record or slot handed to us meanwhile goes on
             raise
-        queue.served(fut)
         if grant is None:  # a slot was passed to us: open a connection on it
             return self._open_for_caller(deadline)
         return grant
