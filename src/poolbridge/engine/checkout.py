@@ -391,7 +391,6 @@ class Engine(EngineCore):
         it checked out. The queue (pool/waiters.py) hands connections over FIFO and bounds
         every wait with its one timer."""
         queue = self._queue
-        queue.check_room()  # max_waiting: TooManyRequests
         loop = self._loop
         assert loop is not None
         if timeout is None:
@@ -399,8 +398,10 @@ class Engine(EngineCore):
         start = monotonic()
         if deadline is None:
             deadline = start + timeout
+        admitted = False  # max_waiting is checked once per caller
         while True:
-            fut = queue.join(loop, deadline)
+            fut = queue.join(loop, deadline, admitted=admitted)
+            admitted = True
             if self._opening < len(self._waiters) and self.size < self._max:
                 self._grow(deadline)
             try:

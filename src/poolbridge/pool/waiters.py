@@ -16,8 +16,8 @@ callers queue, are served, time out and leave is written once, here:
   diagnostics) and re-arms for the earliest deadline left; it is cancelled when no
   deadline is left. A ``call_later`` + ``cancel`` per wait would cost more than the rest
   of the wait together (at 100 tasks on 10 connections every checkout waits).
-- **max_waiting.** :meth:`~WaiterQueue.check_room` refuses a caller beyond it
-  (TooManyRequests, counted as refused); the owner asks once per caller, before it joins.
+- **max_waiting.** :meth:`~WaiterQueue.join` (or :meth:`~WaiterQueue.check_room` alone)
+  refuses a caller beyond it (TooManyRequests, counted as refused), once per caller.
 - **Leaving.** A waiter whose wait ends without its grant being used (expired, cancelled,
   refused at close) calls :meth:`~WaiterQueue.abandon`: it leaves the queue, and a grant
   it was handed meanwhile goes to the owner's ``pass_on`` (the next waiter, or the idle
@@ -117,10 +117,17 @@ class WaiterQueue(Generic[T]):
                 f"pool {self._name!r}: {n} callers already wait (max_waiting={maxw})"
             )
 
-    def join(self, loop: asyncio.AbstractEventLoop, deadline: float) -> asyncio.Future[T]:
-        """Queue a caller until ``deadline`` (monotonic; :meth:`check_room` first); the
-        owner awaits the future, uses the grant it resolves to, and calls :meth:`abandon`
-        when the await raised (expired, cancelled, refused)."""
+    def join(
+        self, loop: asyncio.AbstractEventLoop, deadline: float, *, admitted: bool = False
+    ) -> asyncio.Future[T]:
+        """Queue a caller until ``deadline`` (monotonic) after :meth:`check_room` (skipped
+        for a caller ``admitted`` already, queueing again); the owner awaits the future,
+        uses the grant it resolves to, and calls :meth:`abandon` when the await raised
+        (expired, cancelled, refused)."""
+        if not admitted:
+            maxw = self._max_waiting
+            if maxw and len(self.waiters) >= maxw:
+                self.check_room()
         fut: asyncio.Future[T] = loop.create_future()
         self.waiters.append(fut)
         self._deadlines[fut] = deadline

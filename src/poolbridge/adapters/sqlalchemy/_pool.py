@@ -275,11 +275,11 @@ class BridgePool(Pool):
     def _wait(self, start: float) -> ConnectionPoolEntry:
         """Queue for a record or a slot (pool/waiters.py); runs in SQLAlchemy's greenlet."""
         queue = self._queue
-        queue.check_room()  # max_waiting: TooManyRequests
         if not self._timeout:  # acquire_timeout=0: fail at once when exhausted
+            queue.check_room()  # max_waiting first: TooManyRequests
             raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
         deadline = start + self._timeout
-        fut = queue.join(get_running_loop(), deadline)
+        fut = queue.join(get_running_loop(), deadline)  # max_waiting: TooManyRequests
         try:
             # the future itself: no asyncio.wait()/wait_for() wrapper (an extra future,
             # callbacks and a loop turn per wait); the queue's timer bounds it
