@@ -34,7 +34,7 @@ async def test_each_waiter_times_out_at_its_own_deadline(target: Target) -> None
         waits = await asyncio.wait_for(asyncio.gather(*(waiter(d) for d in (0, 0.1, 0.2))), 10)
         assert all(0.29 <= w < 1.5 for w in waits), waits
         assert pool.waiting == 0
-        assert pool._timer is None and not pool._deadlines  # nothing left armed
+        assert not pool._queue.armed and not pool._queue.deadlines  # nothing left armed
         await held.close()
         async with engine.connect() as conn:  # the slot still serves
             assert (await conn.execute(text("SELECT 1"))).scalar() == 1

@@ -16,6 +16,7 @@ from typing import Any
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context, wait_for_slot
 from poolbridge.drivers.hosts import MYSQL_ROLE_SQL, demoted, needs_routing, routed
+from poolbridge.pool.retrying import MYSQL_CONNECTION_CODES
 
 __all__ = [
     "MYSQL_CONNECTION_ERRNOS",
@@ -26,11 +27,12 @@ __all__ = [
     "slot_refused",
 ]
 
-#: MySQL/MariaDB client and server error numbers that mean "this connection is gone"
 #: the IN_TRANS bit of the server status of the last OK/EOF packet
 SERVER_STATUS_IN_TRANS = 0x0001
 
-MYSQL_CONNECTION_ERRNOS = frozenset({1053, 1077, 1927, 2003, 2006, 2013, 2055, 4031})
+#: MySQL/MariaDB client and server error numbers that mean "this connection is gone": the
+#: list ``poolbridge.retry`` uses (a core module, so it keeps it; one list for both)
+MYSQL_CONNECTION_ERRNOS = MYSQL_CONNECTION_CODES
 
 #: MySQL/MariaDB error numbers at connect that retrying cannot cure: access denied (1044,
 #: 1045, 1698), unknown database (1049), host not allowed / blocked (1130, 1129), unknown

@@ -44,8 +44,11 @@ class AiomysqlShim(MySQLShim):
         status = conn.server_status
         return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.closed is False
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.server_thread_id[0])
+
+    def sever(self, conn: Any) -> None:
+        conn._writer.transport.abort()  # a pending read sees the connection lost
 
     def error_modules(self) -> tuple[Any, ...]:
         import pymysql.err

@@ -10,13 +10,13 @@ user's, else the pool name). Transaction state comes from psycopg2's
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
     BaseShim,
     client_backstop,
+    libpq_connect_timeout,
     libpq_escape,
     libpq_slot_refused,
     pg_server_settings,
@@ -51,7 +51,7 @@ class AiopgShim(BaseShim):
         flags += [f"-c {k}={libpq_escape(v)}" for k, v in settings.items()]
         if flags:
             kw["options"] = " ".join(flags)
-        kw["connect_timeout"] = max(1, math.ceil(config.connect_timeout))
+        kw["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
         backstop = client_backstop(config)
         if backstop is not None:
             kw["timeout"] = backstop  # aiopg's per-operation bound, for a stalled network
@@ -94,7 +94,7 @@ class AiopgShim(BaseShim):
         import aiopg
 
         def attempt(seconds: float) -> Any:
-            return aiopg.connect(**{**kw, "connect_timeout": max(1, math.ceil(seconds))})
+            return aiopg.connect(**{**kw, "connect_timeout": libpq_connect_timeout(seconds)})
 
         return await wait_for_slot(attempt, timeout, libpq_slot_refused)
 
@@ -136,7 +136,7 @@ class AiopgShim(BaseShim):
         await self._execute(conn, "DISCARD ALL")
         return True
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.raw.get_backend_pid())
 
     def is_connection_error(self, exc: BaseException) -> bool:

@@ -98,8 +98,12 @@ class AiosqliteShim(BaseShim):
     async def rollback(self, conn: Any) -> None:
         await conn.rollback()
 
-    async def server_id(self, conn: Any) -> int | str:
-        return next_local_id()
+    def local_server_id(self, conn: Any) -> int | str:
+        return next_local_id()  # a process-local number: SQLite has no server
+
+    def sever(self, conn: Any) -> None:
+        """Nothing to cut: SQLite has no network to stall, and closing would drop an
+        in-memory database."""
 
     def connection_error_types(self) -> tuple[type[BaseException], ...]:
         import sqlite3

@@ -45,8 +45,11 @@ class AsyncmyShim(MySQLShim):
         status = conn.server_status
         return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected is True
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())
+
+    def sever(self, conn: Any) -> None:
+        conn._transport.abort()  # a pending read sees the connection lost
 
     def error_modules(self) -> tuple[Any, ...]:
         import asyncmy.errors

@@ -124,7 +124,7 @@ class AsyncpgShim(BaseShim):
         await conn.reset()
         return True
 
-    async def server_id(self, conn: Any) -> int | str:
+    def local_server_id(self, conn: Any) -> int | str:
         return int(conn.get_server_pid())
 
     def is_connection_error(self, exc: BaseException) -> bool:

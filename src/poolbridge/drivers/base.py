@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import re
 import ssl as _ssl
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,6 +28,7 @@ __all__ = [
     "SQLITE_REFUSED",
     "BaseShim",
     "client_backstop",
+    "libpq_connect_timeout",
     "libpq_escape",
     "libpq_permanent_connect_error",
     "libpq_slot_refused",
@@ -36,6 +38,7 @@ __all__ = [
     "pg_application_name",
     "pg_permanent_sqlstate",
     "pg_server_settings",
+    "pg_statement_timeout",
     "raw_scalar",
     "sqlite_cannot_honour",
     "ssl_context",
@@ -84,6 +87,13 @@ def ssl_context(ssl: bool | str | _ssl.SSLContext | None) -> _ssl.SSLContext | N
     return ctx
 
 
+def libpq_connect_timeout(seconds: float) -> int:
+    """libpq's ``connect_timeout`` for a bound of ``seconds``: whole seconds, rounded up (a
+    bound is never shortened), at least 2 (libpq reads 1 as 2). Every libpq-based path
+    (psycopg, aiopg; the engine, psycopg_pool, SQLAlchemy, Tortoise) sends this value."""
+    return max(2, math.ceil(seconds))
+
+
 def libpq_escape(value: str) -> str:
     """A name or value for libpq ``options`` (``-c name=value``), which splits on spaces:
     backslashes and spaces escaped."""
@@ -112,6 +122,12 @@ def pg_application_name(config: PoolConfig) -> str:
     return config.name
 
 
+def pg_statement_timeout(seconds: float) -> str:
+    """PostgreSQL's ``statement_timeout`` setting for ``seconds``: milliseconds, at least 1
+    (0 would turn the timeout off)."""
+    return str(max(1, round(seconds * 1000)))
+
+
 def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     """PostgreSQL settings sent at connect (startup parameters / ``-c`` options).
 
@@ -121,7 +137,7 @@ def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     settings = {str(k): str(v) for k, v in config.session.items()}
     settings["application_name"] = pg_application_name(config)
     if config.statement_timeout is not None:
-        settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
+        settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     return settings
@@ -316,6 +332,24 @@ class BaseShim:
     async def full_reset(self, conn: Any) -> bool:
         """No full reset by default: the engine replaces the connection instead."""
         return False
+
+    def local_server_id(self, conn: Any) -> int | str:
+        """The server-side id the driver already knows (backend pid, thread id), without a
+        round trip; what every adapter on this driver records."""
+        raise NotImplementedError
+
+    async def server_id(self, conn: Any) -> int | str:
+        """:meth:`local_server_id` (the engine's DriverShim protocol awaits it)."""
+        return self.local_server_id(conn)
+
+    def sever(self, conn: Any) -> None:
+        """Cut ``conn`` now, without a round trip, so an operation stuck on it (a stalled
+        network: no byte flows, no error comes) fails at once with the driver's connection
+        error. Sync; may raise (callers that must not fail suppress it)."""
+        self.terminate(conn)
+
+    def terminate(self, conn: Any) -> None:
+        raise NotImplementedError
 
     async def scalar(self, conn: Any, sql: str) -> Any:
         """First column of the first row of ``sql`` (see :func:`raw_scalar`)."""

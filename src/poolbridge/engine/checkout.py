@@ -6,9 +6,11 @@ a timeout (docs/internals.md, "Pool engine API"). The engine implements every Po
 
 How it stays fair, fast and safe:
 
-- **FIFO hand-off.** Waiters are futures in a deque. A connection that becomes free goes
-  straight to the oldest live waiter (``fut.set_result``) and never passes through the idle
-  list, so a task that releases and re-acquires at once queues behind the waiters.
+- **FIFO hand-off.** Callers wait in the pool core's waiter queue
+  (:class:`poolbridge.pool.waiters.WaiterQueue`): a connection that becomes free goes
+  straight to the oldest live waiter and never passes through the idle list, so a task
+  that releases and re-acquires at once queues behind the waiters; one timer per pool
+  bounds every wait.
 - **No locks.** Single-threaded asyncio needs none for bookkeeping: every state change
   happens between awaits. Connections are opened, reset, pinged and closed by tasks that
   hold nothing, so a slow connect never blocks checkout/checkin of other connections.
@@ -16,9 +18,10 @@ How it stays fair, fast and safe:
 - **Cancellation.** A cancelled waiter that was already handed a connection passes it on
   to the next waiter; a connection whose reset, ping or hook was interrupted is terminated
   (its state is unknown) and the pool refills. Nothing is lost, nothing is handed twice.
-- **Lifetime jitter.** Each connection lives ``max_lifetime * U(0.9, 1.0)`` seconds: never
-  longer than ``max_lifetime``, and a batch opened together does not expire together.
-  Expiry is checked at checkout, at checkin and by the maintenance task.
+- **Lifetime jitter.** Each connection lives ``max_lifetime * U(0.9, 1.0)`` seconds
+  (:mod:`poolbridge.pool.lifetime`): never longer than ``max_lifetime``, and a batch opened
+  together does not expire together. Expiry is checked at checkout, at checkin and by the
+  maintenance task.
 - **Hot path.** Acquiring an idle connection and releasing one the driver knows is idle
   cost a few attribute operations: no stack capture, no event object when no hook is
   registered, no await when nothing needs I/O.
@@ -30,7 +33,6 @@ API the Tortoise and peewee-async adapters build on (docs/internals.md).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from bisect import bisect_left as _bisect_left
 from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
@@ -40,11 +42,12 @@ from types import TracebackType
 from typing import Any
 
 from poolbridge.engine.lifecycle import LIFETIME_JITTER, ConnRecord, DriverShim, EngineCore, logger
-from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.errors import HookError, PoolClosed, PoolTimeout
 from poolbridge.pool.connect_error import open_error
 from poolbridge.pool.diagnostics import pool_timeout_message
 from poolbridge.pool.hooks import ConnectionEvent
 from poolbridge.pool.stats import BUCKETS
+from poolbridge.pool.waiters import WaitExpired
 
 _FIRST_BUCKET = BUCKETS[0]
 
@@ -388,12 +391,8 @@ class Engine(EngineCore):
             pending = emit(c.server_id, now - c.created, held, c.native)
             if pending is not None:
                 return self._finish_checkin(c, pending)
-        waiters = self._waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(c)  # FIFO hand-off: never through the idle list
-                return self._done
+        if self._waiters and self._queue.hand(c):  # FIFO hand-off: never through the idle list
+            return self._done
         c.idle_since = now
         self._idle.append(c)
         return self._done
@@ -451,14 +450,9 @@ class Engine(EngineCore):
 
     async def _wait(self, timeout: float | None, deadline: float | None = None) -> ConnRecord:
         """Queue for a connection until ``deadline`` (default: now + ``timeout``); returns
-        it checked out."""
-        waiters = self._waiters
-        maxw = self.config.max_waiting
-        if maxw and len(waiters) >= maxw:
-            self.recorder.record_refused()
-            raise TooManyRequests(
-                f"pool {self.name!r}: {len(waiters)} callers already wait (max_waiting={maxw})"
-            )
+        it checked out. The queue (pool/waiters.py) hands connections over FIFO and bounds
+        every wait with its one timer."""
+        queue = self._queue
         loop = self._loop
         assert loop is not None
         if timeout is None:
@@ -466,35 +460,26 @@ class Engine(EngineCore):
         start = monotonic()
         if deadline is None:
             deadline = start + timeout
+        admitted = False  # max_waiting is checked once per caller
         while True:
-            fut: asyncio.Future[ConnRecord] = loop.create_future()
-            waiters.append(fut)
-            if self._opening < len(waiters) and self.size < self._max:
+            fut = queue.join(loop, deadline, admitted=admitted)
+            admitted = True
+            if self._opening < len(self._waiters) and self.size < self._max:
                 self._grow(deadline)
-            # one shared timer per pool, armed for the earliest deadline (cheaper than a
-            # timer armed and cancelled for every wait)
-            self._deadlines[fut] = deadline
-            if self._timer is None or deadline < self._timer_at:
-                self._arm_timer(deadline)
-            self.recorder.pending += 1
             try:
                 c = await fut
-            except BaseException as exc:
-                if fut.done() and not fut.cancelled() and fut.exception() is None:
-                    self._release(fut.result())  # handed to us, but we were cancelled
-                else:
-                    with contextlib.suppress(ValueError):
-                        waiters.remove(fut)
-                if isinstance(exc, PoolTimeout):
-                    self.recorder.record_timeout()
-                    if self.hooks.has("on_timeout"):
-                        await self.hooks.emit(
-                            "on_timeout", ConnectionEvent(self.name, self.adapter, None)
-                        )
+            except WaitExpired:
+                error = PoolTimeout(self.diagnostics())  # before leaving: count this waiter
+                queue.abandon(fut)
+                self.recorder.record_timeout()
+                if self.hooks.has("on_timeout"):
+                    await self.hooks.emit(
+                        "on_timeout", ConnectionEvent(self.name, self.adapter, None)
+                    )
+                raise error from None
+            except BaseException:
+                queue.abandon(fut)  # a connection handed to us meanwhile goes on
                 raise
-            finally:
-                del self._deadlines[fut]
-                self.recorder.pending -= 1
             now = monotonic()
             # the same checks as an idle checkout: the server may have closed it since
             if now >= c.expires or self.driver.is_closed(c.native):
@@ -504,36 +489,6 @@ class Engine(EngineCore):
                 continue
             self._checkout(c, now, now - start)
             return c
-
-    def _arm_timer(self, deadline: float) -> None:
-        loop = self._loop
-        assert loop is not None
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_later(max(0.0, deadline - monotonic()), self._on_timer)
-        self._timer_at = deadline
-
-    def _on_timer(self) -> None:
-        """Time out every waiter whose deadline passed; re-arm for the next deadline."""
-        self._timer = None
-        now = monotonic() + 0.0005  # the loop's clock may round a hair below the deadline
-        upcoming = float("inf")
-        for fut, deadline in list(self._deadlines.items()):
-            if fut.done():
-                continue
-            if deadline <= now:
-                self._expire(fut)
-            elif deadline < upcoming:
-                upcoming = deadline
-        if upcoming != float("inf") and not self.closed:
-            self._arm_timer(upcoming)
-
-    def _expire(self, fut: asyncio.Future[ConnRecord]) -> None:
-        if not fut.done():
-            error = PoolTimeout(self.diagnostics())  # before removing: count this waiter
-            with contextlib.suppress(ValueError):
-                self._waiters.remove(fut)
-            fut.set_exception(error)
 
     def diagnostics(self) -> str:
         """A one-line account of the pool's state, for PoolTimeout and logs."""
@@ -557,12 +512,8 @@ class Engine(EngineCore):
         if self.closed:
             self._retire(c)
             return
-        waiters = self._waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(c)
-                return
+        if self._waiters and self._queue.hand(c):
+            return
         c.idle_since = monotonic()
         self._idle.append(c)
 

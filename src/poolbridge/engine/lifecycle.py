@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import monotonic
@@ -24,17 +23,16 @@ from poolbridge.errors import PoolClosed
 from poolbridge.pool.budget import BudgetAtOpen
 from poolbridge.pool.hooks import ConnectionEvent, HookRunner
 from poolbridge.pool.leaks import LeakTracker
+from poolbridge.pool.lifetime import LIFETIME_JITTER, idle_too_long, lifetime, maintenance_interval
 from poolbridge.pool.loopguard import LoopGuard
 from poolbridge.pool.retry import connect_with_retry
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.waiters import WaiterQueue
 
 __all__ = ["LIFETIME_JITTER", "ConnRecord", "DriverShim", "EngineCore"]
 
 logger = logging.getLogger("poolbridge.engine")
-
-#: a connection's lifetime is drawn from [1 - LIFETIME_JITTER, 1] x max_lifetime
-LIFETIME_JITTER = 0.10
 
 _INF = float("inf")
 
@@ -97,10 +95,12 @@ class EngineCore:
         self._min = config.min_size
         self._max = config.max_size
         self._idle: deque[ConnRecord] = deque()
-        self._waiters: deque[asyncio.Future[ConnRecord]] = deque()
-        self._deadlines: dict[asyncio.Future[ConnRecord], float] = {}  # waiter -> deadline
-        self._timer: asyncio.TimerHandle | None = None  # fires at the earliest deadline
-        self._timer_at = 0.0
+        # FIFO hand-off, bounded waits, max_waiting (pool/waiters.py); the deque bound
+        # once for the hot path's "anyone waiting?" test
+        self._queue: WaiterQueue[ConnRecord] = WaiterQueue(
+            config.name, config.max_waiting, recorder, self._release
+        )
+        self._waiters = self._queue.waiters
         self._conns: dict[int, ConnRecord] = {}  # id(native) -> record, open connections only
         self._opening = 0
         self._closing = 0
@@ -120,7 +120,6 @@ class EngineCore:
         self._full_reset = config.reset == "full"
         self._pre_ping = config.pre_ping
         self._budget = BudgetAtOpen(config)  # asks the server once, on the first connection
-        self._life = config.max_lifetime if config.max_lifetime is not None else _INF
         # None when the hook is not registered: then no event is built at all
         self._emit_checkout = hooks.emitter("on_checkout", pool=self.name, adapter=adapter)
         self._emit_checkin = hooks.emitter("on_checkin", pool=self.name, adapter=adapter)
@@ -185,24 +184,19 @@ class EngineCore:
             self._opening -= 1
             self._last_error = exc
             logger.warning("pool %r: could not open a connection: %r", self.name, exc)
-            waiters = self._waiters
             refused = getattr(self.driver, "is_slot_refused", None)
             if refused is not None and refused(exc):
                 # the server is out of connection slots (the driver waited for one within
                 # the connect's time): as for an exhausted pool, waiters wait on for a
                 # connection coming back or a slot freed until their own deadline, then
                 # get PoolTimeout, never the driver's refusal
-                last = max(self._deadlines.values(), default=0.0)  # not past the last waiter
-                if waiters and last > monotonic() + 0.05 and not self.closed:
+                last = self._queue.last_deadline()  # not past the last waiter
+                if self._waiters and last > monotonic() + 0.05 and not self.closed:
                     self._grow(last)
                 return
             # a failing server must never wedge waiters: the oldest one gets the error
-            while waiters:
-                fut = waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(exc)
-                    break
-            if waiters and not self.closed:
+            self._queue.fail_oldest(exc)
+            if self._waiters and not self.closed:
                 self._grow(monotonic() + self.config.acquire_timeout)
             return
         self._opening -= 1
@@ -241,8 +235,7 @@ class EngineCore:
                 # held: open + being opened (this one too): the server may count them already
                 held = len(self._conns) + self._opening
                 await self._budget.check(lambda sql: scalar(native, sql), held=held)
-            life = self._life * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
-            c = ConnRecord(native, server_id, created, life, epoch)
+            c = ConnRecord(native, server_id, created, lifetime(config.max_lifetime), epoch)
             if epoch != self._epoch:  # expire_all() ran while it connected: never hand out
                 c.expires = -_INF
             if self.hooks.has("on_connect"):
@@ -294,13 +287,7 @@ class EngineCore:
             self._refill()
 
     async def _close(self, timeout: float | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_exception(PoolClosed(f"pool {self.name!r} was closed"))
+        self._queue.close(lambda: PoolClosed(f"pool {self.name!r} was closed"))
         if self._maintenance is not None:
             self._maintenance.cancel()
         for task in list(self._connects):
@@ -367,12 +354,8 @@ class EngineCore:
 
     # -- maintenance --------------------------------------------------------------------
     def _maintenance_interval(self) -> float:
-        knobs = [
-            k
-            for k in (self.config.max_idle, self.config.max_lifetime, self.config.leak_timeout)
-            if k is not None
-        ]
-        return max(0.02, min(1.0, min(knobs, default=1.0) / 4))
+        config = self.config
+        return maintenance_interval(config.max_idle, config.max_lifetime, config.leak_timeout)
 
     async def _maintain(self) -> None:
         """Every interval: expire by age, reap idle above min_size, report leaks, refill."""
@@ -396,7 +379,7 @@ class EngineCore:
             if (
                 now >= c.expires
                 or is_closed(c.native)
-                or (max_idle is not None and above > 0 and now - c.idle_since >= max_idle)
+                or (above > 0 and idle_too_long(now, c.idle_since, max_idle))
             ):
                 self._retire(c)
                 above -= 1

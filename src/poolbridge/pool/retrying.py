@@ -72,10 +72,12 @@ T = TypeVar("T")
 #: idle_in_transaction_session_timeout)
 _PG_CONNECTION_STATES = ("57P01", "57P02", "57P03", "57P05", "25P03")
 
-#: MySQL/MariaDB client and server error codes meaning the connection was lost or refused.
+#: MySQL/MariaDB client and server error codes meaning the connection was lost or refused:
+#: the one list (the aiomysql/asyncmy shims discard a connection on these codes too).
 MYSQL_CONNECTION_CODES = frozenset(
     {
         1053,  # ER_SERVER_SHUTDOWN
+        1077,  # ER_NORMAL_SHUTDOWN
         1927,  # ER_CONNECTION_KILLED (MariaDB: KILL of the session)
         2002,  # CR_CONNECTION_ERROR
         2003,  # CR_CONN_HOST_ERROR (cannot connect)

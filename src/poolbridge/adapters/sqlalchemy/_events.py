@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import weakref
 from time import monotonic, time
@@ -35,10 +34,10 @@ from sqlalchemy.util.concurrency import in_greenlet
 
 from poolbridge.adapters.sqlalchemy._hosts import Route, connect_bound, router
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE, BridgeState, sever
-from poolbridge.adapters.sqlalchemy._translate import CLIENT_GRACE
-from poolbridge.drivers.base import raw_scalar, wait_for_slot
+from poolbridge.drivers.base import client_backstop, raw_scalar, wait_for_slot
 from poolbridge.drivers.connect_errors import is_slot_refused
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook
+from poolbridge.drivers.registry import native_ops
 from poolbridge.pool.budget import BudgetAtOpen
 from poolbridge.pool.deadlines import Deadlines
 from poolbridge.pool.loopguard import get_running_loop
@@ -48,23 +47,16 @@ __all__ = ["install", "server_id_of"]
 
 logger = logging.getLogger("poolbridge.sqlalchemy")
 
-_sqlite_ids = itertools.count(1)
-
 #: a rollback's entry in :class:`_RollbackBound` once the timer cut its connection
 _CUT = float("-inf")
 
 
 def server_id_of(driver: str, conn: Any) -> int | str | None:
-    """The server-side id of a driver connection, without a round trip."""
+    """The server-side id of a driver connection, without a round trip (the driver's own
+    answer, as the engine records it; SQLite: a process-local number)."""
     if conn is None:
         return None
-    if driver == "asyncpg":
-        return int(conn.get_server_pid())
-    if driver == "psycopg":
-        return int(conn.info.backend_pid)
-    if driver in ("aiomysql", "asyncmy"):
-        return int(conn.thread_id())
-    return f"sqlite-{next(_sqlite_ids)}"
+    return native_ops(driver).local_server_id(conn)
 
 
 def install(engine: AsyncEngine, state: BridgeState) -> None:
@@ -205,7 +197,9 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         event.listen(pool, "reset", on_reset)
 
     if config.statement_timeout is not None and state.driver in ("psycopg", "aiomysql"):
-        _install_statement_watchdog(engine, state.driver, config.statement_timeout + CLIENT_GRACE)
+        limit = client_backstop(config)  # drivers/base.py: the rule every stack uses
+        assert limit is not None
+        _install_statement_watchdog(engine, state.driver, limit)
 
     if state.driver != "aiosqlite":
         _bound_rollback(engine, state.driver, config.connect_timeout)

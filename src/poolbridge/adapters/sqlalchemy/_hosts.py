@@ -128,7 +128,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
             at = retire_at(conn, config)
             meta = metas.get(rec)
             if at is not None and meta is not None:
-                meta.deadline = at if meta.deadline is None else min(meta.deadline, at)
+                meta.deadline = min(meta.deadline, at)  # inf: no lifetime
 
         event.listen(engine.sync_engine.pool, "connect", on_connect)
 

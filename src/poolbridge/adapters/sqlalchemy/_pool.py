@@ -12,11 +12,12 @@ Checkout and checkin work, the bounded pre-ping and hooks are pool event listene
 
 - a hard cap of ``max_size`` slots; a slot is taken before a connection is opened (outside
   any lock: there is none, the pool lives on one event loop);
-- FIFO hand-off: a returned connection goes straight to the first waiter's future; while
-  anyone waits, nobody takes an idle connection or opens a new one ahead of them. A waiter
-  awaits its bare future (no ``asyncio.wait``/``wait_for`` wrapper); one timer per pool,
-  armed for the earliest deadline, enforces ``acquire_timeout`` for all of them, so a
-  wait costs a future and a dict entry (at 100 tasks on 10 connections every checkout waits);
+- FIFO hand-off through the pool core's waiter queue
+  (:class:`poolbridge.pool.waiters.WaiterQueue`, shared with the engine): a returned
+  connection goes straight to the first waiter's future; while anyone waits, nobody takes
+  an idle connection or opens a new one ahead of them. A waiter awaits its bare future
+  with ``await_``; the queue's one timer per pool enforces ``acquire_timeout`` for all of
+  them (at 100 tasks on 10 connections every checkout waits);
 - ``max_waiting`` (TooManyRequests at once), ``acquire_timeout`` (PoolTimeout with diagnostics,
   also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working;
   ``acquire_timeout=0`` fails at once when exhausted, as ``pool_timeout=0`` does);
@@ -34,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -46,10 +46,12 @@ from sqlalchemy.util.concurrency import greenlet_spawn, in_greenlet
 
 from poolbridge.adapters.sqlalchemy._state import CONNECT_DEADLINE
 from poolbridge.drivers.connect_errors import is_permanent_connect_error, is_slot_refused
-from poolbridge.errors import HookError, PoolClosed, PoolTimeout, TooManyRequests
+from poolbridge.errors import HookError, PoolClosed, PoolTimeout
 from poolbridge.pool.diagnostics import pool_timeout_message
+from poolbridge.pool.lifetime import idle_too_long
 from poolbridge.pool.loopguard import get_running_loop
 from poolbridge.pool.retry import backoff_delay
+from poolbridge.pool.waiters import WaiterQueue, WaitExpired
 
 if TYPE_CHECKING:
     from poolbridge.adapters.sqlalchemy._state import BridgeState
@@ -60,13 +62,6 @@ logger = logging.getLogger("poolbridge.sqlalchemy")
 
 #: what a waiter's future receives: a record, or None = "a slot is yours: open a connection"
 _Grant = ConnectionPoolEntry | None
-
-
-class _Expired:
-    """Set on a waiter's future by the pool's deadline timer: acquire_timeout passed."""
-
-
-_EXPIRED = _Expired()
 
 
 class BridgePoolTimeout(PoolTimeout, sa_exc.TimeoutError):
@@ -113,12 +108,13 @@ class BridgePool(Pool):
         self._open = 0  # slots taken: open connections + connections being opened
         self._idle: collections.deque[ConnectionPoolEntry] = collections.deque()
         self._idle_since: dict[ConnectionPoolEntry, float] = {}
-        self._waiters: collections.deque[asyncio.Future[_Grant | _Expired]] = collections.deque()
-        # one timer for all waiters, armed for the earliest deadline (see _expire): a
-        # call_later + cancel per wait would cost more than the rest of the wait together
-        self._deadlines: dict[asyncio.Future[_Grant | _Expired], float] = {}
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        # FIFO hand-off, bounded waits through one timer, max_waiting (pool/waiters.py);
+        # the deque bound once for the hot path's "anyone waiting?" test
+        self._queue: WaiterQueue[_Grant] = WaiterQueue(
+            poolbridge.config.name, poolbridge.config.max_waiting, poolbridge.recorder,
+            self._pass_on,
+        )  # fmt: skip
+        self._waiters = self._queue.waiters
         self._disposed = False
         self._returning = 0  # given back, held until their async on_checkin ends
         poolbridge.attach(self)
@@ -153,10 +149,7 @@ class BridgePool(Pool):
                 meta = metas.get(rec)
                 if rec.dbapi_connection is None or (
                     meta is not None  # as state.expired(rec)
-                    and (
-                        meta.epoch != state.epoch
-                        or (meta.deadline is not None and now >= meta.deadline)
-                    )
+                    and (meta.epoch != state.epoch or now >= meta.deadline)
                 ):
                     self._close_record(rec)
                     self._release_slot()
@@ -193,21 +186,14 @@ class BridgePool(Pool):
             or (replace and record in replace)
             or (
                 meta is not None  # as state.expired(record)
-                and (
-                    meta.epoch != state.epoch
-                    or (meta.deadline is not None and monotonic() >= meta.deadline)
-                )
+                and (meta.epoch != state.epoch or monotonic() >= meta.deadline)
             )
         ):
             replace.discard(record)
             self._discard(record)
             return
-        waiters = self._waiters
-        while waiters:  # as _hand
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(record)
-                return
+        if self._waiters and self._queue.hand(record):  # FIFO hand-off
+            return
         self._idle.append(record)
         self._idle_since[record] = monotonic()
 
@@ -217,10 +203,9 @@ class BridgePool(Pool):
         self._returning -= 1
         self._do_return_conn(record)
         while not self._returning and self._waiters and self._open < self._max:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                self._open += 1
-                fut.set_result(None)
+            if not self._queue.hand(None):
+                break
+            self._open += 1
 
     def recreate(self) -> BridgePool:
         """A new, empty pool made with the same arguments and the same dispatch (as
@@ -288,101 +273,47 @@ class BridgePool(Pool):
 
     # -- the queue -----------------------------------------------------------------------
     def _wait(self, start: float) -> ConnectionPoolEntry:
-        state = self._state
-        if state.config.max_waiting and len(self._waiters) >= state.config.max_waiting:
-            state.recorder.record_refused()
-            raise TooManyRequests(
-                f"pool {state.config.name!r}: {len(self._waiters)} callers already wait "
-                f"(max_waiting={state.config.max_waiting})"
-            )
+        """Queue for a record or a slot (pool/waiters.py); runs in SQLAlchemy's greenlet."""
+        queue = self._queue
         if not self._timeout:  # acquire_timeout=0: fail at once when exhausted
+            queue.check_room()  # max_waiting first: TooManyRequests
             raise self._timeout_error(monotonic() - start, len(self._waiters) + 1)
-        loop = get_running_loop()
-        fut: asyncio.Future[_Grant | _Expired] = loop.create_future()
         deadline = start + self._timeout
-        self._waiters.append(fut)
-        self._deadlines[fut] = deadline
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(loop, deadline)
-        state.recorder.pending += 1
+        fut = queue.join(get_running_loop(), deadline)  # max_waiting: TooManyRequests
         try:
             # the future itself: no asyncio.wait()/wait_for() wrapper (an extra future,
-            # callbacks and a loop turn per wait); the timer above bounds it
+            # callbacks and a loop turn per wait); the queue's timer bounds it
             grant = await_(fut)
+        except WaitExpired:
+            waiting = len(self._waiters)  # this caller still counted
+            queue.abandon(fut)
+            raise self._timeout_error(monotonic() - start, waiting) from None
         except BaseException:
-            self._abandon(fut)
+            queue.abandon(fut)  # a record or slot handed to us meanwhile goes on
             raise
-        finally:
-            state.recorder.pending -= 1
-            del self._deadlines[fut]
-            if not self._deadlines and self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-        if isinstance(grant, _Expired):
-            waiting = len(self._waiters)
-            self._abandon(fut)
-            raise self._timeout_error(monotonic() - start, waiting)
         if grant is None:  # a slot was passed to us: open a connection on it
             return self._open_for_caller(deadline)
         return grant
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = loop.call_later(max(0.0, deadline - monotonic()), self._expire)
-
-    def _expire(self) -> None:
-        """The deadline timer fired: wake every waiter whose acquire_timeout has passed
-        (it raises PoolTimeout) and re-arm for the earliest remaining deadline."""
-        self._timer = None
-        now = monotonic()
-        earliest: float | None = None
-        for fut, deadline in self._deadlines.items():
-            if fut.done():
-                continue
-            if deadline <= now:
-                fut.set_result(_EXPIRED)
-            elif earliest is None or deadline < earliest:
-                earliest = deadline
-        if earliest is not None:
-            self._arm(get_running_loop(), earliest)
-
-    def _abandon(self, fut: asyncio.Future[_Grant | _Expired]) -> None:
-        """A waiter leaves (timeout, cancellation): pass on whatever it was already given."""
-        if fut.done() and not fut.cancelled():
-            if fut.exception() is not None:  # refused by close(): nothing to pass on
-                return
-            grant = fut.result()
-            if grant is None:
-                self._release_slot()
-            elif isinstance(grant, _Expired):  # woken by the timer: still queued
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(fut)
-            else:
-                self._hand(grant)
-            return
-        fut.cancel()
-        with contextlib.suppress(ValueError):  # already popped by a hand-off
-            self._waiters.remove(fut)
+    def _pass_on(self, grant: _Grant) -> None:
+        """What a waiter that left was handed: a record goes to the next waiter (or idle),
+        a slot to the next waiter (or is freed)."""
+        if grant is None:
+            self._release_slot()
+        else:
+            self._hand(grant)
 
     def _hand(self, rec: ConnectionPoolEntry) -> None:
         """Give ``rec`` to the first live waiter, else make it idle."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(rec)
-                return
+        if self._waiters and self._queue.hand(rec):
+            return
         self._idle.append(rec)
         self._idle_since[rec] = monotonic()
 
     def _release_slot(self) -> None:
         """A slot became free: pass it to the first live waiter, else free it (and refill)."""
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                return
+        if self._waiters and self._queue.hand(None):
+            return
         self._open -= 1
         self._state.kick()
 
@@ -510,7 +441,7 @@ class BridgePool(Pool):
             since = self._idle_since.get(rec)
             if since is None:
                 continue
-            stale = max_idle is not None and now - since >= max_idle
+            stale = idle_too_long(now, since, max_idle)
             if (stale and self._open > state.min_keep) or state.expired(rec) or state.dead(rec):
                 self._idle.remove(rec)
                 self._idle_since.pop(rec, None)

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import random
 import traceback
 import weakref
 from collections.abc import Awaitable
@@ -26,16 +25,16 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.pool.base import ConnectionPoolEntry
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from poolbridge.adapters.sqlalchemy._translate import LIFETIME_JITTER
 from poolbridge.config.model import PasswordProvider, PoolConfig
 from poolbridge.drivers.psycopg.conninfo import settle_after_hook
+from poolbridge.drivers.registry import native_ops
 from poolbridge.errors import PoolClosed
 from poolbridge.pool.hooks import ConnectionEvent, Emitter, HookName, HookRunner
 from poolbridge.pool.leaks import LeakTracker, Lease
+from poolbridge.pool.lifetime import lifetime, maintenance_interval
 from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
-from poolbridge.pool.watchdog import shutdown_socket
 
 if TYPE_CHECKING:
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
@@ -58,7 +57,7 @@ class ConnMeta:
 
     server_id: int | str | None
     opened: float  # monotonic
-    deadline: float | None  # monotonic instant the lifetime (with jitter) ends
+    deadline: float  # monotonic instant the lifetime (with jitter) ends; inf: no lifetime
     epoch: int = 0  # the state's rotation epoch when the connect started
 
 
@@ -67,51 +66,12 @@ class ConnMeta:
 Checkout = tuple[float, Lease | None]
 
 
-def driver_says_closed(driver: str, conn: Any) -> bool:
-    """Driver-local knowledge that the server closed ``conn`` (killed backend, restart).
-
-    No round trip: asyncpg learns of a terminated backend from the socket; for psycopg a
-    non-blocking ``consume_input`` reads a pending close; the MySQL drivers' stream reader
-    sees EOF. Anything unexpected counts as alive (pre-ping or the next query decide).
-    """
-    if conn is None:
-        return True
-    try:
-        if driver == "asyncpg":
-            return bool(conn.is_closed())
-        if driver == "psycopg":
-            if conn.closed:
-                return True
-            pgconn = conn.pgconn
-            pgconn.consume_input()
-            return bool(pgconn.status != 0)  # CONNECTION_OK == 0
-        if driver == "aiomysql":
-            return bool(conn.closed or conn._reader.at_eof())
-        if driver == "asyncmy":
-            transport = conn._transport
-            return bool(
-                not conn.connected or transport is None or transport.is_closing() or conn._proto.eof
-            )
-    except Exception:
-        return True
-    return False
-
-
 def sever(driver: str, conn: Any) -> None:
     """Cut a driver connection now, without a round trip, so an operation stuck on it (a
     stalled network: no byte flows, no error comes) fails at once with the driver's
-    connection error. psycopg's socket is shut down, not closed: its fd stays registered
-    with the loop until psycopg discards the connection."""
-    if conn is None:
-        return
-    if driver == "psycopg":
-        shutdown_socket(conn.pgconn.socket)
-    elif driver == "asyncpg":
-        conn.terminate()
-    elif driver == "aiomysql":
-        conn._writer.transport.abort()  # a pending read sees the connection lost
-    elif driver == "asyncmy":
-        conn._transport.abort()
+    connection error (the driver's own rule: :func:`poolbridge.drivers.registry.native_ops`)."""
+    if conn is not None:
+        native_ops(driver).sever(conn)
 
 
 def _acquiring_stack() -> str | None:
@@ -145,6 +105,7 @@ class BridgeState:
         self.config = config
         self.adapter = adapter
         self.driver = driver
+        self.native = native_ops(driver)  # is_closed / sever / server id: drivers/
         self.hooks = hooks
         self.recorder = recorder
         self.leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
@@ -197,9 +158,7 @@ class BridgeState:
 
     def new_meta(self, server_id: int | str | None, epoch: int | None = None) -> ConnMeta:
         now = monotonic()
-        deadline = None
-        if self.lifetime is not None:
-            deadline = now + self.lifetime * (1.0 - random.uniform(0.0, LIFETIME_JITTER))
+        deadline = now + lifetime(self.lifetime)  # pool/lifetime.py: with jitter
         return ConnMeta(server_id, now, deadline, self.epoch if epoch is None else epoch)
 
     def expired(self, rec: ConnectionPoolEntry) -> bool:
@@ -208,13 +167,19 @@ class BridgeState:
         meta = self.metas.get(rec)
         if not isinstance(meta, ConnMeta):
             return False
-        if meta.epoch != self.epoch:
-            return True
-        return meta.deadline is not None and monotonic() >= meta.deadline
+        return meta.epoch != self.epoch or monotonic() >= meta.deadline
 
     def dead(self, rec: ConnectionPoolEntry) -> bool:
-        """Whether the driver already knows this idle connection is gone (no round trip)."""
-        return driver_says_closed(self.driver, rec.driver_connection)
+        """Whether the driver already knows this idle connection is gone (no round trip;
+        the driver's own rule, as the engine's). A connection that cannot even answer
+        that is gone too."""
+        conn = rec.driver_connection
+        if conn is None:
+            return True
+        try:
+            return self.native.is_closed(conn)
+        except Exception:
+            return True
 
     @property
     def in_use(self) -> int:
@@ -395,13 +360,7 @@ class BridgeState:
         return self.pool
 
     def _tick(self) -> float:
-        tick = 1.0
-        for v in (self.max_idle, self.lifetime):
-            if v is not None:
-                tick = min(tick, v / 4)
-        if self.config.leak_timeout is not None:
-            tick = min(tick, self.config.leak_timeout / 2)
-        return max(0.02, tick)
+        return maintenance_interval(self.max_idle, self.lifetime, self.config.leak_timeout)
 
     async def _maintain(self) -> None:
         assert self._kick is not None
@@ -472,10 +431,7 @@ class BridgeState:
         closed_exc = PoolClosed(f"pool {self.config.name!r} is closed")
         pool = self.pool
         if pool is not None:
-            for fut in list(pool._waiters):
-                if not fut.done():
-                    fut.set_exception(closed_exc)
-            pool._waiters.clear()
+            pool._queue.close(lambda: PoolClosed(f"pool {self.config.name!r} is closed"))
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

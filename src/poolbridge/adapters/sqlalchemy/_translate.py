@@ -21,11 +21,19 @@ from urllib.parse import quote, urlencode
 from poolbridge.adapters._ha import ha_rows
 from poolbridge.adapters.base import Translation
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import libpq_escape, sqlite_cannot_honour
+from poolbridge.drivers.base import (
+    client_backstop,
+    libpq_connect_timeout,
+    libpq_escape,
+    mysql_literal,
+    pg_statement_timeout,
+    sqlite_cannot_honour,
+    ssl_context,
+)
 from poolbridge.drivers.psycopg.conninfo import libpq_host_keys
+from poolbridge.pool.lifetime import LIFETIME_JITTER
 
 __all__ = [
-    "CLIENT_GRACE",
     "DRIVERS",
     "ISOLATION",
     "LIFETIME_JITTER",
@@ -48,14 +56,6 @@ ISOLATION: dict[str, str] = {
     "repeatable_read": "REPEATABLE READ",
     "serializable": "SERIALIZABLE",
 }
-
-#: each connection's lifetime is max_lifetime reduced by up to this fraction (uniform), so
-#: connections opened together are not all replaced at the same instant
-LIFETIME_JITTER = 0.1
-
-#: seconds a client-side statement backstop (asyncpg command_timeout, asyncmy read_timeout)
-#: waits beyond statement_timeout, so the server's own timeout normally fires first
-CLIENT_GRACE = 0.5
 
 _PLAIN_WHY = "needs poolbridge's pool class and events: use `create_async_engine(config)`"
 
@@ -103,18 +103,9 @@ def _in_connect_args(config: PoolConfig, key: str) -> bool:
     return config.backend == "postgresql" and key in _PG_QUERY_TO_SETTINGS
 
 
-def _sql_literal(value: str) -> str:
-    """A MySQL literal for a session value: numbers as they are, anything else quoted."""
-    try:
-        float(value)
-    except ValueError:
-        return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-    return value
-
-
 def mysql_init_command(config: PoolConfig) -> str | None:
     """``SET SESSION ...`` for session settings and statement_timeout (MariaDB seconds)."""
-    parts = [f"SESSION {k}={_sql_literal(str(v))}" for k, v in config.session.items()]
+    parts = [f"SESSION {k}={mysql_literal(v)}" for k, v in config.session.items()]
     if config.statement_timeout is not None:
         parts.append(f"SESSION max_statement_time={config.statement_timeout:g}")
     return ("SET " + ", ".join(parts)) if parts else None
@@ -124,25 +115,13 @@ def _libpq_option(key: str, value: str) -> str:
     return f"-c {key}={libpq_escape(str(value))}"
 
 
-def _mysql_ssl(mode: bool | str | _ssl.SSLContext) -> _ssl.SSLContext | None:
-    if isinstance(mode, _ssl.SSLContext):
-        return mode
-    if mode == "disable":
-        return None
-    ctx = _ssl.create_default_context()
-    if mode in ("require", "verify-ca"):
-        ctx.check_hostname = False
-        if mode == "require":
-            ctx.verify_mode = _ssl.CERT_NONE
-    return ctx
-
-
 def _connect_args(
     config: PoolConfig, driver: str, unsupported: dict[str, str], emulated: dict[str, str]
 ) -> dict[str, Any]:
     """Per-driver connect_args for every connection-level knob."""
     ca: dict[str, Any] = {}
     pg_settings: dict[str, str] = {}
+    backstop = client_backstop(config)  # drivers/base.py: one rule for every stack
     if config.backend == "postgresql":
         # the pool name is only the default: the URL's application_name, then
         # session["application_name"], win (as they would stock)
@@ -150,13 +129,13 @@ def _connect_args(
         pg_settings["application_name"] = query.get("application_name", config.name)
         pg_settings.update({k: str(v) for k, v in config.session.items()})
         if config.statement_timeout is not None:
-            pg_settings["statement_timeout"] = str(round(config.statement_timeout * 1000))
+            pg_settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
     if driver == "asyncpg":
         ca["timeout"] = config.connect_timeout
         ca["server_settings"] = pg_settings
-        if config.statement_timeout is not None:
+        if backstop is not None:
             # client-side backstop when no answer can arrive (stalled network)
-            ca["command_timeout"] = config.statement_timeout + CLIENT_GRACE
+            ca["command_timeout"] = backstop
         if config.ssl is not None:
             ca["ssl"] = config.ssl
         if not config.statement_cache:
@@ -169,8 +148,7 @@ def _connect_args(
                 "mode: asyncpg re-parses them with every execute, none is left behind)"
             )
     elif driver == "psycopg":
-        # libpq takes whole seconds and treats anything below 2 as 2
-        ca["connect_timeout"] = max(2, round(config.connect_timeout + 0.499))
+        ca["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
         ca["application_name"] = pg_settings.pop("application_name")
         if pg_settings:
             ca["options"] = " ".join(_libpq_option(k, v) for k, v in pg_settings.items())
@@ -183,19 +161,19 @@ def _connect_args(
         ca.update(libpq_host_keys(config))  # several hosts, a target: libpq routes
     elif driver in ("aiomysql", "asyncmy"):
         ca["connect_timeout"] = config.connect_timeout
-        if driver == "asyncmy" and config.statement_timeout is not None:
-            ca["read_timeout"] = config.statement_timeout + CLIENT_GRACE  # same backstop
+        if driver == "asyncmy" and backstop is not None:
+            ca["read_timeout"] = backstop  # the same client-side backstop
         init = mysql_init_command(config)
         if init:
             ca["init_command"] = init
         if config.ssl is not None:
-            ctx = _mysql_ssl(config.ssl)
+            ctx = ssl_context(config.ssl)
             if ctx is not None:
                 ca["ssl"] = ctx
     if config.statement_timeout is not None and driver in ("psycopg", "aiomysql"):
         emulated["statement_timeout"] = (
             "server-side setting, plus a client-side watchdog (cursor events) that cuts a "
-            f"connection whose statement got no answer {CLIENT_GRACE} s past the limit"
+            "connection whose statement got no answer 20 % past the limit (at least 0.5 s)"
         )
     if driver == "aiosqlite":
         unsupported.update(sqlite_cannot_honour(config))

@@ -33,7 +33,12 @@ from poolbridge.adapters.tortoise._keys import (
 )
 from poolbridge.adapters.tortoise.backends import BINDING_KEY, ENGINE_MODULES, ConfigPassword
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import SQLITE_REFUSED, pg_application_name, ssl_context
+from poolbridge.drivers.base import (
+    SQLITE_REFUSED,
+    libpq_connect_timeout,
+    pg_application_name,
+    ssl_context,
+)
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
 
 __all__ = [
@@ -216,7 +221,9 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
         creds["max_idle"] = config.max_idle if config.max_idle is not None else 1e9
         creds["max_waiting"] = config.max_waiting
         creds["reconnect_timeout"] = config.acquire_timeout
-        settings: dict[str, Any] = {"connect_timeout": str(max(1, round(config.connect_timeout)))}
+        settings: dict[str, Any] = {
+            "connect_timeout": str(libpq_connect_timeout(config.connect_timeout))
+        }
         if isinstance(config.ssl, str):
             settings["sslmode"] = config.ssl
         elif config.ssl is not None:

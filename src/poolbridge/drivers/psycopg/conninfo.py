@@ -11,12 +11,17 @@ query), else the pool name.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers.base import PG_ISOLATION, libpq_escape, pg_application_name
+from poolbridge.drivers.base import (
+    PG_ISOLATION,
+    libpq_connect_timeout,
+    libpq_escape,
+    pg_application_name,
+    pg_statement_timeout,
+)
 
 __all__ = [
     "NEVER",
@@ -41,7 +46,7 @@ def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
     """
     settings: dict[str, str] = {}
     if config.statement_timeout is not None:
-        settings["statement_timeout"] = str(max(1, round(config.statement_timeout * 1000)))
+        settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     for key, value in config.session.items():
@@ -67,8 +72,7 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
         kw["user"] = url.username
     if password is not None:
         kw["password"] = password
-    # libpq counts whole seconds and treats anything below 2 as 2
-    kw["connect_timeout"] = max(2, math.ceil(config.connect_timeout))
+    kw["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
     if isinstance(config.ssl, str):
         kw["sslmode"] = config.ssl
     elif config.ssl is True:  # libpq has no "true": PoolConfig's generic meaning
@@ -122,7 +126,7 @@ def psycopg_pool_under_orm(host: str, *, notes: Mapping[str, str]) -> dict[str, 
         "min_size": f"{host} (min_size)",
         "max_size": f"{host} (max_size)",
         "acquire_timeout": f"{host} (timeout), raised as poolbridge.PoolTimeout",
-        "connect_timeout": "libpq connect_timeout (whole seconds, at least 1)",
+        "connect_timeout": "libpq connect_timeout (whole seconds rounded up, at least 2)",
         "max_lifetime": f"{host} (max_lifetime)",
         "max_idle": f"{host} (max_idle)",
         "pre_ping": f"{host} (check: check_connection bounded by connect_timeout and the "
