@@ -17,7 +17,9 @@ __all__ = ["COMPILED_MODULES", "build_name", "compiled_modules"]
 COMPILED_MODULES: tuple[str, ...] = (
     "poolbridge.engine.checkout",
     "poolbridge.engine.lifecycle",
+    "poolbridge.pool.lifetime",
     "poolbridge.pool.stats",
+    "poolbridge.pool.waiters",
 )
 
 
