@@ -179,9 +179,9 @@ class BridgeState:
         self.fresh: set[ConnectionPoolEntry] = set()
         self.returning: dict[ConnectionPoolEntry, asyncio.Task[None]] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
-        # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
-        # (a dict the two write and pop inline: no call on the hot path)
-        self.waits: dict[ConnectionPoolEntry, float] = {}
+        # seconds each caller waited in BridgePool._do_get, taken by the bounded pre-ping
+        # (None without pre_ping: nobody reads them)
+        self.waits: dict[ConnectionPoolEntry, float] | None = {} if config.pre_ping else None
         self._kick: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         # set while shutdown() waits for the last checkin (checked_in() sets it then)
