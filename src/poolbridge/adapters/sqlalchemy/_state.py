@@ -417,8 +417,15 @@ class BridgeState:
                 return
             pool = self._current()
             try:
-                await greenlet_spawn(pool.reap, monotonic())
-                while not self.closed and await greenlet_spawn(pool.fill_one):
+                # a greenlet per step only when the step has work (each costs more than
+                # the check; this runs every tick)
+                if pool.idle_count:
+                    await greenlet_spawn(pool.reap, monotonic())
+                while (
+                    not self.closed
+                    and pool.open_slots < self.min_keep
+                    and await greenlet_spawn(pool.fill_one)
+                ):
                     pass
                 if self.leaks is not None:
                     await self.leaks.check()

@@ -13,7 +13,8 @@ Each opener takes a variant and yields :class:`Ops` on a freshly opened pool of 
 Both sides of a comparison run with the same autocommit: the MySQL pools get
 ``autocommit=True`` in every variant (aiomysql's pool closes a connection returned inside a
 transaction, so a native MySQL pool needs it; poolbridge gets it through ``driver_options``),
-psycopg keeps the driver's default (off) in every variant.
+psycopg keeps the driver's default (off) in every variant, and ends each query's
+transaction in hand as the poolbridge variant does (see :func:`open_psycopg`).
 
 The server URLs come from :func:`set_urls` (``poolbridge bench --postgresql URL --mysql
 URL``), else from ``POOLBRIDGE_TEST_PG_URL`` / ``POOLBRIDGE_TEST_MYSQL_URL``, else the
