@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("the spec is required")
     if ns.window < 3.0:
         parser.error("--window must be at least 3 s (shorter windows swing too much here)")
+    if ns.pairs < 5:
+        parser.error("--pairs must be at least 5 (the median of fewer is not a measurement)")
     a, b = ns.variants.split(",")
     got: dict[str, list[float]] = {a: [], b: []}
     for i in range(ns.pairs):

@@ -14,8 +14,12 @@ counted (another process), nor is time spent waiting for it.
     python benchmarks/instructions.py 'psycopg[native]:select1:1' --variants poolbridge,hand,raw
 
 Needs valgrind; each measurement takes ~1 minute (Python runs ~50x slower under it).
-The count is not exactly reproducible (how often the event loop polls depends on timing):
-repeat a measurement to see its spread, typically ~1..3 % of the per-operation cost.
+The count is not exactly reproducible (how often the event loop polls depends on timing,
+and the hash seed moves it by ~5k): ``--repeat R`` measures R times, each repetition with
+its own ``PYTHONHASHSEED`` shared by the variants (a paired comparison), and prints the
+median and min..max per variant and of the per-repetition ratios.
+
+    python benchmarks/instructions.py 'psycopg[native]:select1:1' --repeat 3
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -67,8 +72,9 @@ def child(spec: str, variant: str, n: int) -> None:
     print(DONE, file=sys.stderr)
 
 
-def instructions(spec: str, variant: str, n: int) -> int:
-    """Instructions of one child run under callgrind (RuntimeError if it did not finish)."""
+def instructions(spec: str, variant: str, n: int, seed: int | None = None) -> int:
+    """Instructions of one child run under callgrind (RuntimeError if it did not finish);
+    ``seed``: the child's PYTHONHASHSEED (None: inherited)."""
     cmd = [
         "valgrind",
         "--tool=callgrind",
@@ -80,7 +86,10 @@ def instructions(spec: str, variant: str, n: int) -> int:
         variant,
         str(n),
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    env = dict(os.environ)
+    if seed is not None:
+        env["PYTHONHASHSEED"] = str(seed)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     m = re.search(r"Collected : (\d+)", r.stderr)
     if DONE not in r.stderr or m is None:
         raise RuntimeError(f"{spec} {variant} n={n} failed:\n{r.stderr[-1500:]}")
@@ -94,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--variants", default="poolbridge,hand", help="comma-separated")
     parser.add_argument("--n", nargs=2, type=int, default=(300, 1300), metavar=("N1", "N2"))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="repetitions, each with its own hash seed"
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
@@ -106,14 +118,34 @@ def main(argv: list[str] | None = None) -> int:
         print("valgrind is not installed", file=sys.stderr)
         return 2
     n1, n2 = ns.n
-    per: dict[str, float] = {}
-    for variant in ns.variants.split(","):
-        a, b = instructions(ns.spec, variant, n1), instructions(ns.spec, variant, n2)
-        per[variant] = (b - a) / (n2 - n1)
-        print(f"{ns.spec} {variant}: {per[variant] / 1000:.1f}k instructions per operation")
+    variants = ns.variants.split(",")
+    per: dict[str, list[float]] = {v: [] for v in variants}
+    for rep in range(ns.repeat):
+        seed = None if ns.repeat == 1 else rep + 1
+        for variant in variants:
+            a = instructions(ns.spec, variant, n1, seed)
+            b = instructions(ns.spec, variant, n2, seed)
+            per[variant].append((b - a) / (n2 - n1))
+            print(
+                f"{ns.spec} {variant}: {per[variant][-1] / 1000:.1f}k instructions per operation"
+                + ("" if seed is None else f" (PYTHONHASHSEED={seed})"),
+                flush=True,
+            )
+    if ns.repeat > 1:
+        for variant, vals in per.items():
+            print(
+                f"{ns.spec} {variant}: median {statistics.median(vals) / 1000:.1f}k "
+                f"({min(vals) / 1000:.1f}..{max(vals) / 1000:.1f}k over {len(vals)})"
+            )
     if "hand" in per and "poolbridge" in per:
-        ratio = per["hand"] / per["poolbridge"]
-        print(f"hand / poolbridge = {ratio:.3f} (the CPU-bound throughput ratio)")
+        ratios = [h / p for h, p in zip(per["hand"], per["poolbridge"], strict=True)]
+        spread = ""
+        if len(ratios) > 1:
+            spread = f" (per repetition {min(ratios):.3f}..{max(ratios):.3f})"
+        print(
+            f"hand / poolbridge = {statistics.median(ratios):.3f}{spread} "
+            "(the CPU-bound throughput ratio)"
+        )
     return 0
 
 

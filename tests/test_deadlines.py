@@ -75,3 +75,48 @@ async def test_a_failing_callback_does_not_stop_the_others(
     await asyncio.sleep(0.1)
     assert fired == ["second"]
     assert "a deadline callback failed" in caplog.text
+
+
+async def test_keyed_deadline_calls_on_due_once_and_leave_reports_it() -> None:
+    due: list[object] = []
+    dl = Deadlines(asyncio.get_running_loop(), on_due=due.append)
+    slow, quick = object(), object()
+    dl.enter(slow, 0.05)
+    dl.enter(quick, 0.05)
+    assert dl.leave(quick) is False  # ended in time: on_due never runs for it
+    await asyncio.sleep(0.15)
+    assert due == [slow]
+    assert dl.leave(slow) is True  # its answer (if any) came after the cut
+    assert dl.leave(slow) is False and len(dl) == 0
+
+
+async def test_keyed_deadlines_share_one_timer_with_objects() -> None:
+    loop = asyncio.get_running_loop()
+    due: list[str] = []
+    dl = Deadlines(loop, on_due=due.append)
+    timers = 0
+    real = loop.call_later
+
+    def counting(*args: Any, **kwargs: Any) -> asyncio.TimerHandle:
+        nonlocal timers
+        timers += 1
+        return real(*args, **kwargs)
+
+    loop.call_later = counting  # type: ignore[method-assign]
+    try:
+        for i in range(1000):
+            dl.enter(i, 10.0)
+            assert not dl.leave(i)
+        dl.arm(10.0, lambda: None).cancel()
+    finally:
+        del loop.call_later  # back to the class attribute
+    assert timers == 1 and len(dl) <= 1
+    # an earlier keyed deadline re-arms the timer that a later object deadline set
+    t0 = monotonic()
+    dl.enter("early", 0.05)
+    while not due and monotonic() - t0 < 2:
+        await asyncio.sleep(0.01)
+    assert due == ["early"] and monotonic() - t0 < 1.0
+    assert dl.leave("early")
+    dl.close()
+    assert len(dl) == 0

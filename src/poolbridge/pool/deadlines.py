@@ -17,6 +17,12 @@ so :class:`Deadlines` keeps them in a FIFO and one loop timer armed for the earl
 
 With a constant bound (``connect_timeout``) deadlines are appended in order, so the timer
 fires about once per bound, not once per operation.
+
+On a path that runs for every query (the rollback at checkin, a pre-ping) even the
+:class:`Deadline` object and the callback closure count. The keyed arm makes neither:
+:meth:`Deadlines.enter` puts ``key`` (the connection) into a dict with its due instant,
+:meth:`Deadlines.leave` takes it out and says whether it fired; when one is due the timer
+calls the ``on_due(key)`` given to the constructor, once for the whole owner.
 """
 
 from __future__ import annotations
@@ -24,12 +30,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from time import monotonic
+from typing import Any
 
 __all__ = ["Deadline", "Deadlines"]
 
 logger = logging.getLogger("poolbridge.deadlines")
+
+#: a keyed deadline's entry once its ``on_due`` ran (see Deadlines.enter)
+_FIRED = float("-inf")
 
 
 class Deadline:
@@ -49,23 +59,27 @@ class Deadline:
 
 
 class Deadlines:
-    """The deadlines of one owner (a pool) on ``loop`` (see the module docstring)."""
+    """The deadlines of one owner (a pool) on ``loop`` (see the module docstring).
 
-    __slots__ = ("_loop", "_pending", "_timer", "_timer_at")
+    ``on_due(key)`` is what a keyed deadline (:meth:`enter`) does when it is due; it is
+    called on the loop and must not block.
+    """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+    __slots__ = ("_keyed", "_on_due", "_pending", "_timer", "_timer_at", "loop")
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_due: Callable[[Any], object] | None = None
+    ) -> None:
+        self.loop = loop  # an attribute, not a property: hot paths compare it per operation
+        self._on_due = on_due
         self._pending: collections.deque[Deadline] = collections.deque()
+        self._keyed: dict[Hashable, float] = {}  # key -> due instant (monotonic) or _FIRED
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
 
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
     def __len__(self) -> int:
-        """Deadlines kept (armed and not yet dropped); for tests and diagnostics."""
-        return len(self._pending)
+        """Deadlines kept (armed and not yet dropped or left); for tests and diagnostics."""
+        return len(self._pending) + len(self._keyed)
 
     def arm(self, seconds: float, callback: Callable[[], object]) -> Deadline:
         """Call ``callback`` (on the loop, it must not block) in ``seconds`` unless the
@@ -79,18 +93,32 @@ class Deadlines:
             self._arm(d.when)
         return d
 
+    def enter(self, key: Hashable, seconds: float) -> None:
+        """Call ``on_due(key)`` in ``seconds`` unless :meth:`leave` (``key``) comes first.
+        No Deadline object, no closure: a dict entry. One deadline per key at a time."""
+        when = monotonic() + seconds
+        self._keyed[key] = when
+        if self._timer is None or when < self._timer_at:
+            self._arm(when)
+
+    def leave(self, key: Hashable) -> bool:
+        """End ``key``'s deadline; True when it was due and ``on_due`` ran for it (the
+        operation got no answer in time)."""
+        return self._keyed.pop(key, 0.0) == _FIRED
+
     def close(self) -> None:
         """Cancel the timer; pending deadlines never fire."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._pending.clear()
+        self._keyed.clear()
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = when
-        self._timer = self._loop.call_later(max(0.0, when - monotonic()), self._fire)
+        self._timer = self.loop.call_later(max(0.0, when - monotonic()), self._fire)
 
     def _fire(self) -> None:
         self._timer = None
@@ -109,10 +137,28 @@ class Deadlines:
                 if earliest is None or d.when < earliest:
                     earliest = d.when
         self._pending = keep
+        keyed = self._keyed
+        due_keys: list[Hashable] = []
+        for key, when in keyed.items():
+            if when == _FIRED:
+                continue
+            if when <= now:
+                due_keys.append(key)
+            elif earliest is None or when < earliest:
+                earliest = when
+        for key in due_keys:
+            keyed[key] = _FIRED
         if earliest is not None:
             self._arm(earliest)
         for d in due:
             try:
                 d.callback()
+            except Exception:
+                logger.exception("a deadline callback failed")
+        on_due = self._on_due
+        for key in due_keys:
+            try:
+                if on_due is not None:
+                    on_due(key)
             except Exception:
                 logger.exception("a deadline callback failed")

@@ -87,8 +87,15 @@ class PsycopgAdapter(Adapter):
             "acquire() release, else by psycopg_pool with its WARNING log (putconn of a "
             "dirty connection); 'full' adds DISCARD ALL and replays on_connect "
             "(psycopg_pool's reset=)",
-            "retry": "psycopg_pool reconnects in the background with exponential backoff "
-            "until reconnect_timeout; poolbridge counts the failed attempts",
+            "retry": "psycopg_pool's connection attempts, with its own backoff (1 s, doubling, "
+            "+/-10 %; retry's backoff values are not used); poolbridge counts every failed one "
+            "(connection.errors). At open: ConnectError after retry.attempts failed attempts per "
+            "min_size connection, at the first error retrying cannot cure (wrong password, "
+            "unknown database), or when acquire_timeout passes. Later (a connection lost or the "
+            "pool growing): reconnects in the background until reconnect_timeout = "
+            "max(acquire_timeout, connect_timeout), whatever retry.attempts says, then gives "
+            "that connection up until a caller needs one (callers waiting meanwhile get "
+            "PoolTimeout naming the last error)",
             "leak_timeout": "poolbridge's leak tracker watches checkouts",
             "password": "a provider is called for every new connection (kwargs callable)",
         }

@@ -3,10 +3,13 @@
 Listeners are registered on ``engine.sync_engine.pool`` after the engine exists, so they
 run after the dialect's own connect listeners (type codecs, dialect initialisation) and
 before any the application adds later; SQLAlchemy carries them over to the pool that
-``engine.dispose()`` recreates (the pool class passes its dispatch on). Everything
-poolbridge adds to a checkout or checkin is a documented pool event: ``connect``,
-``checkout`` (the bounded pre-ping, stats, leak lease, on_checkout), ``checkin`` (stats,
-leaks, on_checkin), ``reset`` (a full reset), ``close``/``detach``; the engine's
+``engine.dispose()`` recreates (the pool class passes its dispatch on). What poolbridge
+adds to a checkout or checkin beyond the counting (stats and the checked-out bookkeeping
+live in the pool class's ``_do_get`` / ``_do_return_conn``) is a documented pool event,
+registered only when the config asks for it, since SQLAlchemy dispatches an event per
+query and a ``checkout`` listener sends every checkout through its slower reconnect loop:
+``checkout`` (the bounded pre-ping, leak lease, on_checkout), ``checkin`` (on_checkin),
+``reset`` (a full reset); ``connect`` and ``close``/``detach`` always. The engine's
 ``do_connect`` bounds each connect and reads the current password. poolbridge's own
 per-record state lives in :class:`BridgeState` (keyed by the record), never in
 ``record.info`` / ``Connection.info``, which are the application's.
@@ -47,9 +50,6 @@ __all__ = ["install", "server_id_of"]
 
 logger = logging.getLogger("poolbridge.sqlalchemy")
 
-#: a rollback's entry in :class:`_RollbackBound` once the timer cut its connection
-_CUT = float("-inf")
-
 
 def server_id_of(driver: str, conn: Any) -> int | str | None:
     """The server-side id of a driver connection, without a round trip (the driver's own
@@ -71,10 +71,13 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     fresh = state.fresh
     waits = state.waits
 
+    pre_ping = bool(config.pre_ping)
+
     def on_connect(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
         sid = server_id_of(state.driver, rec.driver_connection)
         metas[rec] = state.new_meta(sid, state.connect_epochs.pop(rec, None))
-        fresh.add(rec)  # never handed out yet: its first checkout is not pinged
+        if pre_ping:
+            fresh.add(rec)  # never handed out yet: its first checkout is not pinged
         recorder.record_created(max(0.0, time() - state.connect_started.pop(rec, time())))
         state.live_ids[rec] = sid
         state.recorded_ids.append(sid)
@@ -102,11 +105,13 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         metas.pop(rec, None)
         fresh.discard(rec)
         state.replace.discard(rec)
+        if waits:
+            waits.pop(rec, None)
 
     def gone(rec: ConnectionPoolEntry) -> None:
         out = checked_out.pop(rec, None)
         recorder.record_closed(was_used=out is not None)
-        if out is not None and leaks is not None:
+        if out is not None and out[1] is not None and leaks is not None:
             leaks.checkin(out[1])
         if hooks.has("on_close"):
             state.fire("on_close", state.event(rec), inline=False)
@@ -122,55 +127,54 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if rec in state.live_ids:
             gone(rec)
 
-    pre_ping = config.pre_ping
-    ping_ok = _Pinger(state, dialect).ok
+    bounds = _Bounds(state.driver)
+    ping_ok = _Pinger(state, dialect, bounds).ok
+    emit_checkout = state.emit_checkout
 
     def on_checkout(dbapi_conn: Any, rec: ConnectionPoolEntry, proxy: Any) -> None:
-        """Pre-ping a reused connection (bounded in time), then count the checkout, track
-        it for leaks and run on_checkout. A DisconnectionError makes SQLAlchemy replace
-        the connection and check out again; any other failure or a cancellation makes it
-        invalidate the connection and return it to the pool."""
-        if rec in fresh:
-            fresh.discard(rec)
-        elif pre_ping and not ping_ok(dbapi_conn, rec, waits.get(rec, 0.0)):
-            raise sa_exc.DisconnectionError("pre-ping: the connection is gone")
-        now = monotonic()
-        prev = checked_out.get(rec)
-        if prev is None:
-            recorder.record_checkout(waits.pop(rec, 0.0))
-        elif leaks is not None:
-            # dispatched again: a later listener raised DisconnectionError and SQLAlchemy
-            # replaced the connection; the checkout is counted once, the lease renewed
-            leaks.checkin(prev[1])
-        checked_out[rec] = (now, None if leaks is None else state.lease(rec))
-        emit = state.emit_checkout
-        if emit is not None:
-            state.fire_hot(emit, rec, now, None, inline=True)
+        """Pre-ping a reused connection (bounded in time), then track it for leaks and run
+        on_checkout (``_do_get`` counted the checkout). A DisconnectionError makes
+        SQLAlchemy replace the connection and check out again; any other failure or a
+        cancellation makes it invalidate the connection and return it to the pool."""
+        if pre_ping:
+            waited = waits.pop(rec, 0.0) if waits else 0.0
+            if rec in fresh:
+                fresh.discard(rec)
+            elif not ping_ok(dbapi_conn, rec, waited):
+                raise sa_exc.DisconnectionError("pre-ping: the connection is gone")
+        out = checked_out.get(rec)
+        if out is None:
+            # dispatched again: a later listener raised DisconnectionError, the connection
+            # closed (counted closed while in use) and SQLAlchemy reconnected the record in
+            # place: this is a checkout of the new connection
+            now = monotonic()
+            recorder.record_checkout(0.0)
+            checked_out[rec] = (now, None if leaks is None else state.lease(rec))
+        else:
+            now = out[0]
+            if leaks is not None:
+                if out[1] is not None:  # dispatched again on the same connection
+                    leaks.checkin(out[1])
+                checked_out[rec] = (now, state.lease(rec))
+        if emit_checkout is not None:
+            state.fire_hot(emit_checkout, rec, now, None, inline=True)
+
+    emit_checkin = state.emit_checkin
 
     def on_checkin(dbapi_conn: Any, rec: ConnectionPoolEntry) -> None:
-        """A connection comes back (after the reset-on-return): stats, leaks, on_checkin.
+        """on_checkin for a connection coming back (after the reset-on-return;
+        ``_do_return_conn`` counts the checkin right after this).
 
         An async on_checkin runs as a task (this may run while a cancellation unwinds:
         awaiting here could abort the checkin); the pool hands the connection to nobody
         until it ends (:attr:`BridgeState.returning`)."""
-        out = checked_out.pop(rec, None)
-        if out is None:
-            # its checkout failed before the checkout listener finished (a listener raised
-            # or was cancelled, a reconnect failed): nobody took the wait _do_get noted
-            waits.pop(rec, None)
-            return
+        out = checked_out.get(rec)
+        if out is None or dbapi_conn is None or emit_checkin is None:
+            return  # its checkout failed before it was counted, or it was invalidated
         now = monotonic()
-        held = now - out[0]
-        recorder.record_checkin(held)
-        if leaks is not None:
-            leaks.checkin(out[1])
-        emit = state.emit_checkin
-        if emit is not None and dbapi_conn is not None:
-            task = state.fire_hot(emit, rec, now, held, inline=False)
-            if task is not None and not task.done():
-                state.returning[rec] = task
-        if state.draining is not None:
-            state.checked_in()
+        task = state.fire_hot(emit_checkin, rec, now, now - out[0], inline=False)
+        if task is not None and not task.done():
+            state.returning[rec] = task
 
     def on_reset(dbapi_conn: Any, rec: ConnectionPoolEntry, reset_state: PoolResetState) -> None:
         if config.reset != "full" or reset_state.terminate_only:
@@ -191,8 +195,12 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     event.listen(pool, "connect", on_connect)
     event.listen(pool, "close", on_close)
     event.listen(pool, "detach", on_detach)
-    event.listen(pool, "checkout", on_checkout)
-    event.listen(pool, "checkin", on_checkin)
+    # only what the config asks for: each registered listener costs every query an event
+    # dispatch (and a checkout listener SQLAlchemy's reconnect loop)
+    if pre_ping or leaks is not None or emit_checkout is not None:
+        event.listen(pool, "checkout", on_checkout)
+    if emit_checkin is not None:
+        event.listen(pool, "checkin", on_checkin)
     if config.reset == "full":  # a reset listener costs every checkin an event + PoolResetState
         event.listen(pool, "reset", on_reset)
 
@@ -202,7 +210,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         _install_statement_watchdog(engine, state.driver, limit)
 
     if state.driver != "aiosqlite":
-        _bound_rollback(engine, state.driver, config.connect_timeout)
+        _bound_rollback(engine, bounds, config.connect_timeout)
 
     sqlite = state.driver == "aiosqlite"
     native_connect = None if sqlite else _driver_connect(state.driver)
@@ -230,24 +238,52 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     event.listen(engine.sync_engine, "do_connect", on_do_connect)
 
 
+class _Bounds:
+    """The time bounds of one engine's rollbacks and pre-pings: a keyed
+    :class:`~poolbridge.pool.deadlines.Deadlines` on the running loop (one timer for all),
+    whose entries are DBAPI connections; one that comes due is cut (:func:`sever`), which
+    makes the operation waiting on it fail at once. Cutting instead of cancelling: psycopg
+    answers a cancellation by sending a cancel request and waiting for the server again,
+    up to 10 s. A new loop (an engine moved by ``dispose(close=False)``) gets new ones."""
+
+    __slots__ = ("_driver", "deadlines")
+
+    def __init__(self, driver: str) -> None:
+        self._driver = driver
+        self.deadlines: Deadlines | None = None  # of the loop last used
+
+    def on(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
+        deadlines = self.deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            if deadlines is not None:
+                deadlines.close()
+            deadlines = self.deadlines = Deadlines(loop, self._cut)
+        return deadlines
+
+    def _cut(self, dbapi_conn: Any) -> None:
+        try:
+            sever(self._driver, getattr(dbapi_conn, "driver_connection", None))
+        except Exception:
+            logger.debug("cutting a connection failed", exc_info=True)
+
+
 class _Pinger:
     """The pre-ping of one engine: the dialect's public ``do_ping``, bounded in time.
 
     SQLAlchemy's own pre-ping waits forever on a stalled link (no byte flows, no error
     comes), so the engine's pool has it off and the checkout listener pings instead, for at
     most ``connect_timeout`` and never past the caller's acquire deadline: when the bound
-    passes without an answer, the connection is cut (:func:`sever`), which makes the pending
-    ping fail at once. Cutting instead of cancelling: psycopg answers a cancellation by
-    sending a cancel request and waiting for the server again, up to 10 s. SQLite has no
-    network to stall: its ping is not cut (that would drop an in-memory database).
+    passes without an answer, the connection is cut (:class:`_Bounds`), which makes the
+    pending ping fail at once. SQLite has no network to stall: its ping is not cut (that
+    would drop an in-memory database).
     """
 
-    __slots__ = ("_deadlines", "_dialect", "_state")
+    __slots__ = ("_bounds", "_dialect", "_state")
 
-    def __init__(self, state: BridgeState, dialect: Any) -> None:
+    def __init__(self, state: BridgeState, dialect: Any, bounds: _Bounds) -> None:
         self._state = state
         self._dialect = dialect
-        self._deadlines: Deadlines | None = None
+        self._bounds = bounds
 
     def ok(self, dbapi_conn: Any, rec: ConnectionPoolEntry, waited: float) -> bool:
         """True when alive; a dead or silent connection is cut (the caller raises
@@ -257,13 +293,11 @@ class _Pinger:
         left = config.acquire_timeout - waited if config.acquire_timeout else config.connect_timeout
         bound = max(0.0, min(config.connect_timeout, left))
         driver_conn = rec.driver_connection
-        deadline = None
-        if state.driver != "aiosqlite":
-            loop = get_running_loop()
-            deadlines = self._deadlines
-            if deadlines is None or deadlines.loop is not loop:
-                deadlines = self._deadlines = Deadlines(loop)
-            deadline = deadlines.arm(bound, lambda: _sever_quietly(state.driver, driver_conn))
+        deadlines = None
+        if state.driver != "aiosqlite" and dbapi_conn is not None:
+            deadlines = self._bounds.on(get_running_loop())
+            deadlines.enter(dbapi_conn, bound)
+        fired = False
         try:
             alive = dbapi_conn is not None and bool(self._dialect.do_ping(dbapi_conn))
         except Exception as exc:
@@ -273,9 +307,9 @@ class _Pinger:
             _sever_quietly(state.driver, driver_conn)
             raise
         finally:
-            if deadline is not None:
-                deadline.cancel()
-        if deadline is not None and deadline.fired:
+            if deadlines is not None:
+                fired = deadlines.leave(dbapi_conn)
+        if fired:
             logger.warning(
                 "pool %r: pre-ping got no answer within %.2f s: connection cut",
                 config.name, bound,
@@ -291,95 +325,40 @@ def _sever_quietly(driver: str, conn: Any) -> None:
         sever(driver, conn)
 
 
-def _bound_rollback(engine: AsyncEngine, driver: str, limit: float) -> None:
+def _bound_rollback(engine: AsyncEngine, bounds: _Bounds, limit: float) -> None:
     """Bound every rollback of this engine (the Connection's at close, the pool's reset on
     return) by ``limit`` seconds (connect_timeout, as the engine bounds its own).
 
     On a stalled link (no byte flows, no error comes) a rollback waits forever, and with it
     the caller leaving ``async with engine.connect()``. Both paths call the dialect's
-    ``do_rollback``; this engine's dialect gets a wrapper that cuts the connection
-    (:func:`sever`) when no answer came in time: the rollback fails with the driver's
-    connection error and SQLAlchemy invalidates (replaces) the connection.
+    ``do_rollback``; this engine's dialect gets a wrapper that keeps the connection in the
+    engine's keyed deadlines while it rolls back (a dict entry, no object or loop timer per
+    rollback: it runs on every checkin): when no answer came in time the connection is cut,
+    the rollback fails with the driver's connection error (or ``OperationalError`` if the
+    answer raced the cut) and SQLAlchemy invalidates (replaces) the connection.
     """
     dialect = engine.sync_engine.dialect
     no_answer = getattr(dialect.loaded_dbapi, "OperationalError", ConnectionError)
-    bound = _RollbackBound(dialect.do_rollback, driver, limit, no_answer)
-    dialect.do_rollback = bound.do_rollback  # type: ignore[method-assign]
+    rollback = dialect.do_rollback
 
-
-class _RollbackBound:
-    """The ``do_rollback`` wrapper of one engine (see :func:`_bound_rollback`).
-
-    A rollback runs on every checkin, so its bound costs no Python call: the connection
-    goes into a dict of rollbacks in flight (insertion order = deadline order, the bound
-    is constant) with its deadline, and one loop timer, armed when none is, cuts those
-    still in flight when it fires and re-arms for the earliest left (it fires about once
-    per ``limit`` while rollbacks run, like :class:`~poolbridge.pool.deadlines.Deadlines`).
-    A cut rollback's entry is set to ``_CUT``; the rollback then raises ``no_answer``.
-    """
-
-    __slots__ = ("_driver", "_inflight", "_limit", "_loop", "_no_answer", "_rollback", "_timer")
-
-    def __init__(
-        self, rollback: Any, driver: str, limit: float, no_answer: type[Exception]
-    ) -> None:
-        self._rollback = rollback
-        self._driver = driver
-        self._limit = limit
-        self._no_answer = no_answer
-        self._inflight: dict[Any, float] = {}  # connection -> deadline (monotonic) or _CUT
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-
-    def do_rollback(self, dbapi_connection: Any) -> None:
+    def do_rollback(dbapi_connection: Any) -> None:
         try:
             loop = get_running_loop()
         except RuntimeError:  # garbage-collection cleanup, outside the loop
-            self._rollback(dbapi_connection)
+            rollback(dbapi_connection)
             return
-        inflight = self._inflight
-        if loop is not self._loop:  # first use, or the engine moved to another loop
-            self._reset(loop)
-        inflight[dbapi_connection] = monotonic() + self._limit
-        if self._timer is None:
-            self._timer = loop.call_later(self._limit, self._fire)
+        deadlines = bounds.deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = bounds.on(loop)
+        deadlines.enter(dbapi_connection, limit)
         try:
-            self._rollback(dbapi_connection)
+            rollback(dbapi_connection)
         finally:
-            when = inflight.pop(dbapi_connection, 0.0)
-        if when == _CUT:  # the answer raced the cut: the connection is dead all the same
-            raise self._no_answer(
-                f"rollback got no answer within {self._limit:g} s: connection cut"
-            )
+            fired = deadlines.leave(dbapi_connection)
+        if fired:  # the answer raced the cut: the connection is dead all the same
+            raise no_answer(f"rollback got no answer within {limit:g} s: connection cut")
 
-    def _reset(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._inflight.clear()
-        self._loop = loop
-
-    def _fire(self) -> None:
-        """The timer: cut every rollback past its deadline, re-arm for the earliest left."""
-        self._timer = None
-        now = monotonic()
-        earliest: float | None = None
-        due: list[Any] = []
-        for conn, when in self._inflight.items():
-            if when == _CUT:
-                continue
-            if when <= now:
-                due.append(conn)
-            elif earliest is None or when < earliest:
-                earliest = when
-        for conn in due:
-            self._inflight[conn] = _CUT
-            try:
-                sever(self._driver, getattr(conn, "driver_connection", None))
-            except Exception:
-                logger.debug("cutting a connection failed", exc_info=True)
-        if earliest is not None and self._loop is not None:
-            self._timer = self._loop.call_later(max(0.0, earliest - monotonic()), self._fire)
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _install_statement_watchdog(engine: AsyncEngine, driver: str, limit: float) -> None:

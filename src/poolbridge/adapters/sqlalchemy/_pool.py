@@ -164,12 +164,28 @@ class BridgePool(Pool):
                 else:
                     rec = self._wait(start)
             break
-        # taken by the checkout listener (pre-ping bound, wait time)
-        state.waits[rec] = monotonic() - start
+        # the checkout is counted here (a pool event listener would cost an event dispatch
+        # per query); the checkout listener adds only what is configured (see _events)
+        now = monotonic()
+        state.recorder.record_checkout(now - start)
+        state.checked_out[rec] = (now, None)
+        waits = state.waits
+        if waits is not None:  # pre_ping: its bound is what is left of acquire_timeout
+            waits[rec] = now - start
         return rec
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         state = self._state
+        out = state.checked_out.pop(record, None)
+        if out is not None:  # counted here as its checkout was in _do_get
+            state.recorder.record_checkin(monotonic() - out[0])
+            leaks = state.leaks
+            if out[1] is not None and leaks is not None:  # a leak lease (leak_timeout set)
+                leaks.checkin(out[1])
+            if state.waits:  # a failed checkout never reached the pre-ping that takes it
+                state.waits.pop(record, None)
+            if state.draining is not None:
+                state.checked_in()
         returning = state.returning
         if returning:  # an async on_checkin still runs: hand the connection on after it
             task = returning.pop(record, None)

@@ -140,9 +140,9 @@ class BridgeState:
         self.fresh: set[ConnectionPoolEntry] = set()
         self.returning: dict[ConnectionPoolEntry, asyncio.Task[None]] = {}
         self.recorded_ids: list[int | str | None] = []  # every server id ever opened
-        # seconds each caller waited in BridgePool._do_get, taken by BridgePool.connect
-        # (a dict the two write and pop inline: no call on the hot path)
-        self.waits: dict[ConnectionPoolEntry, float] = {}
+        # seconds each caller waited in BridgePool._do_get, taken by the bounded pre-ping
+        # (None without pre_ping: nobody reads them)
+        self.waits: dict[ConnectionPoolEntry, float] | None = {} if config.pre_ping else None
         self._kick: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         # set while shutdown() waits for the last checkin (checked_in() sets it then)
@@ -376,8 +376,15 @@ class BridgeState:
                 return
             pool = self._current()
             try:
-                await greenlet_spawn(pool.reap, monotonic())
-                while not self.closed and await greenlet_spawn(pool.fill_one):
+                # a greenlet per step only when the step has work (each costs more than
+                # the check; this runs every tick)
+                if pool.idle_count:
+                    await greenlet_spawn(pool.reap, monotonic())
+                while (
+                    not self.closed
+                    and pool.open_slots < self.min_keep
+                    and await greenlet_spawn(pool.fill_one)
+                ):
                     pass
                 if self.leaks is not None:
                     await self.leaks.check()

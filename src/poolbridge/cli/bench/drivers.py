@@ -13,7 +13,8 @@ Each opener takes a variant and yields :class:`Ops` on a freshly opened pool of 
 Both sides of a comparison run with the same autocommit: the MySQL pools get
 ``autocommit=True`` in every variant (aiomysql's pool closes a connection returned inside a
 transaction, so a native MySQL pool needs it; poolbridge gets it through ``driver_options``),
-psycopg keeps the driver's default (off) in every variant.
+psycopg keeps the driver's default (off) in every variant, and ends each query's
+transaction in hand as the poolbridge variant does (see :func:`open_psycopg`).
 
 The server URLs come from :func:`set_urls` (``poolbridge bench --postgresql URL --mysql
 URL``), else from ``POOLBRIDGE_TEST_PG_URL`` / ``POOLBRIDGE_TEST_MYSQL_URL``, else the
@@ -190,18 +191,41 @@ async def _psycopg_row(conn: Any) -> Any:
     return await cur.fetchone()
 
 
+# psycopg by hand with the reset of poolbridge's acquire(): the transaction the query
+# opened ends in a ROLLBACK, written out (psycopg_pool's connection() then finds the
+# connection idle and has nothing to commit)
+async def _psycopg_1_rollback(conn: Any) -> Any:
+    cur = await conn.execute("SELECT 1")
+    row = await cur.fetchone()
+    await conn.rollback()
+    return row
+
+
+async def _psycopg_row_rollback(conn: Any) -> Any:
+    cur = await conn.execute(BY_ID + "%s", (ROW_ID,))
+    row = await cur.fetchone()
+    await conn.rollback()
+    return row
+
+
 # -- the stacks -------------------------------------------------------------------------
 @asynccontextmanager
 async def open_psycopg(variant: str, native: bool = False) -> AsyncIterator[Ops]:
     """psycopg_pool. ``native``: the poolbridge variant is used through psycopg_pool's own
     ``pool.native.connection()`` (commit on exit, like hand and raw) instead of the uniform
     ``pool.acquire()`` (poolbridge's reset: a ROLLBACK at release when a transaction is
-    open, and psycopg drops its prepared statements on every rollback)."""
+    open, and psycopg drops its prepared statements on every rollback). Hand ends its
+    transaction the way the poolbridge variant does: with a COMMIT (``connection()``) next
+    to ``native``, with a ROLLBACK written out next to ``acquire()``; raw keeps the
+    defaults (``connection()``, COMMIT)."""
     from psycopg_pool import AsyncConnectionPool
 
     import poolbridge
 
     pool: Any
+    q1, q2 = _psycopg_1, _psycopg_row
+    if variant == "hand" and not native:
+        q1, q2 = _psycopg_1_rollback, _psycopg_row_rollback
     if variant == "poolbridge":
         pool = await poolbridge.open_pool(config("postgresql"), adapter="psycopg")
         acquire = pool.native.connection if native else pool.acquire
@@ -220,7 +244,7 @@ async def open_psycopg(variant: str, native: bool = False) -> AsyncIterator[Ops]
         await pool.open(wait=True)
         acquire = pool.connection
     try:
-        yield _ops(acquire, _psycopg_1, _psycopg_row)
+        yield _ops(acquire, q1, q2)
     finally:
         await pool.close()
 

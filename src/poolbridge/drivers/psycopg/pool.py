@@ -177,6 +177,11 @@ def _cut(pgconn: Any) -> None:
         shutdown_socket(pgconn.socket)
 
 
+def _cut_connection(conn: Any) -> None:
+    """A keyed deadline of the pool came due: cut ``conn`` (see :func:`_within`)."""
+    _cut(conn.pgconn)
+
+
 async def _within(
     conn: psycopg.AsyncConnection[Any],
     seconds: float,
@@ -222,7 +227,6 @@ def _tracked_connection_class(
         _pb_bound_rollback = False
         _pb_connected_in = 0.0  # seconds the connect took
         _pb_epoch = 0  # the pool's credentials epoch when the connect started
-        _pb_cut: Callable[[], None] | None = None  # shuts this connection's socket down
 
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
@@ -242,7 +246,6 @@ def _tracked_connection_class(
                 if epoch == pool.pb_epoch:
                     conn._pb_connected_in = monotonic() - t0
                     conn._pb_epoch = epoch
-                    conn._pb_cut = partial(_cut, conn.pgconn)
                     return conn
                 # rotate() ran while it connected (old credentials): connect again with
                 # the pool's current conninfo/kwargs
@@ -261,21 +264,23 @@ def _tracked_connection_class(
             if not self._pb_bound_rollback:
                 await super().rollback()
                 return
-            # bounded on the pool's shared timer (a loop timer per rollback would cost ~3 %
-            # of a query): see _within for what the cut does
+            # bounded on the pool's shared timer, keyed by the connection (a loop timer, or
+            # even a deadline object, per rollback would cost ~3 % of a query): see _within
+            # for what the cut does
             self._pb_bound_rollback = False
-            pgconn = self.pgconn
-            seconds = pool.pb_config.connect_timeout
-            cut = self._pb_cut or partial(_cut, pgconn)
-            deadline = pool.pb_deadlines().arm(seconds, cut)
+            timers = pool._pb_timers
+            if timers is None:  # not opened through open(): made on first use
+                timers = pool.pb_deadlines()
+            timers.enter(self, pool.pb_config.connect_timeout)
             try:
                 await super().rollback()
             finally:
-                deadline.cancel()
-            if deadline.fired:  # the answer raced the cut: the socket is dead all the same
-                pgconn.finish()
+                fired = timers.leave(self)
+            if fired:  # the answer raced the cut: the socket is dead all the same
+                self.pgconn.finish()
                 raise psycopg.OperationalError(
-                    f"rollback at checkin got no answer within {seconds:.2f} s"
+                    "rollback at checkin got no answer within "
+                    f"{pool.pb_config.connect_timeout:.2f} s"
                 )
 
     PBConnection.__name__ = PBConnection.__qualname__ = f"PB{base.__name__}"
@@ -483,11 +488,12 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             await self.pb_hooks.emit("on_close", self._pb_event(rec))
 
     def pb_deadlines(self) -> Deadlines:
-        """The pool's shared deadline timer on the running loop (made on first use)."""
+        """The pool's shared deadline timer (keyed by connection: a due one has its socket
+        shut down), made when the pool opens on its loop; psycopg_pool's pool lives on that
+        one loop (the loop guard refuses any other), so the hot path asks no loop."""
         timers = self._pb_timers
-        loop = get_running_loop()
-        if timers is None or timers.loop is not loop:
-            timers = self._pb_timers = Deadlines(loop)
+        if timers is None:
+            timers = self._pb_timers = Deadlines(get_running_loop(), _cut_connection)
         return timers
 
     def pb_server_ids(self) -> list[Any]:
@@ -673,7 +679,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
 
     # -- open / close ---------------------------------------------------------------------
     async def open(self, wait: bool = False, timeout: float = 30.0) -> None:
-        self._pb_guard.bind()
+        loop = self._pb_guard.bind()
+        if self._pb_timers is None or self._pb_timers.loop is not loop:
+            self._pb_timers = Deadlines(loop, _cut_connection)
         try:
             if wait:  # warm-up (also Tortoise's): an unreachable server is one ConnectError
                 await self._pb_warm.run(super().open(wait=True, timeout=timeout), close=self.close)
