@@ -20,6 +20,15 @@ its own ``PYTHONHASHSEED`` shared by the variants (a paired comparison), and pri
 median and min..max per variant and of the per-repetition ratios.
 
     python benchmarks/instructions.py 'psycopg[native]:select1:1' --repeat 3
+
+Variant ``nofifo`` (raw engine stacks: asyncpg, aiopg, aiomysql, asyncmy): the
+poolbridge variant with the engine turned into benchmarks/nofifo.py's measurement-only
+barging engine (no FIFO hand-off; not shipped). ``--waits`` runs each variant once without
+valgrind and prints the acquire waits (p50/p99/max, from the pool's own wait durations;
+poolbridge and nofifo only).
+
+    python benchmarks/instructions.py asyncmy:select1:100 --variants poolbridge,nofifo,hand
+    python benchmarks/instructions.py asyncmy:select1:100 --variants poolbridge,nofifo --waits
 """
 
 from __future__ import annotations
@@ -36,8 +45,9 @@ import sys
 DONE = "instructions.py: completed"
 
 
-def child(spec: str, variant: str, n: int) -> None:
-    """Run exactly ``n`` operations of ``spec`` (STACK:QUERY:TASKS) on a fresh pool."""
+def child(spec: str, variant: str, n: int, waits: list[float] | None = None) -> None:
+    """Run exactly ``n`` operations of ``spec`` (STACK:QUERY:TASKS) on a fresh pool;
+    ``waits``: collect the pool's acquire waits (seconds) into it."""
     from poolbridge.cli.bench import run as bench
     from poolbridge.cli.bench.drivers import setup, teardown
 
@@ -48,7 +58,17 @@ def child(spec: str, variant: str, n: int) -> None:
         if query == "orm":
             await setup(stack[1])
         try:
-            async with bench.STACKS[stack](variant) as ops:
+            opened = "poolbridge" if variant == "nofifo" else variant
+            async with bench.STACKS[stack](opened) as ops:
+                pool = getattr(ops.acquire, "__self__", None)
+                if variant == "nofifo":
+                    from nofifo import make_nofifo  # benchmarks/, next to this script
+
+                    make_nofifo(pool.engine)  # type: ignore[union-attr]
+                if waits is not None:
+                    pool.recorder.add_listener(  # type: ignore[union-attr]
+                        lambda kind, s: waits.append(s) if kind == "wait_time" else None
+                    )
                 if query == "acquire":
                     for _ in range(n):
                         async with ops.acquire():
@@ -106,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="repetitions, each with its own hash seed"
     )
+    parser.add_argument(
+        "--waits",
+        action="store_true",
+        help="no valgrind: print each variant's acquire waits (p50/p99/max) over N2 operations",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     ns = parser.parse_args(argv)
     if ns.child:
@@ -114,6 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if ns.spec is None:
         parser.error("the spec is required")
+    if ns.waits:
+        for variant in ns.variants.split(","):
+            got: list[float] = []
+            child(ns.spec, variant, ns.n[1], got)
+            got.sort()
+            if got:
+                p50, p99 = got[len(got) // 2], got[min(len(got) - 1, len(got) * 99 // 100)]
+                print(
+                    f"{ns.spec} {variant}: {len(got)} acquires, wait p50 {p50 * 1e3:.2f} ms,"
+                    f" p99 {p99 * 1e3:.2f} ms, max {got[-1] * 1e3:.2f} ms",
+                    flush=True,
+                )
+        return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed", file=sys.stderr)
         return 2
@@ -137,13 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{ns.spec} {variant}: median {statistics.median(vals) / 1000:.1f}k "
                 f"({min(vals) / 1000:.1f}..{max(vals) / 1000:.1f}k over {len(vals)})"
             )
-    if "hand" in per and "poolbridge" in per:
-        ratios = [h / p for h, p in zip(per["hand"], per["poolbridge"], strict=True)]
+    for ours in ("poolbridge", "nofifo"):
+        if "hand" not in per or ours not in per:
+            continue
+        ratios = [h / p for h, p in zip(per["hand"], per[ours], strict=True)]
         spread = ""
         if len(ratios) > 1:
             spread = f" (per repetition {min(ratios):.3f}..{max(ratios):.3f})"
         print(
-            f"hand / poolbridge = {statistics.median(ratios):.3f}{spread} "
+            f"hand / {ours} = {statistics.median(ratios):.3f}{spread} "
             "(the CPU-bound throughput ratio)"
         )
     return 0
