@@ -4,10 +4,13 @@ Session settings, ``statement_timeout`` (ms), ``isolation_level``
 (default_transaction_isolation) and ``application_name`` (the user's, else the pool name:
 :func:`~poolbridge.drivers.base.pg_application_name`) go in ``server_settings`` (startup
 parameters, so the full reset keeps them); a ``server_settings`` dict in ``driver_options``
-is merged over them. URL query keys stay in a DSN, where asyncpg reads them as stock
-(``options``, unknown keys: startup parameters). Transaction state
-comes from ``conn.is_in_transaction()`` (no I/O); the full reset is asyncpg's own
-``conn.reset()`` (rollback, CLOSE ALL, UNLISTEN *, RESET ALL, advisory unlock).
+is merged over them key by key (the user's keys win, poolbridge's other settings stay; a
+``statement_timeout`` / ``default_transaction_isolation`` there that disagrees with the
+PoolConfig knob is refused: :func:`~poolbridge.drivers.base.pg_settings_conflicts`). URL
+query keys stay in a DSN, where asyncpg reads them as stock (``options``, unknown keys:
+startup parameters). Transaction state comes from ``conn.is_in_transaction()`` (no I/O);
+the full reset is asyncpg's own ``conn.reset()`` (rollback, CLOSE ALL, UNLISTEN *, RESET
+ALL, advisory unlock).
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
     BaseShim,
     client_backstop,
+    pg_merged_settings,
     pg_permanent_sqlstate,
     pg_server_settings,
+    pg_settings_conflicts,
     wait_for_slot,
 )
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
@@ -66,8 +71,16 @@ class AsyncpgShim(BaseShim):
         user_settings = config.driver_options.get("server_settings")
         kw.update(config.driver_options)
         if isinstance(user_settings, Mapping):  # the user's settings win, ours stay
-            kw["server_settings"] = {**pg_server_settings(config), **user_settings}
+            kw["server_settings"] = pg_merged_settings(pg_server_settings(config), user_settings)
         return kw
+
+    def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        """A ``server_settings`` entry in ``driver_options`` that disagrees with
+        ``statement_timeout`` / ``isolation_level``: refused, naming both values."""
+        user_settings = config.driver_options.get("server_settings")
+        if not isinstance(user_settings, Mapping):
+            return {}
+        return pg_settings_conflicts(config, user_settings, "driver_options server_settings")
 
     async def connect(self, config: PoolConfig, timeout: float) -> Any:
         kw = self.connect_kwargs(config)

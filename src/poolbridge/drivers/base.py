@@ -36,8 +36,10 @@ __all__ = [
     "mysql_session_sql",
     "next_local_id",
     "pg_application_name",
+    "pg_merged_settings",
     "pg_permanent_sqlstate",
     "pg_server_settings",
+    "pg_settings_conflicts",
     "pg_statement_timeout",
     "raw_scalar",
     "sqlite_cannot_honour",
@@ -141,6 +143,69 @@ def pg_server_settings(config: PoolConfig) -> dict[str, str]:
     if config.isolation_level is not None:
         settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
     return settings
+
+
+def pg_merged_settings(ours: Mapping[str, Any], *user: Mapping[str, Any] | None) -> dict[str, Any]:
+    """poolbridge's server settings with the user's ``server_settings`` dicts merged over
+    them key by key (later dicts win): the user's settings apply, poolbridge's other
+    settings stay. Values are kept as the user gave them (the driver checks them, as stock).
+    A conflict with a PoolConfig knob is refused before this runs
+    (:func:`pg_settings_conflicts`)."""
+    merged: dict[str, Any] = dict(ours)
+    for settings in user:
+        if settings:
+            merged.update(settings)
+    return merged
+
+
+#: PostgreSQL's time units (statement_timeout): unit -> milliseconds; no unit = ms
+_PG_TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1e3, "min": 6e4, "h": 3.6e6, "d": 8.64e7}
+_PG_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+def _pg_milliseconds(value: Any) -> float | None:
+    """A PostgreSQL duration setting (``1500``, ``"1.5s"``, ``"2 min"``) in milliseconds;
+    None when it is not one."""
+    match = _PG_DURATION.match(str(value))
+    if match is None or match.group(2) not in ("", *_PG_TIME_UNITS):
+        return None
+    return float(match.group(1)) * _PG_TIME_UNITS.get(match.group(2), 1.0)
+
+
+def pg_settings_conflicts(
+    config: PoolConfig, settings: Mapping[str, Any] | None, where: str
+) -> dict[str, str]:
+    """Knob -> why, for each PoolConfig knob that a user's ``server_settings`` dict (named
+    ``where`` in the message) also sets, to a different value.
+
+    ``statement_timeout`` and ``isolation_level`` are poolbridge's knobs: the client-side
+    statement backstop follows ``statement_timeout``, so a second, different value in the
+    driver's settings cannot be honoured together with it. Both are the user's explicit
+    choices and neither silently wins: the caller refuses the config (UnsupportedOptionError
+    naming both values). The same value given in both places is accepted.
+    """
+    if not settings:
+        return {}
+    out: dict[str, str] = {}
+    if config.statement_timeout is not None and "statement_timeout" in settings:
+        ours = pg_statement_timeout(config.statement_timeout)
+        theirs = settings["statement_timeout"]
+        got = _pg_milliseconds(theirs)
+        if got is None or round(got) != int(ours):
+            out["statement_timeout"] = (
+                f"statement_timeout={config.statement_timeout:g} (s, {ours} ms) and "
+                f"{where}['statement_timeout']={theirs!r} disagree: set it in one place"
+            )
+    if config.isolation_level is not None and "default_transaction_isolation" in settings:
+        ours = PG_ISOLATION[config.isolation_level]
+        theirs = settings["default_transaction_isolation"]
+        if " ".join(str(theirs).lower().split()) != ours:
+            out["isolation_level"] = (
+                f"isolation_level={config.isolation_level!r} ({ours!r}) and "
+                f"{where}['default_transaction_isolation']={theirs!r} disagree: "
+                "set it in one place"
+            )
+    return out
 
 
 #: SQLSTATE classes a connection attempt cannot outgrow by retrying: 28 authorization
