@@ -200,3 +200,20 @@ def test_statement_timeout_client_backstops() -> None:
         assert (
             "options" in engine_kwargs(cfg(driver="psycopg", statement_timeout=2.0))["connect_args"]
         )
+
+
+def test_asyncpg_driver_options_server_settings_merge_key_by_key() -> None:
+    user = {"server_settings": {"work_mem": "3MB", "search_path": "mine"}, "command_timeout": 9}
+    t = adapter.translate(
+        cfg(driver="asyncpg", statement_timeout=1.5, session={"search_path": "app"},
+            name="api", driver_options=user)
+    )  # fmt: skip
+    ca = t.native["connect_args"]
+    assert ca["server_settings"] == {
+        "application_name": "api",
+        "search_path": "mine",  # the user's driver setting beats session, as on every stack
+        "statement_timeout": "1500",
+        "work_mem": "3MB",
+    }
+    assert ca["command_timeout"] == 9 and ca["timeout"] == 10.0  # user's key wins, ours stay
+    assert user["server_settings"] == {"work_mem": "3MB", "search_path": "mine"}  # not mutated

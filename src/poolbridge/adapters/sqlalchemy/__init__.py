@@ -206,6 +206,11 @@ def _build(
     _check_memory(config)
     t = adapter.translate(config)
     enforce(adapter.name, config, t, zero_wait=True)
+    user_ca = sa_kw.get("connect_args")
+    if isinstance(user_ca, Mapping):
+        refused = _t.connect_args_conflicts(config, driver, user_ca)
+        if refused:
+            raise UnsupportedOptionError(adapter.name, refused)
     state = BridgeState(
         config,
         adapter=adapter.name,
@@ -216,6 +221,12 @@ def _build(
     )
     kw = _native_kwargs(config, t, driver)
     url = kw.pop("url")
+    user_ca = sa_kw.pop("connect_args", None)
+    if isinstance(user_ca, Mapping):
+        # merged over poolbridge's key by key (server_settings too), as driver_options are
+        kw["connect_args"] = _t.merge_connect_args(driver, kw["connect_args"], user_ca)
+    elif user_ca is not None:
+        sa_kw["connect_args"] = user_ca  # not a mapping: SQLAlchemy's own error, as stock
     kw.update(sa_kw)
     kw["poolclass"] = BridgePool
     kw["poolbridge"] = state
@@ -476,9 +487,21 @@ _DOC_NOTES = """
 - Calling the pool's creator directly, with no connection record (the `async_creator`
   recipes), works with every listener.
 - `mariadb+aiomysql://` and `mariadb+asyncmy://` keep SQLAlchemy's MariaDB dialect.
-- PostgreSQL: an `application_name` in the URL query (or in `session`) is the one the server
-  sees, on asyncpg (sent as a server setting) and psycopg alike. The pool name is only the
+- PostgreSQL: `application_name` follows the rule of every PostgreSQL stack: the user's
+  value wins — `driver_options` (asyncpg: its `server_settings`), then `session`, then the
+  URL query — on asyncpg (sent as a server setting) and psycopg alike, and
+  `create_async_engine`'s own `connect_args` have the last word. The pool name is only the
   default.
+- Your `connect_args` (the `create_async_engine` keyword, or `driver_options`) are merged
+  into poolbridge's key by key, as stock SQLAlchemy merges them into the URL's: your keys
+  win, poolbridge's others (`timeout`, `command_timeout`, `ssl`...) stay. On asyncpg the
+  `server_settings` dicts are merged key by key too: your settings (`search_path`,
+  `work_mem`, `application_name`...) reach the server as on a stock engine, and
+  poolbridge's (`statement_timeout`, `session`, the pool name as `application_name`) stay
+  beside them. A `statement_timeout` or `default_transaction_isolation` there that
+  disagrees with the PoolConfig's `statement_timeout` / `isolation_level` raises
+  `UnsupportedOptionError` naming both values (the same value in both places is fine), as
+  on the asyncpg driver stack.
 
 ## Several hosts
 
@@ -507,7 +530,12 @@ def _stock_keyword_table() -> str:
         "unset; a `pre_ping` set in the config wins |"
     )
     rows.append(
-        "| every other keyword (`echo`, `connect_args`, `execution_options`, "
+        "| `connect_args` | merged into poolbridge's key by key (asyncpg `server_settings` "
+        "too): yours win, poolbridge's others stay; a setting that disagrees with "
+        "`statement_timeout` / `isolation_level` is refused by name |"
+    )
+    rows.append(
+        "| every other keyword (`echo`, `execution_options`, "
         "`isolation_level`, `json_serializer`, `logging_name`, ...) | passed to SQLAlchemy "
         "as stock |"
     )

@@ -15,6 +15,7 @@ Two modes share one table:
 from __future__ import annotations
 
 import ssl as _ssl
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -26,6 +27,9 @@ from poolbridge.drivers.base import (
     libpq_connect_timeout,
     libpq_escape,
     mysql_literal,
+    pg_application_name,
+    pg_merged_settings,
+    pg_settings_conflicts,
     pg_statement_timeout,
     sqlite_cannot_honour,
     ssl_context,
@@ -37,7 +41,9 @@ __all__ = [
     "DRIVERS",
     "ISOLATION",
     "LIFETIME_JITTER",
+    "connect_args_conflicts",
     "is_memory_sqlite",
+    "merge_connect_args",
     "mysql_init_command",
     "pick_driver",
     "plain_translation",
@@ -123,16 +129,23 @@ def _connect_args(
     pg_settings: dict[str, str] = {}
     backstop = client_backstop(config)  # drivers/base.py: one rule for every stack
     if config.backend == "postgresql":
-        # the pool name is only the default: the URL's application_name, then
-        # session["application_name"], win (as they would stock)
-        query = config.database_url.query
-        pg_settings["application_name"] = query.get("application_name", config.name)
+        # one rule on every PostgreSQL stack (drivers/base.py): the user's application_name
+        # (driver_options, then session, then the URL query), else the pool name;
+        # statement_timeout wins over session["statement_timeout"]
         pg_settings.update({k: str(v) for k, v in config.session.items()})
+        pg_settings["application_name"] = pg_application_name(config)
         if config.statement_timeout is not None:
             pg_settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
     if driver == "asyncpg":
         ca["timeout"] = config.connect_timeout
         ca["server_settings"] = pg_settings
+        user_settings = config.driver_options.get("server_settings")
+        if isinstance(user_settings, Mapping):
+            # merged key by key below (merge_connect_args): the user's keys win, ours stay;
+            # a disagreement with a PoolConfig knob cannot be honoured: refused
+            unsupported.update(
+                pg_settings_conflicts(config, user_settings, "driver_options server_settings")
+            )
         if backstop is not None:
             # client-side backstop when no answer can arrive (stalled network)
             ca["command_timeout"] = backstop
@@ -185,8 +198,37 @@ def _connect_args(
             unsupported["session"] = (
                 "SQLite has no session settings; PRAGMAs are driver-level (use a connect event)"
             )
-    ca.update(config.driver_options)
-    return ca
+    return merge_connect_args(driver, ca, config.driver_options)
+
+
+def merge_connect_args(
+    driver: str, ours: Mapping[str, Any], user: Mapping[str, Any]
+) -> dict[str, Any]:
+    """``connect_args`` with the user's (``driver_options``, or ``create_async_engine``'s
+    own ``connect_args``) merged over poolbridge's key by key, as stock SQLAlchemy merges
+    them over the URL's: the user's keys win. asyncpg's ``server_settings`` dicts are merged
+    key by key too, so poolbridge's settings (application_name, statement_timeout, session)
+    stay beside the user's."""
+    merged = {**ours, **user}
+    theirs = user.get("server_settings")
+    if driver == "asyncpg" and isinstance(theirs, Mapping):
+        base = ours.get("server_settings")
+        merged["server_settings"] = pg_merged_settings(
+            base if isinstance(base, Mapping) else {}, theirs
+        )
+    return merged
+
+
+def connect_args_conflicts(
+    config: PoolConfig, driver: str, user: Mapping[str, Any]
+) -> dict[str, str]:
+    """Knob -> why, for create_async_engine's own ``connect_args``: a ``server_settings``
+    entry there that disagrees with ``statement_timeout`` / ``isolation_level``
+    (:func:`~poolbridge.drivers.base.pg_settings_conflicts`)."""
+    theirs = user.get("server_settings")
+    if driver != "asyncpg" or not isinstance(theirs, Mapping):
+        return {}
+    return pg_settings_conflicts(config, theirs, "connect_args server_settings")
 
 
 def translate(config: PoolConfig) -> Translation:
