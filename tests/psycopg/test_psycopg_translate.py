@@ -64,8 +64,8 @@ def test_conninfo_carries_url_session_and_driver_options() -> None:
     assert kw["prepare_threshold"] is None
     assert kw["cursor_factory"] is marker  # driver options untouched, not copied
     assert kw["options"] == (
-        "-c statement_timeout=1500 -c default_transaction_isolation=repeatable\\ read "
-        "-c search_path=app,\\ public -c TimeZone=UTC"
+        "-c search_path=app,\\ public -c TimeZone=UTC "
+        "-c statement_timeout=1500 -c default_transaction_isolation=repeatable\\ read"
     )
 
 

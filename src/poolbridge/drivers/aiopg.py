@@ -2,9 +2,10 @@
 
 Session settings, ``statement_timeout``, ``isolation_level`` go in the libpq ``options``
 (``-c name=value``), i.e. startup parameters, so ``DISCARD ALL`` (the full reset) keeps
-them (after the URL's own ``options``); ``application_name`` is a conninfo key (the
-user's, else the pool name). Transaction state comes from psycopg2's
-``get_transaction_status()`` without I/O.
+them; the user's own ``options`` (URL, or ``driver_options`` replacing it as stock) are
+merged with them (:func:`~poolbridge.drivers.base.libpq_options_for`);
+``application_name`` is a conninfo key (the user's, else the pool name). Transaction
+state comes from psycopg2's ``get_transaction_status()`` without I/O.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from poolbridge.drivers.base import (
     BaseShim,
     client_backstop,
     libpq_connect_timeout,
-    libpq_escape,
+    libpq_options_conflicts,
+    libpq_options_for,
     libpq_slot_refused,
-    pg_server_settings,
+    pg_application_name,
     wait_for_slot,
 )
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
@@ -44,13 +46,7 @@ class AiopgShim(BaseShim):
         kw.update(u.query)  # libpq keys (sslmode, host=<socket dir>, ...)
         if u.password is not None or isinstance(config.password, str):
             kw["password"] = config.password if isinstance(config.password, str) else u.password
-        settings = pg_server_settings(config)
-        kw["application_name"] = settings.pop("application_name")
-        # the URL's own ``options`` first, ours after it (a later -c wins for the same name)
-        flags = [str(kw["options"])] if kw.get("options") else []
-        flags += [f"-c {k}={libpq_escape(v)}" for k, v in settings.items()]
-        if flags:
-            kw["options"] = " ".join(flags)
+        kw["application_name"] = pg_application_name(config)
         kw["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
         backstop = client_backstop(config)
         if backstop is not None:
@@ -58,12 +54,19 @@ class AiopgShim(BaseShim):
         if isinstance(config.ssl, str):
             kw["sslmode"] = config.ssl
         kw.update(config.driver_options)
+        # the user's options (URL, or driver_options replacing it) merged with ours
+        options = libpq_options_for(config)
+        if options:
+            kw["options"] = options
         return kw
 
     def unsupported(self, config: PoolConfig) -> dict[str, str]:
+        """An SSLContext; a setting in the user's libpq ``options`` that disagrees with
+        ``statement_timeout`` / ``isolation_level`` (refused, naming both values)."""
+        out = libpq_options_conflicts(config)
         if config.ssl is not None and not isinstance(config.ssl, str):
-            return {"ssl": "aiopg (libpq) takes an sslmode name, not an SSLContext"}
-        return {}
+            out["ssl"] = "aiopg (libpq) takes an sslmode name, not an SSLContext"
+        return out
 
     async def connect(self, config: PoolConfig, timeout: float) -> Any:
         kw = self.connect_kwargs(config)

@@ -6,7 +6,9 @@ Session settings, ``statement_timeout`` (ms), ``isolation_level``
 parameters, so the full reset keeps them); a ``server_settings`` dict in ``driver_options``
 is merged over them key by key (the user's keys win, poolbridge's other settings stay; a
 ``statement_timeout`` / ``default_transaction_isolation`` there that disagrees with the
-PoolConfig knob is refused: :func:`~poolbridge.drivers.base.pg_settings_conflicts`). URL
+PoolConfig knob is refused: :func:`~poolbridge.drivers.base.pg_settings_conflicts`); a
+top-level ``driver_options["application_name"]`` (asyncpg.connect has no such argument)
+becomes the ``application_name`` server setting, ahead of ``server_settings``' own. URL
 query keys stay in a DSN, where asyncpg reads them as stock (``options``, unknown keys:
 startup parameters). Transaction state comes from ``conn.is_in_transaction()`` (no I/O);
 the full reset is asyncpg's own ``conn.reset()`` (rollback, CLOSE ALL, UNLISTEN *, RESET
@@ -24,6 +26,7 @@ from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
     BaseShim,
     client_backstop,
+    pg_application_name,
     pg_merged_settings,
     pg_permanent_sqlstate,
     pg_server_settings,
@@ -72,6 +75,13 @@ class AsyncpgShim(BaseShim):
         kw.update(config.driver_options)
         if isinstance(user_settings, Mapping):  # the user's settings win, ours stay
             kw["server_settings"] = pg_merged_settings(pg_server_settings(config), user_settings)
+        if "application_name" in kw:
+            # asyncpg.connect has no such argument: a top-level application_name (the first
+            # source of pg_application_name) travels as the startup setting it names
+            del kw["application_name"]
+            settings = dict(kw["server_settings"])
+            settings["application_name"] = pg_application_name(config)
+            kw["server_settings"] = settings
         return kw
 
     def unsupported(self, config: PoolConfig) -> dict[str, str]:

@@ -30,12 +30,20 @@ __all__ = [
     "client_backstop",
     "libpq_connect_timeout",
     "libpq_escape",
+    "libpq_joined_options",
+    "libpq_option_settings",
+    "libpq_options_conflicts",
+    "libpq_options_for",
     "libpq_permanent_connect_error",
+    "libpq_settings_flags",
     "libpq_slot_refused",
+    "libpq_user_options",
+    "libpq_words",
     "mysql_literal",
     "mysql_session_sql",
     "next_local_id",
     "pg_application_name",
+    "pg_libpq_settings",
     "pg_merged_settings",
     "pg_permanent_sqlstate",
     "pg_server_settings",
@@ -102,13 +110,89 @@ def libpq_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(" ", "\\ ")
 
 
+def libpq_words(options: str) -> list[str]:
+    r"""libpq ``options`` split into the words the server reads, as libpq documents it:
+    whitespace separates words unless escaped with a backslash; a backslash takes the next
+    character literally (``\\`` is one backslash)."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = escaped = False
+    for ch in options:
+        if escaped:
+            word.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = in_word = True
+        elif ch.isspace():
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+        else:
+            word.append(ch)
+            in_word = True
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def libpq_option_settings(options: str) -> dict[str, str]:
+    """The settings libpq ``options`` give the server: ``-c name=value``, ``-cname=value``
+    and ``--name=value`` (a ``-`` in a name is ``_``, as the server reads it), by lower-case
+    name (setting names are case-insensitive); a later one wins, as on the server. Other
+    switches are not settings and are left out."""
+    out: dict[str, str] = {}
+    words = libpq_words(options)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "-c" and i < len(words):
+            arg = words[i]
+            i += 1
+        elif len(word) > 2 and word[:2] in ("-c", "--"):
+            arg = word[2:]
+        else:
+            continue
+        name, sep, value = arg.partition("=")
+        if sep and name:
+            out[name.replace("-", "_").lower()] = value
+    return out
+
+
+def libpq_settings_flags(settings: Mapping[str, str]) -> str:
+    """``settings`` as libpq ``options`` (``-c name=value`` each, escaped; may be empty)."""
+    return " ".join(f"-c {libpq_escape(k)}={libpq_escape(v)}" for k, v in settings.items())
+
+
+def libpq_joined_options(*parts: str | None) -> str:
+    """libpq ``options`` strings joined in order: for a setting given twice, the later
+    ``-c`` wins on the server."""
+    return " ".join(p for p in parts if p)
+
+
+def libpq_user_options(config: PoolConfig) -> tuple[str, str] | None:
+    """``(where, options)``: the user's own libpq ``options`` for ``config`` — a
+    ``driver_options["options"]``, which replaces the URL's ``?options=`` as a connect
+    keyword replaces a conninfo key stock (libpq, psycopg, psycopg2), else the URL's;
+    None when neither is given (None as a value counts as not given, as stock)."""
+    given = config.driver_options.get("options")
+    if given is not None:
+        return "driver_options options", str(given)
+    url = config.database_url.query.get("options")
+    if url is not None:
+        return "URL ?options=", str(url)
+    return None
+
+
 def pg_application_name(config: PoolConfig) -> str:
     """The ``application_name`` a PostgreSQL connection of ``config`` reports.
 
     The user's value wherever they set it wins — ``driver_options`` (``application_name``,
-    or asyncpg's ``server_settings``), then ``session``, then the URL query
-    (``?application_name=``); the pool name is only the default. Every PostgreSQL driver
-    and ORM path sends this one value.
+    asyncpg's ``server_settings``, a ``-c application_name=`` in libpq ``options``), then
+    ``session``, then the URL query (``?application_name=``, then a ``-c
+    application_name=`` in ``?options=``); the pool name is only the default. Every
+    PostgreSQL driver and ORM path sends this one value (libpq stacks as the
+    ``application_name`` key, which the server applies after ``options``).
     """
     options = config.driver_options
     if "application_name" in options:
@@ -116,11 +200,17 @@ def pg_application_name(config: PoolConfig) -> str:
     server = options.get("server_settings")
     if isinstance(server, Mapping) and "application_name" in server:
         return str(server["application_name"])
+    user = libpq_user_options(config)
+    from_options = libpq_option_settings(user[1]).get("application_name") if user else None
+    if from_options is not None and user is not None and user[0].startswith("driver_options"):
+        return from_options
     if "application_name" in config.session:
         return str(config.session["application_name"])
     query = config.database_url.query
     if "application_name" in query:
         return str(query["application_name"])
+    if from_options is not None:
+        return from_options
     return config.name
 
 
@@ -158,6 +248,46 @@ def pg_merged_settings(ours: Mapping[str, Any], *user: Mapping[str, Any] | None)
     return merged
 
 
+def pg_libpq_settings(config: PoolConfig) -> dict[str, str]:
+    """poolbridge's settings for libpq ``options`` (``-c``): :func:`pg_server_settings`
+    without ``application_name``, which libpq sends as a key of its own."""
+    settings = pg_server_settings(config)
+    del settings["application_name"]
+    return settings
+
+
+def libpq_options_for(config: PoolConfig, ours: Mapping[str, str] | None = None) -> str:
+    """The libpq ``options`` a connection of ``config`` sends (may be empty): the URL's
+    ``?options=`` (unless ``driver_options["options"]`` replaces it, as stock), then
+    poolbridge's settings (``ours``, default :func:`pg_libpq_settings`), then
+    ``driver_options["options"]``. The server applies a later ``-c`` over an earlier one:
+    the user's driver options win over ``session``, ``session`` over the URL's, as on
+    asyncpg; a ``statement_timeout`` / ``default_transaction_isolation`` the user sets that
+    disagrees with the knob is refused beforehand (:func:`libpq_options_conflicts`)."""
+    flags = libpq_settings_flags(pg_libpq_settings(config) if ours is None else ours)
+    user = libpq_user_options(config)
+    if user is None:
+        return flags
+    if user[0].startswith("driver_options"):
+        return libpq_joined_options(flags, user[1])
+    return libpq_joined_options(user[1], flags)
+
+
+def libpq_options_conflicts(
+    config: PoolConfig, options: str | None = None, where: str | None = None
+) -> dict[str, str]:
+    """:func:`pg_settings_conflicts` for libpq ``options``: the user's own
+    (:func:`libpq_user_options`) unless ``options`` (named ``where``) is given."""
+    if options is None:
+        user = libpq_user_options(config)
+        if user is None:
+            return {}
+        where, options = user
+    return pg_settings_conflicts(
+        config, libpq_option_settings(options), where or "options", flag=True
+    )
+
+
 #: PostgreSQL's time units (statement_timeout): unit -> milliseconds; no unit = ms
 _PG_TIME_UNITS = {"us": 0.001, "ms": 1.0, "s": 1e3, "min": 6e4, "h": 3.6e6, "d": 8.64e7}
 _PG_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
@@ -173,7 +303,7 @@ def _pg_milliseconds(value: Any) -> float | None:
 
 
 def pg_settings_conflicts(
-    config: PoolConfig, settings: Mapping[str, Any] | None, where: str
+    config: PoolConfig, settings: Mapping[str, Any] | None, where: str, *, flag: bool = False
 ) -> dict[str, str]:
     """Knob -> why, for each PoolConfig knob that a user's ``server_settings`` dict (named
     ``where`` in the message) also sets, to a different value.
@@ -182,10 +312,16 @@ def pg_settings_conflicts(
     statement backstop follows ``statement_timeout``, so a second, different value in the
     driver's settings cannot be honoured together with it. Both are the user's explicit
     choices and neither silently wins: the caller refuses the config (UnsupportedOptionError
-    naming both values). The same value given in both places is accepted.
+    naming both values). The same value given in both places is accepted, however it is
+    written (``7s``, ``7000``, ``7000ms``; ``SERIALIZABLE``). ``flag``: the settings came
+    from libpq ``options`` and are shown as ``-c name=value``.
     """
     if not settings:
         return {}
+
+    def shown(name: str, value: Any) -> str:
+        return f"{where} -c {name}={value}" if flag else f"{where}[{name!r}]={value!r}"
+
     out: dict[str, str] = {}
     if config.statement_timeout is not None and "statement_timeout" in settings:
         ours = pg_statement_timeout(config.statement_timeout)
@@ -194,7 +330,7 @@ def pg_settings_conflicts(
         if got is None or round(got) != int(ours):
             out["statement_timeout"] = (
                 f"statement_timeout={config.statement_timeout:g} (s, {ours} ms) and "
-                f"{where}['statement_timeout']={theirs!r} disagree: set it in one place"
+                f"{shown('statement_timeout', theirs)} disagree: set it in one place"
             )
     if config.isolation_level is not None and "default_transaction_isolation" in settings:
         ours = PG_ISOLATION[config.isolation_level]
@@ -202,8 +338,7 @@ def pg_settings_conflicts(
         if " ".join(str(theirs).lower().split()) != ours:
             out["isolation_level"] = (
                 f"isolation_level={config.isolation_level!r} ({ours!r}) and "
-                f"{where}['default_transaction_isolation']={theirs!r} disagree: "
-                "set it in one place"
+                f"{shown('default_transaction_isolation', theirs)} disagree: set it in one place"
             )
     return out
 

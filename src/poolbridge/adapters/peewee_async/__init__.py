@@ -55,7 +55,7 @@ from poolbridge.adapters.base import (
     require_modules,
 )
 from poolbridge.config.model import PasswordProvider, PoolConfig
-from poolbridge.drivers.base import SQLITE_REFUSED
+from poolbridge.drivers.base import SQLITE_REFUSED, libpq_options_conflicts
 from poolbridge.drivers.psycopg.conninfo import psycopg_pool_under_orm
 from poolbridge.errors import PoolClosed, UnsupportedOptionError
 from poolbridge.pool.handle import Pool, PoolOpener
@@ -153,7 +153,8 @@ class PeeweeAsyncAdapter(Adapter):
         driver = self.driver_for(config)
         cls = f"poolbridge.adapters.peewee_async.{_CLASSES[driver]}"
         if driver == "psycopg":
-            unsupported: dict[str, str] = {}
+            # the user's libpq options are merged with ours; a disagreeing knob is refused
+            unsupported: dict[str, str] = libpq_options_conflicts(config)
             if isinstance(config.ssl, _ssl.SSLContext):
                 unsupported["ssl"] = "libpq takes sslmode/sslrootcert names, not an SSLContext"
             native: dict[str, Any] = {

@@ -36,6 +36,7 @@ from poolbridge.adapters.base import (
     require_modules,
 )
 from poolbridge.config.model import PoolConfig
+from poolbridge.drivers.base import libpq_options_conflicts
 from poolbridge.drivers.psycopg.conninfo import conninfo_kwargs, libpq_options, pool_options
 from poolbridge.errors import UnsupportedOptionError
 from poolbridge.pool.handle import Pool, PoolOpener
@@ -101,6 +102,8 @@ class PsycopgAdapter(Adapter):
         }
         ha_emulated, unsupported = ha_rows(config, "libpq")
         emulated.update(ha_emulated)
+        # the user's libpq options are merged with ours; a disagreeing knob is refused
+        unsupported.update(libpq_options_conflicts(config))
         if config.backend != "postgresql":
             unsupported["url"] = f"psycopg only speaks PostgreSQL (got {config.backend})"
         if config.ssl is not None and not isinstance(config.ssl, str):

@@ -224,7 +224,7 @@ def _build(
     user_ca = sa_kw.pop("connect_args", None)
     if isinstance(user_ca, Mapping):
         # merged over poolbridge's key by key (server_settings too), as driver_options are
-        kw["connect_args"] = _t.merge_connect_args(driver, kw["connect_args"], user_ca)
+        kw["connect_args"] = _t.merge_connect_args(config, driver, kw["connect_args"], user_ca)
     elif user_ca is not None:
         sa_kw["connect_args"] = user_ca  # not a mapping: SQLAlchemy's own error, as stock
     kw.update(sa_kw)
@@ -488,10 +488,16 @@ _DOC_NOTES = """
   recipes), works with every listener.
 - `mariadb+aiomysql://` and `mariadb+asyncmy://` keep SQLAlchemy's MariaDB dialect.
 - PostgreSQL: `application_name` follows the rule of every PostgreSQL stack: the user's
-  value wins — `driver_options` (asyncpg: its `server_settings`), then `session`, then the
-  URL query — on asyncpg (sent as a server setting) and psycopg alike, and
-  `create_async_engine`'s own `connect_args` have the last word. The pool name is only the
-  default.
+  value wins — `driver_options` (asyncpg: its `server_settings`; a top-level
+  `application_name` there, which `asyncpg.connect` has no argument for, is sent as the
+  server setting too), then `session`, then the URL query — on asyncpg (sent as a server
+  setting) and psycopg alike, and `create_async_engine`'s own `connect_args` have the last
+  word. The pool name is only the default.
+- psycopg: your libpq `options` (`connect_args`, `driver_options` or the URL's
+  `?options=`; as stock, `connect_args`' replace the URL's) are sent together with
+  poolbridge's `-c` settings (`session`, `statement_timeout`), never replaced by them; a
+  `statement_timeout` / `default_transaction_isolation` there that disagrees with the
+  knob raises `UnsupportedOptionError` naming both.
 - Your `connect_args` (the `create_async_engine` keyword, or `driver_options`) are merged
   into poolbridge's key by key, as stock SQLAlchemy merges them into the URL's: your keys
   win, poolbridge's others (`timeout`, `command_timeout`, `ssl`...) stay. On asyncpg the

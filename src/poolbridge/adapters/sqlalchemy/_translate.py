@@ -25,7 +25,10 @@ from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
     client_backstop,
     libpq_connect_timeout,
-    libpq_escape,
+    libpq_joined_options,
+    libpq_options_conflicts,
+    libpq_options_for,
+    libpq_settings_flags,
     mysql_literal,
     pg_application_name,
     pg_merged_settings,
@@ -81,7 +84,7 @@ def pick_driver(config: PoolConfig) -> str:
 def sqlalchemy_url(config: PoolConfig, driver: str, *, with_password: bool = False) -> str:
     """The SQLAlchemy URL string (``backend+driver://...``). Password only when asked."""
     u = config.database_url
-    kept = {k: v for k, v in u.query.items() if not _in_connect_args(config, k)}
+    kept = {k: v for k, v in u.query.items() if not _in_connect_args(config, driver, k)}
     query = ("?" + urlencode(kept)) if kept else ""
     if config.backend == "sqlite":
         return f"sqlite+{driver}:///{u.database or ':memory:'}{query}"
@@ -101,12 +104,18 @@ def sqlalchemy_url(config: PoolConfig, driver: str, *, with_password: bool = Fal
 
 
 #: URL query keys carried by connect_args instead of the URL (the dialect would hand them
-#: to the driver's connect() as they are: asyncpg has no ``application_name`` argument)
+#: to the driver's connect() as they are: asyncpg has no ``application_name`` argument;
+#: psycopg's ``options`` are merged with poolbridge's, which would replace them)
 _PG_QUERY_TO_SETTINGS = ("application_name",)
+_PSYCOPG_QUERY_TO_CONNECT_ARGS = ("options",)
 
 
-def _in_connect_args(config: PoolConfig, key: str) -> bool:
-    return config.backend == "postgresql" and key in _PG_QUERY_TO_SETTINGS
+def _in_connect_args(config: PoolConfig, driver: str, key: str) -> bool:
+    if config.backend != "postgresql":
+        return False
+    return key in _PG_QUERY_TO_SETTINGS or (
+        driver == "psycopg" and key in _PSYCOPG_QUERY_TO_CONNECT_ARGS
+    )
 
 
 def mysql_init_command(config: PoolConfig) -> str | None:
@@ -115,10 +124,6 @@ def mysql_init_command(config: PoolConfig) -> str | None:
     if config.statement_timeout is not None:
         parts.append(f"SESSION max_statement_time={config.statement_timeout:g}")
     return ("SET " + ", ".join(parts)) if parts else None
-
-
-def _libpq_option(key: str, value: str) -> str:
-    return f"-c {key}={libpq_escape(str(value))}"
 
 
 def _connect_args(
@@ -163,8 +168,12 @@ def _connect_args(
     elif driver == "psycopg":
         ca["connect_timeout"] = libpq_connect_timeout(config.connect_timeout)
         ca["application_name"] = pg_settings.pop("application_name")
-        if pg_settings:
-            ca["options"] = " ".join(_libpq_option(k, v) for k, v in pg_settings.items())
+        # the user's libpq options (the URL's, or driver_options' replacing them as stock)
+        # merged with ours (drivers/base.py); a disagreeing knob is refused
+        options = libpq_options_for(config, _psycopg_settings(config))
+        if options:
+            ca["options"] = options
+        unsupported.update(libpq_options_conflicts(config))
         if isinstance(config.ssl, _ssl.SSLContext):
             unsupported["ssl"] = "libpq (psycopg) cannot use an ssl.SSLContext; give a mode"
         elif config.ssl is not None:
@@ -198,17 +207,27 @@ def _connect_args(
             unsupported["session"] = (
                 "SQLite has no session settings; PRAGMAs are driver-level (use a connect event)"
             )
-    return merge_connect_args(driver, ca, config.driver_options)
+    return merge_connect_args(config, driver, ca, config.driver_options)
+
+
+def _psycopg_settings(config: PoolConfig) -> dict[str, str]:
+    """poolbridge's ``-c`` settings on SQLAlchemy + psycopg: isolation_level is SQLAlchemy's
+    own ``isolation_level`` argument there, not a startup setting."""
+    settings = {k: str(v) for k, v in config.session.items() if k != "application_name"}
+    if config.statement_timeout is not None:
+        settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
+    return settings
 
 
 def merge_connect_args(
-    driver: str, ours: Mapping[str, Any], user: Mapping[str, Any]
+    config: PoolConfig, driver: str, ours: Mapping[str, Any], user: Mapping[str, Any]
 ) -> dict[str, Any]:
     """``connect_args`` with the user's (``driver_options``, or ``create_async_engine``'s
     own ``connect_args``) merged over poolbridge's key by key, as stock SQLAlchemy merges
     them over the URL's: the user's keys win. asyncpg's ``server_settings`` dicts are merged
-    key by key too, so poolbridge's settings (application_name, statement_timeout, session)
-    stay beside the user's."""
+    key by key too, and psycopg's libpq ``options`` are joined after poolbridge's settings
+    (the user's ``options`` replace the URL's, as stock), so poolbridge's settings
+    (application_name, statement_timeout, session) stay beside the user's."""
     merged = {**ours, **user}
     theirs = user.get("server_settings")
     if driver == "asyncpg" and isinstance(theirs, Mapping):
@@ -216,6 +235,16 @@ def merge_connect_args(
         merged["server_settings"] = pg_merged_settings(
             base if isinstance(base, Mapping) else {}, theirs
         )
+    if driver == "asyncpg" and "application_name" in user:
+        # asyncpg.connect has no such argument: the startup setting it names, ahead of
+        # server_settings' own (the ladder of pg_application_name)
+        settings = dict(merged.get("server_settings") or {})
+        settings["application_name"] = str(merged.pop("application_name"))
+        merged["server_settings"] = settings
+    options = user.get("options")
+    if driver == "psycopg" and options is not None:
+        flags = libpq_settings_flags(_psycopg_settings(config))
+        merged["options"] = libpq_joined_options(flags, str(options))
     return merged
 
 
@@ -223,12 +252,16 @@ def connect_args_conflicts(
     config: PoolConfig, driver: str, user: Mapping[str, Any]
 ) -> dict[str, str]:
     """Knob -> why, for create_async_engine's own ``connect_args``: a ``server_settings``
-    entry there that disagrees with ``statement_timeout`` / ``isolation_level``
+    entry (asyncpg) or a libpq ``options`` setting (psycopg) there that disagrees with
+    ``statement_timeout`` / ``isolation_level``
     (:func:`~poolbridge.drivers.base.pg_settings_conflicts`)."""
     theirs = user.get("server_settings")
-    if driver != "asyncpg" or not isinstance(theirs, Mapping):
-        return {}
-    return pg_settings_conflicts(config, theirs, "connect_args server_settings")
+    if driver == "asyncpg" and isinstance(theirs, Mapping):
+        return pg_settings_conflicts(config, theirs, "connect_args server_settings")
+    options = user.get("options")
+    if driver == "psycopg" and options is not None:
+        return libpq_options_conflicts(config, str(options), "connect_args options")
+    return {}
 
 
 def translate(config: PoolConfig) -> Translation:

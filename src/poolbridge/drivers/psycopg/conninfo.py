@@ -3,10 +3,12 @@ of psycopg): shared by the psycopg adapter, Tortoise's psycopg client and peewee
 Psycopg3Database (it lives with the drivers because it belongs to none of those adapters).
 
 Session settings, ``statement_timeout`` and ``isolation_level`` travel in the startup
-packet (libpq ``options=-c ...``, after the URL's own ``options``): no extra round trip, and
-``DISCARD ALL`` (``reset="full"``) restores them because startup values are the session
-defaults. ``application_name`` is a conninfo key: the user's (driver_options, session, URL
-query), else the pool name.
+packet (libpq ``options=-c ...``): no extra round trip, and ``DISCARD ALL``
+(``reset="full"``) restores them because startup values are the session defaults. A user's
+own ``options`` (the URL's ``?options=``, or ``driver_options["options"]`` replacing it as
+stock) are merged with them, never replaced (:func:`~poolbridge.drivers.base.libpq_options_for`).
+``application_name`` is a conninfo key: the user's (driver_options, session, URL query),
+else the pool name.
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from typing import Any
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
-    PG_ISOLATION,
     libpq_connect_timeout,
-    libpq_escape,
+    libpq_joined_options,
+    libpq_options_for,
     pg_application_name,
-    pg_statement_timeout,
 )
 
 __all__ = [
@@ -38,23 +39,15 @@ NEVER = 100 * 365 * 24 * 3600.0
 
 
 def libpq_options(config: PoolConfig, existing: str | None = None) -> str:
-    """The ``-c name=value`` startup options carrying session state (may be empty).
+    """The libpq ``options`` of a connection of ``config`` (may be empty): poolbridge's
+    ``-c name=value`` settings merged with the user's own ``options``
+    (:func:`~poolbridge.drivers.base.libpq_options_for`).
 
     ``existing`` (options someone else set, e.g. Tortoise's search_path) comes first.
     ``statement_timeout`` and ``isolation_level`` win over the same names in ``session``,
     as on the engine's drivers.
     """
-    settings: dict[str, str] = {}
-    if config.statement_timeout is not None:
-        settings["statement_timeout"] = pg_statement_timeout(config.statement_timeout)
-    if config.isolation_level is not None:
-        settings["default_transaction_isolation"] = PG_ISOLATION[config.isolation_level]
-    for key, value in config.session.items():
-        if key != "application_name":  # a conninfo key (conninfo_kwargs), not an option
-            settings.setdefault(str(key), str(value))
-    flags = [existing] if existing else []
-    flags += [f"-c {libpq_escape(k)}={libpq_escape(v)}" for k, v in settings.items()]
-    return " ".join(flags)
+    return libpq_joined_options(existing, libpq_options_for(config))
 
 
 def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
@@ -80,12 +73,12 @@ def conninfo_kwargs(config: PoolConfig, password: str | None) -> dict[str, Any]:
     if not config.statement_cache:
         kw["prepare_threshold"] = None
     kw.update(url.query)  # libpq keys as stock (sslmode, host=<socket dir>, options ...)
-    # the URL's own ``options`` first, ours after it (a later -c wins for the same name)
-    options = libpq_options(config, url.query.get("options"))
-    if options:
-        kw["options"] = options
     kw["application_name"] = pg_application_name(config)
     kw.update(config.driver_options)
+    # the user's options (URL, or driver_options replacing it) merged with ours
+    options = libpq_options(config)
+    if options:
+        kw["options"] = options
     return kw
 
 
