@@ -35,26 +35,6 @@ STACKS = [
 IDS = [f"{a}-{d}" if d else a for a, d in STACKS]
 #: the stacks whose driver is asyncpg: driver_options carry a ``server_settings`` dict
 ASYNCPG = {("asyncpg", None), ("tortoise", "asyncpg"), ("sqlalchemy", "asyncpg")}
-#: known deviations from the one rule (the Tortoise adapter ranks its own connection keys
-#: its own way): pinned strict, so fixing them shows up here
-_TORTOISE_DEVIATES = {
-    "ladder": {
-        ("tortoise", "asyncpg"): "Tortoise's server_settings key loses to session",
-    },
-    "session_beats_url": {
-        ("tortoise", "psycopg"): "Tortoise's URL application_name key beats session",
-    },
-}
-
-
-def _stacks(case: str) -> list[Any]:
-    return [
-        pytest.param(a, d, id=f"{a}-{d}" if d else a, marks=pytest.mark.xfail(
-            strict=True, reason=_TORTOISE_DEVIATES[case][(a, d)]))
-        if (a, d) in _TORTOISE_DEVIATES[case]
-        else pytest.param(a, d, id=f"{a}-{d}" if d else a)
-        for a, d in STACKS
-    ]  # fmt: skip
 
 
 def _with_query(url: str, query: str) -> str:
@@ -123,7 +103,7 @@ async def test_driver_options_application_name_wins(
     assert got == ["from_driver", "pb_drv"]  # asyncpg: poolbridge's settings kept beside
 
 
-@pytest.mark.parametrize(("adapter", "driver"), _stacks("session_beats_url"))
+@pytest.mark.parametrize(("adapter", "driver"), STACKS, ids=IDS)
 async def test_session_application_name_beats_the_url(
     pg_url: str, adapter: str, driver: str | None
 ) -> None:
@@ -132,7 +112,7 @@ async def test_session_application_name_beats_the_url(
     assert await _settings(adapter, cfg, "application_name") == ["from_session"]
 
 
-@pytest.mark.parametrize(("adapter", "driver"), _stacks("ladder"))
+@pytest.mark.parametrize(("adapter", "driver"), STACKS, ids=IDS)
 async def test_the_whole_ladder_and_poolbridges_knobs_beside(
     pg_url: str, adapter: str, driver: str | None
 ) -> None:

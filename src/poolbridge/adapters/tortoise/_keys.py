@@ -96,12 +96,14 @@ _PG = {
         "session['search_path'] wins)"
     ),
     "application_name": _translated(
-        "application_name of every connection; the pool name is only the default (an "
-        "explicit session['application_name'] wins)"
+        "application_name of every connection; given in driver_options it wins over "
+        "session['application_name'], given in the URL query session wins (the rule of "
+        "every PostgreSQL stack); the pool name is only the default"
     ),
     "server_settings": _translated(
         "session settings of every connection, as Tortoise sends them (explicit session "
-        "entries win)"
+        "entries win, but its application_name wins over session's; a statement_timeout / "
+        "default_transaction_isolation disagreeing with the knob is refused)"
     ),
     "loop": _refused("a poolbridge pool belongs to the event loop it was opened in"),
     **_TORTOISE,
@@ -131,11 +133,14 @@ PSYCOPG: dict[str, KeyRule] = {
     **_PG,
     "schema": _stock("libpq options -c search_path, as Tortoise's psycopg client sets it"),
     "application_name": _stock(
-        "libpq application_name, as Tortoise's psycopg client sets it; the pool name is "
-        "only the default"
+        "libpq application_name, as Tortoise's psycopg client sets it; given in "
+        "driver_options it wins over session['application_name'], given in the URL query "
+        "session wins; the pool name is only the default"
     ),
     "server_settings": _stock(
-        "libpq connection parameters, as Tortoise's psycopg client passes them"
+        "libpq connection parameters, as Tortoise's psycopg client passes them (its "
+        "`options` entry is overwritten by Tortoise's client, as stock: poolbridge warns; "
+        "give libpq options in driver_options `options` or the URL's `?options=`)"
     ),
     "ssl": _translated(
         "PoolConfig ssl: a mode name becomes sslmode; True and an SSLContext reach Tortoise's "

@@ -36,6 +36,7 @@ from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import (
     SQLITE_REFUSED,
     libpq_connect_timeout,
+    libpq_options_conflicts,
     pg_application_name,
     ssl_context,
 )
@@ -120,15 +121,24 @@ def on_engine(config: PoolConfig, driver: str) -> bool:
 
 def dropped_warnings(config: PoolConfig, driver: str) -> list[str]:
     """What the stock stack silently discards of this config (poolbridge says it instead)."""
+    out: list[str] = []
     if driver == "psycopg" and isinstance(config.ssl, _ssl.SSLContext):
         mode = "verify-full" if config.ssl.check_hostname else "require"
-        return [
+        out.append(
             f"pool {config.name!r}: Tortoise's psycopg client reduces the ssl SSLContext to "
             f"sslmode={mode} and drops the context itself (its CA, certificates, protocol "
             "versions and ciphers); pass sslrootcert/sslcert/sslkey in the URL query for "
             "libpq, or give ssl as a mode name"
-        ]
-    return []
+        )
+    theirs = tortoise_keys(config, driver).get("server_settings") if driver == "psycopg" else None
+    if isinstance(theirs, Mapping) and "options" in theirs:
+        out.append(
+            f"pool {config.name!r}: Tortoise's psycopg client overwrites "
+            "server_settings['options'] with its own search_path (schema), so those "
+            "libpq options never reach the server, as with Tortoise alone; give them as "
+            "driver_options['options'] or the URL's ?options=, which poolbridge merges"
+        )
+    return out
 
 
 def emulated(config: PoolConfig, driver: str) -> dict[str, str]:
@@ -142,7 +152,8 @@ def emulated(config: PoolConfig, driver: str) -> dict[str, str]:
 def unsupported(config: PoolConfig, driver: str) -> dict[str, str]:
     """Knobs this config sets (or defaults to) that the chosen backend cannot honour."""
     if driver == "psycopg":
-        return {}
+        # the user's libpq options are merged with ours; a disagreeing knob is refused
+        return libpq_options_conflicts(config)
     if driver == "aiosqlite" and in_memory(config):
         out = {}
         for fname, why in SQLITE_REASONS.items():
@@ -204,18 +215,15 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
     creds["maxsize"] = config.max_size
     if driver == "asyncpg":
         creds.setdefault("port", 5432)
-        # the user's (driver_options, session, URL query), else the pool name; a Tortoise
-        # key wins
-        creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.connect_timeout  # asyncpg: timeout = CONNECT timeout
         if config.ssl is not None:
             creds["ssl"] = config.ssl
         creds.update(keys)
+        # the one rule (drivers/base.py): Tortoise's key from driver_options, then its
+        # server_settings, then session, then its key from the URL query, else the pool name
+        creds["application_name"] = pg_application_name(config)
     elif driver == "psycopg":
         creds.setdefault("port", 5432)
-        # the user's (driver_options, session, URL query), else the pool name; a Tortoise
-        # key wins
-        creds["application_name"] = pg_application_name(config)
         creds["timeout"] = config.acquire_timeout  # psycopg_pool: timeout = ACQUIRE timeout
         creds["max_lifetime"] = config.max_lifetime if config.max_lifetime is not None else 1e9
         creds["max_idle"] = config.max_idle if config.max_idle is not None else 1e9
@@ -228,10 +236,16 @@ def connection_dict(config: PoolConfig, driver: str, binding: Any | None) -> dic
             settings["sslmode"] = config.ssl
         elif config.ssl is not None:
             creds["ssl"] = config.ssl  # Tortoise's client reduces it to an sslmode, as stock
-        settings.update((k, v) for k, v in config.database_url.query.items() if k not in keys)
+        # libpq keys of the URL query; its ``options`` are merged with poolbridge's and the
+        # user's when the pool is created (Tortoise's client overwrites server_settings'
+        # ``options`` with its search_path)
+        query = config.database_url.query
+        settings.update((k, v) for k, v in query.items() if k not in keys and k != "options")
         user_settings = keys.pop("server_settings", None) or {}
         creds.update(keys)
         creds["server_settings"] = {**settings, **user_settings}
+        # the one rule (drivers/base.py), as on asyncpg above
+        creds["application_name"] = pg_application_name(config)
     else:  # MySQL
         creds.setdefault("port", 3306)
         creds["connect_timeout"] = config.connect_timeout
@@ -272,9 +286,10 @@ def engine_config(config: PoolConfig, driver: str) -> PoolConfig:
             pg.update({str(k): str(v) for k, v in server_settings.items()})
         if keys.get("schema"):
             pg["search_path"] = str(keys["schema"])
-        if keys.get("application_name"):
-            pg["application_name"] = str(keys["application_name"])
         session = {**pg, **session}
+        # the one rule (drivers/base.py): Tortoise's application_name key or server_settings
+        # entry from driver_options wins over session, session over the key in the URL query
+        session["application_name"] = pg_application_name(config)
         for key, value in keys.items():
             rule = KEYS[family].get(key)
             if rule is not None and rule.to_driver:

@@ -48,14 +48,17 @@ class PsycopgHookedClient(OneLoopClient, PsycopgClient):
     async def create_pool(self, **kwargs: Any) -> TortoiseHookedPool:
         holder = self.poolbridge
         holder.check_open()
-        # Tortoise overwrites server_settings["options"] with its search_path: merge ours in
+        # Tortoise overwrites server_settings["options"] with its search_path: merge ours
+        # and the user's (URL, or driver_options replacing it) after it
         conninfo = kwargs.get("conninfo", "")
         current = psycopg.conninfo.conninfo_to_dict(conninfo).get("options")
         options = libpq_options(holder.config, str(current) if current else None)
         if options:
             kwargs["conninfo"] = psycopg.conninfo.make_conninfo(conninfo, options=options)
-        # the knobs set on connections: driver options, statement cache
+        # the knobs set on connections: driver options (their ``options`` are merged into
+        # the conninfo above, not a keyword that would replace it), statement cache
         conn_kwargs = {**(kwargs.get("kwargs") or {}), **holder.config.driver_options}
+        conn_kwargs.pop("options", None)
         if not holder.config.statement_cache:
             conn_kwargs["prepare_threshold"] = None
         kwargs["kwargs"] = conn_kwargs
