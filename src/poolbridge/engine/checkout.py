@@ -116,7 +116,7 @@ class Engine(EngineCore):
 
     # -- public API ---------------------------------------------------------------------
     async def open(self, *, wait: bool = True) -> None:
-        """Bind to the running loop, start maintenance and warm up to ``min_size``.
+        """Bind to the running loop, schedule maintenance and warm up to ``min_size``.
 
         With ``wait`` the first ``min_size`` connections are opened now (concurrently) and a
         failure closes what was opened and raises; without it they open in the background.
@@ -127,7 +127,7 @@ class Engine(EngineCore):
         self._loop_thread = get_ident()  # the loop's thread, for the hot path's loop check
         self._done = self._loop.create_future()
         self._done.set_result(None)
-        self._maintenance = self._loop.create_task(self._maintain())
+        self._start_maintenance()  # pool/ticker.py: no timer in the loop while open
         if not wait:
             self._refill()
             return

@@ -3,8 +3,10 @@
 :class:`EngineCore` holds every piece of bookkeeping of one pool and the work that happens
 off the caller's path: opening connections (with retry, outside any lock, never above
 max_size counting connections being opened or closed), retiring them (in the background
-unless they must be terminated at once), closing the pool, and the maintenance task
-(lifetime by age, idle reaping above min_size, dead idle connections, leaks, refill).
+unless they must be terminated at once), closing the pool, and maintenance (lifetime by
+age, idle reaping above min_size, dead idle connections, leaks, refill), run every interval
+by the process-wide ticker (:mod:`poolbridge.pool.ticker`) so that no timer of the pool's
+stays in the loop's heap while it is open.
 :class:`poolbridge.engine.checkout.Engine` adds the checkout/checkin path on top.
 """
 
@@ -28,6 +30,7 @@ from poolbridge.pool.loopguard import LoopGuard
 from poolbridge.pool.retry import connect_with_retry
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.ticker import Tick, schedule
 from poolbridge.pool.waiters import WaiterQueue
 
 __all__ = ["LIFETIME_JITTER", "ConnRecord", "DriverShim", "EngineCore"]
@@ -113,7 +116,8 @@ class EngineCore:
         self._guard = LoopGuard(config.name)
         self._epoch = 0  # bumped by expire_all(): older connections are stale
         self._last_error: BaseException | None = None  # of the last failed connect
-        self._maintenance: asyncio.Task[None] | None = None
+        self._maintenance: asyncio.Task[None] | None = None  # a pass that awaits (leaks)
+        self._ticking: Tick | None = None  # the ticker's schedule, while open
         self._drained: asyncio.Event | None = None
         self._close_done: asyncio.Future[None] | None = None
         self._leaks = LeakTracker(config, hooks, adapter) if config.leak_timeout else None
@@ -288,6 +292,9 @@ class EngineCore:
 
     async def _close(self, timeout: float | None) -> None:
         self._queue.close(lambda: PoolClosed(f"pool {self.name!r} was closed"))
+        if self._ticking is not None:
+            self._ticking.cancel()
+            self._ticking = None
         if self._maintenance is not None:
             self._maintenance.cancel()
         for task in list(self._connects):
@@ -357,20 +364,51 @@ class EngineCore:
         config = self.config
         return maintenance_interval(config.max_idle, config.max_lifetime, config.leak_timeout)
 
+    def _start_maintenance(self) -> None:
+        """Have the ticker run :meth:`_tick` on the pool's loop every interval (at open).
+
+        Not ``asyncio.sleep`` in a task: a timer scheduled for the pool's whole life makes
+        every iteration of a busy loop compute a select timeout (pool/ticker.py). The
+        ticker holds the schedule weakly: an abandoned engine is collected as before."""
+        assert self._loop is not None
+        self._ticking = schedule(self._loop, self._maintenance_interval(), self._tick)
+
+    def _tick(self) -> None:
+        """On the loop, every interval: one maintenance pass. Synchronous, with no task,
+        unless leaks are tracked (their report may await hooks): then a task runs the whole
+        pass, and a tick while the previous one still runs does nothing."""
+        if self.closed:
+            return
+        if self._leaks is not None:
+            task = self._maintenance
+            if task is None or task.done():
+                assert self._loop is not None
+                self._maintenance = self._loop.create_task(self._maintain())
+            return
+        try:
+            self._reap(monotonic())
+            self._refill()
+        except Exception:
+            logger.exception("pool %r: maintenance failed", self.name)
+
     async def _maintain(self) -> None:
-        """Every interval: expire by age, reap idle above min_size, report leaks, refill."""
-        interval = self._maintenance_interval()
-        while not self.closed:
-            await asyncio.sleep(interval)
-            try:
-                await self._maintain_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("pool %r: maintenance failed", self.name)
+        """One maintenance pass in a task; a failure is logged (the next tick runs again)."""
+        try:
+            await self._maintain_once()
+        except Exception:
+            logger.exception("pool %r: maintenance failed", self.name)
 
     async def _maintain_once(self) -> None:
+        """Expire by age, reap idle above min_size, report leaks, refill."""
         now = monotonic()
+        self._reap(now)
+        if self._leaks is not None:
+            await self._leaks.check(now)
+        self._refill()
+
+    def _reap(self, now: float) -> None:
+        """Retire idle connections past their lifetime, closed by the server, or idle for
+        longer than max_idle above min_size (oldest idle first)."""
         max_idle = self.config.max_idle
         keep: deque[ConnRecord] = deque()
         above = len(self._conns) - self._min
@@ -388,9 +426,6 @@ class EngineCore:
         if len(keep) != len(self._idle):
             self._idle.clear()  # in place: getconn() may hold a reference across an await
             self._idle.extend(keep)
-        if self._leaks is not None:
-            await self._leaks.check(now)
-        self._refill()
 
     # -- helpers ------------------------------------------------------------------------
     def _event(self, c: ConnRecord, now: float, held: float | None = None) -> ConnectionEvent:
