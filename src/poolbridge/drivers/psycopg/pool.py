@@ -59,6 +59,7 @@ from poolbridge.pool.hooks import ConnectionEvent, HookRunner, Hooks
 from poolbridge.pool.leaks import LeakTracker, Lease
 from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
+from poolbridge.pool.sheltered import sheltered
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import backstop, shutdown_socket
 
@@ -76,6 +77,7 @@ logger = logging.getLogger("poolbridge.adapters.psycopg")
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 _IDLE = TransactionStatus.IDLE
 _UNKNOWN = TransactionStatus.UNKNOWN
+_ACTIVE = TransactionStatus.ACTIVE
 
 ConnectionCallback = Callable[[Any], Awaitable[None]]
 
@@ -209,6 +211,11 @@ async def _within(
     if fired:  # the answer raced the cut: the socket is dead all the same
         pgconn.finish()
         raise psycopg.OperationalError(f"{what} got no answer within {seconds:.2f} s")
+
+
+def _in_round_trip(pgconn: Any) -> bool:
+    """Whether ``pgconn`` waits on the server (psycopg_pool's rollback at checkin)."""
+    return bool(pgconn.transaction_status == _ACTIVE)
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -453,8 +460,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             if self._pb_user_check is not None:
                 await self._pb_user_check(conn)
         except BaseException:
-            if conn.closed:  # psycopg_pool drops a broken one without close(): count it
-                await self.pb_forget(conn)
+            # a connection that failed its check, or whose check was interrupted (state
+            # unknown), is closed here: psycopg_pool then drops it and orders a replacement
+            # without waiting. Left open, psycopg_pool would put it back in the caller's
+            # task, and a cancellation while it waits for its lock there loses the slot.
+            with contextlib.suppress(Exception):
+                conn.pgconn.finish()
+            await self.pb_forget(conn)  # psycopg_pool drops it without close(): count it
             raise
 
     async def _pb_ping(self, conn: Any) -> None:
@@ -603,7 +615,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             entry = None
         since = None if entry is None else entry.out_since
         if entry is None or since is None:  # not ours to count (or closed at close)
-            await super().putconn(conn)
+            _, cancelled = await sheltered(super().putconn(conn), _in_round_trip, conn.pgconn)
+            if cancelled is not None:
+                raise cancelled
             return
         # _pb_checkin, written out (a call less per release)
         held = monotonic() - since
@@ -615,7 +629,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if self._pb_drained is not None and not self._pb_any_out():
             self._pb_drained.set()
         # In the caller's task, not a shielded one (a task per release costs more than the
-        # rest of it): an interruption at any await below is handled by _pb_abandon.
+        # rest of it): an interruption before psycopg_pool's checkin is handled by
+        # _pb_abandon; psycopg_pool's checkin itself runs sheltered (see below).
         try:
             pgconn = conn.pgconn
             pending = None
@@ -635,12 +650,20 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 if pgconn.transaction_status in _DIRTY:
                     conn._pb_bound_rollback = True
             status = pgconn.transaction_status
-            await super().putconn(conn)
-            if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
-                await self.pb_forget(conn)
+            # psycopg_pool detaches the connection before it waits for its lock (or closes
+            # an expired one before it orders the replacement): interrupted there, it
+            # would count a connection nobody holds, for good. So a cancellation is held
+            # back until it is done, except during its rollback (a round trip whose
+            # cancellation it handles itself, discarding the connection).
+            _, cancelled = await sheltered(super().putconn(conn), _in_round_trip, pgconn)
         except BaseException:
             self._pb_abandon(conn)
             raise
+        # psycopg_pool has it now: whatever happens below must not give it back again
+        if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
+            await self.pb_forget(conn)
+        if cancelled is not None:
+            raise cancelled
 
     def _pb_checkin(self, entry: _Conn, since: float) -> float:
         """Count ``entry``, out since ``since``, as given back (stats, leaks, drain); return
@@ -656,8 +679,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         return held
 
     def _pb_abandon(self, conn: Any) -> None:
-        """A checkout or release interrupted mid-way (cancelled in a hook or in psycopg_pool's
-        rollback at checkin): the connection's protocol state is unknown, so its socket is
+        """A checkout or release interrupted mid-way (cancelled in a hook, or in the rollback
+        before psycopg_pool's checkin): the connection's protocol state is unknown, so its socket is
         closed now, without a round trip, and it is given back to psycopg_pool in a task of
         its own (the caller's task is being cancelled). psycopg_pool discards a connection
         found broken at checkin and opens a replacement: never leaked, never reused."""
