@@ -20,7 +20,9 @@ surface only through psycopg_pool's documented extension points:
   hooks, leak tracking, and psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed
   raised as poolbridge's — types that subclass both, so existing ``except
   psycopg_pool.PoolTimeout`` clauses keep working, with psycopg_pool's own exception as
-  the ``__cause__``;
+  the ``__cause__``; ``super().putconn()`` runs sheltered from a cancellation of the
+  caller, raised once psycopg_pool has the connection back (interrupted, psycopg_pool
+  would count a connection nobody holds: docs/internals.md);
 - ``drain()`` to replace every connection on ``rotate()``; ``open()``/``close()``/
   ``check()`` overrides calling ``super()``.
 
