@@ -182,9 +182,9 @@ async def test_cancelled_while_a_stale_connection_is_closed_at_checkin(
 
 
 async def test_cancelled_twice_during_the_checkout_check(pg_url: str) -> None:
-    """Cancelled in the pool's check (pre_ping or the caller's), psycopg_pool gives the
+    """Cancelled in the pool's check (pre_ping or the caller's), stock psycopg_pool puts the
     connection back in the cancelled task; a second cancellation there, while it waits for
-    its lock, must not lose it (the interrupted connection is closed and replaced)."""
+    its lock, must not lose it (poolbridge gives it back sheltered instead)."""
     cfg = _config(pg_url)
     checking, never = asyncio.Event(), asyncio.Event()
 

@@ -235,6 +235,9 @@ def _tracked_connection_class(
         #: rollback of it at checkin is bounded (see rollback())
         _pb_bound_rollback = False
         _pb_connected_in = 0.0  # seconds the connect took
+        #: set by the pool's check when it was cancelled between round trips: getconn()
+        #: gives the connection back and raises it
+        _pb_cancelled: BaseException | None = None
         _pb_epoch = 0  # the pool's credentials epoch when the connect started
 
         @classmethod
@@ -461,15 +464,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 await self._pb_ping(conn)
             if self._pb_user_check is not None:
                 await self._pb_user_check(conn)
+        except asyncio.CancelledError as exc:
+            if conn.pgconn.transaction_status != _IDLE:  # interrupted mid-round-trip
+                await self._pb_check_failed(conn)
+                raise
+            # interrupted between round trips: a sound connection. Raised here, psycopg_pool
+            # would put it back in this cancelled task, and a second cancellation while it
+            # waits for its lock there loses the slot: the check passes instead, and
+            # getconn() gives the connection back sheltered, then raises this
+            conn._pb_cancelled = exc
         except BaseException:
-            # a connection that failed its check, or whose check was interrupted (state
-            # unknown), is closed here: psycopg_pool then drops it and orders a replacement
-            # without waiting. Left open, psycopg_pool would put it back in the caller's
-            # task, and a cancellation while it waits for its lock there loses the slot.
-            with contextlib.suppress(Exception):
-                conn.pgconn.finish()
-            await self.pb_forget(conn)  # psycopg_pool drops it without close(): count it
+            await self._pb_check_failed(conn)
             raise
+
+    async def _pb_check_failed(self, conn: Any) -> None:
+        """A connection that failed its check, or whose round trip was interrupted, is closed:
+        psycopg_pool then drops it and orders a replacement without waiting (left open, it
+        would put it back in the caller's task, where a cancellation while it waits for its
+        lock loses the slot)."""
+        with contextlib.suppress(Exception):
+            conn.pgconn.finish()
+        await self.pb_forget(conn)  # psycopg_pool drops it without close(): count it
 
     async def _pb_ping(self, conn: Any) -> None:
         """pre_ping: psycopg_pool's check_connection, bounded by ``connect_timeout`` and the
@@ -574,6 +589,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             raise PoolClosed(f"pool {self.pb_config.name!r}: {exc}") from exc
         finally:
             rec.pending -= 1
+        # the pool's check was cancelled between round trips (see _pb_check)
+        if conn._pb_cancelled is not None:  # type: ignore[attr-defined]
+            await self._pb_give_back_cancelled(conn)
         now = monotonic()
         rec.record_checkout(now - t0)
         try:
@@ -666,6 +684,13 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             await self.pb_forget(conn)
         if cancelled is not None:
             raise cancelled
+
+    async def _pb_give_back_cancelled(self, conn: Any) -> None:
+        """Give back, sheltered, a connection whose check was cancelled, then raise that
+        cancellation (the caller never had it: nothing is counted as checked out)."""
+        cancelled, conn._pb_cancelled = conn._pb_cancelled, None
+        await sheltered(super().putconn(conn), _in_round_trip, conn.pgconn)
+        raise cancelled
 
     def _pb_checkin(self, entry: _Conn, since: float) -> float:
         """Count ``entry``, out since ``since``, as given back (stats, leaks, drain); return
