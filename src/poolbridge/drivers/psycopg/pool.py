@@ -20,7 +20,9 @@ surface only through psycopg_pool's documented extension points:
   hooks, leak tracking, and psycopg_pool's PoolTimeout / TooManyRequests / PoolClosed
   raised as poolbridge's — types that subclass both, so existing ``except
   psycopg_pool.PoolTimeout`` clauses keep working, with psycopg_pool's own exception as
-  the ``__cause__``;
+  the ``__cause__``; ``super().putconn()`` runs sheltered from a cancellation of the
+  caller, raised once psycopg_pool has the connection back (interrupted, psycopg_pool
+  would count a connection nobody holds: docs/internals.md);
 - ``drain()`` to replace every connection on ``rotate()``; ``open()``/``close()``/
   ``check()`` overrides calling ``super()``.
 
@@ -59,6 +61,7 @@ from poolbridge.pool.hooks import ConnectionEvent, HookRunner, Hooks
 from poolbridge.pool.leaks import LeakTracker, Lease
 from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
+from poolbridge.pool.sheltered import sheltered
 from poolbridge.pool.stats import StatsRecorder
 from poolbridge.pool.watchdog import backstop, shutdown_socket
 
@@ -76,6 +79,7 @@ logger = logging.getLogger("poolbridge.adapters.psycopg")
 _DIRTY = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 _IDLE = TransactionStatus.IDLE
 _UNKNOWN = TransactionStatus.UNKNOWN
+_ACTIVE = TransactionStatus.ACTIVE
 
 ConnectionCallback = Callable[[Any], Awaitable[None]]
 
@@ -211,6 +215,11 @@ async def _within(
         raise psycopg.OperationalError(f"{what} got no answer within {seconds:.2f} s")
 
 
+def _in_round_trip(pgconn: Any) -> bool:
+    """Whether ``pgconn`` waits on the server (psycopg_pool's rollback at checkin)."""
+    return bool(pgconn.transaction_status == _ACTIVE)
+
+
 async def _maybe_await(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -226,6 +235,9 @@ def _tracked_connection_class(
         #: rollback of it at checkin is bounded (see rollback())
         _pb_bound_rollback = False
         _pb_connected_in = 0.0  # seconds the connect took
+        #: set by the pool's check when it was cancelled between round trips: getconn()
+        #: gives the connection back and raises it
+        _pb_cancelled: BaseException | None = None
         _pb_epoch = 0  # the pool's credentials epoch when the connect started
 
         @classmethod
@@ -452,10 +464,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 await self._pb_ping(conn)
             if self._pb_user_check is not None:
                 await self._pb_user_check(conn)
+        except asyncio.CancelledError as exc:
+            if conn.pgconn.transaction_status != _IDLE:  # interrupted mid-round-trip
+                await self._pb_check_failed(conn)
+                raise
+            # interrupted between round trips: a sound connection. Raised here, psycopg_pool
+            # would put it back in this cancelled task, and a second cancellation while it
+            # waits for its lock there loses the slot: the check passes instead, and
+            # getconn() gives the connection back sheltered, then raises this
+            conn._pb_cancelled = exc
         except BaseException:
-            if conn.closed:  # psycopg_pool drops a broken one without close(): count it
-                await self.pb_forget(conn)
+            await self._pb_check_failed(conn)
             raise
+
+    async def _pb_check_failed(self, conn: Any) -> None:
+        """A connection that failed its check, or whose round trip was interrupted, is closed:
+        psycopg_pool then drops it and orders a replacement without waiting (left open, it
+        would put it back in the caller's task, where a cancellation while it waits for its
+        lock loses the slot)."""
+        with contextlib.suppress(Exception):
+            conn.pgconn.finish()
+        await self.pb_forget(conn)  # psycopg_pool drops it without close(): count it
 
     async def _pb_ping(self, conn: Any) -> None:
         """pre_ping: psycopg_pool's check_connection, bounded by ``connect_timeout`` and the
@@ -560,6 +589,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             raise PoolClosed(f"pool {self.pb_config.name!r}: {exc}") from exc
         finally:
             rec.pending -= 1
+        # the pool's check was cancelled between round trips (see _pb_check)
+        if conn._pb_cancelled is not None:  # type: ignore[attr-defined]
+            await self._pb_give_back_cancelled(conn)
         now = monotonic()
         rec.record_checkout(now - t0)
         try:
@@ -603,7 +635,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
             entry = None
         since = None if entry is None else entry.out_since
         if entry is None or since is None:  # not ours to count (or closed at close)
-            await super().putconn(conn)
+            _, cancelled = await sheltered(super().putconn(conn), _in_round_trip, conn.pgconn)
+            if cancelled is not None:
+                raise cancelled
             return
         # _pb_checkin, written out (a call less per release)
         held = monotonic() - since
@@ -615,7 +649,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         if self._pb_drained is not None and not self._pb_any_out():
             self._pb_drained.set()
         # In the caller's task, not a shielded one (a task per release costs more than the
-        # rest of it): an interruption at any await below is handled by _pb_abandon.
+        # rest of it): an interruption before psycopg_pool's checkin is handled by
+        # _pb_abandon; psycopg_pool's checkin itself runs sheltered (see below).
         try:
             pgconn = conn.pgconn
             pending = None
@@ -635,12 +670,27 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 if pgconn.transaction_status in _DIRTY:
                     conn._pb_bound_rollback = True
             status = pgconn.transaction_status
-            await super().putconn(conn)
-            if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
-                await self.pb_forget(conn)
+            # psycopg_pool detaches the connection before it waits for its lock (or closes
+            # an expired one before it orders the replacement): interrupted there, it
+            # would count a connection nobody holds, for good. So a cancellation is held
+            # back until it is done, except during its rollback (a round trip whose
+            # cancellation it handles itself, discarding the connection).
+            _, cancelled = await sheltered(super().putconn(conn), _in_round_trip, pgconn)
         except BaseException:
             self._pb_abandon(conn)
             raise
+        # psycopg_pool has it now: whatever happens below must not give it back again
+        if status == _UNKNOWN:  # broken: psycopg_pool drops it without close()
+            await self.pb_forget(conn)
+        if cancelled is not None:
+            raise cancelled
+
+    async def _pb_give_back_cancelled(self, conn: Any) -> None:
+        """Give back, sheltered, a connection whose check was cancelled, then raise that
+        cancellation (the caller never had it: nothing is counted as checked out)."""
+        cancelled, conn._pb_cancelled = conn._pb_cancelled, None
+        await sheltered(super().putconn(conn), _in_round_trip, conn.pgconn)
+        raise cancelled
 
     def _pb_checkin(self, entry: _Conn, since: float) -> float:
         """Count ``entry``, out since ``since``, as given back (stats, leaks, drain); return
@@ -656,8 +706,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         return held
 
     def _pb_abandon(self, conn: Any) -> None:
-        """A checkout or release interrupted mid-way (cancelled in a hook or in psycopg_pool's
-        rollback at checkin): the connection's protocol state is unknown, so its socket is
+        """A checkout or release interrupted mid-way (cancelled in a hook, or in the rollback
+        before psycopg_pool's checkin): the connection's protocol state is unknown, so its socket is
         closed now, without a round trip, and it is given back to psycopg_pool in a task of
         its own (the caller's task is being cancelled). psycopg_pool discards a connection
         found broken at checkin and opens a replacement: never leaked, never reused."""
