@@ -10,7 +10,6 @@ import pytest
 
 from poolbridge.pool.sheltered import sheltered
 
-
 T = TypeVar("T")
 
 
