@@ -366,7 +366,7 @@ class Engine(EngineCore):
             rec.record_checkout(0.0)
         else:
             rec.used += 1
-            rec.wait_time.counts[0] += 1  # waited 0 s: the first bucket, the sum unchanged
+            rec.wait_time.first += 1  # waited 0 s: the first bucket, the sum unchanged
         return c
 
     def _give_back(self, c: ConnRecord) -> Awaitable[None] | None:
@@ -391,7 +391,10 @@ class Engine(EngineCore):
         else:
             rec.used -= 1
             h = rec.use_time
-            h.counts[0 if held <= _FIRST_BUCKET else _bucket_of(_BUCKETS, held)] += 1
+            if held <= _FIRST_BUCKET:
+                h.first += 1
+            else:
+                h.counts[_bucket_of(_BUCKETS, held)] += 1
             h.sum += held
         emit = self._emit_checkin
         if emit is not None:
