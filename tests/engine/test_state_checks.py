@@ -79,3 +79,19 @@ def test_asyncmy_answers_match_the_public_properties(
     assert shim.is_closed(conn) is state.asyncmy_is_closed(conn) is (not connected or closing)
     assert state.asyncmy_reusable(conn) is (connected and not status & 1)
     assert shim.in_transaction(conn) is bool(status & 1)
+
+
+def test_a_shim_whose_check_is_replaced_keeps_its_methods() -> None:
+    config = PoolConfig(url="mysql://root@127.0.0.1/db")
+
+    class Stricter(AsyncmyShim):
+        def is_closed(self, conn: Any) -> bool:
+            return True
+
+    assert Stricter().state_checks(config) is None
+    engine = _engine(Stricter(), config)
+    assert engine._is_closed(object()) is True  # the override is what the engine asks
+    patched = AsyncmyShim()
+    patched.reusable = lambda conn: False  # type: ignore[method-assign]
+    assert patched.state_checks(config) is None
+    assert AsyncmyShim().state_checks(config) == (state.asyncmy_is_closed, state.asyncmy_reusable)

@@ -306,9 +306,15 @@ class BaseShim:
         """What the engine calls on every checkout and checkin of a pool of ``config``
         instead of :meth:`is_closed`/``reusable()``, with the same answers: the plain
         functions (one call less, and C in the compiled build), unless the pool routes
-        between hosts (then ``is_closed()`` also retires a fallback connection)."""
+        between hosts (then ``is_closed()`` also retires a fallback connection), or a
+        subclass (or the instance) replaced either method: then the methods are called."""
         if self.plain_checks is None or needs_routing(config):
             return None
+        mro = type(self).__mro__
+        owner = next(k for k in mro if "plain_checks" in vars(k))
+        for name in ("is_closed", "reusable"):
+            if name in vars(self) or next(k for k in mro if name in vars(k)) is not owner:
+                return None
         return self.plain_checks
 
     def connect_kwargs(self, config: PoolConfig) -> dict[str, Any]:
