@@ -54,7 +54,10 @@ class NoFifoEngine(Engine):
         else:
             rec.used -= 1
             h = rec.use_time
-            h.counts[0 if held <= BUCKETS[0] else bisect_left(BUCKETS, held)] += 1
+            if held <= BUCKETS[0]:
+                h.first += 1
+            else:
+                h.counts[bisect_left(BUCKETS, held)] += 1
             h.sum += held
         emit = self._emit_checkin
         if emit is not None:

@@ -37,7 +37,11 @@ async def test_aiomysql_members(mysql_url: str) -> None:
     try:
         reader = getattr(conn, "_reader", None)
         assert isinstance(reader, asyncio.StreamReader), _missing(
-            "_reader", "aiomysql", "drivers/aiomysql.py is_closed()"
+            "_reader", "aiomysql", "drivers/state.py aiomysql_is_closed()"
+        )
+        # ``_writer is None`` is what the public ``closed`` property returns
+        assert getattr(conn, "_writer", None) is not None and not conn.closed, _missing(
+            "_writer", "aiomysql", "drivers/state.py aiomysql_is_closed()/aiomysql_reusable()"
         )
         writer = getattr(conn, "_writer", None)
         assert writer is not None and hasattr(writer.transport, "abort"), _missing(
@@ -49,6 +53,7 @@ async def test_aiomysql_members(mysql_url: str) -> None:
         )
     finally:
         conn.close()
+    assert conn._writer is None and conn.closed
 
 
 async def test_asyncmy_members(mysql_url: str) -> None:
@@ -64,11 +69,16 @@ async def test_asyncmy_members(mysql_url: str) -> None:
     try:
         transport = getattr(conn, "_transport", None)
         assert isinstance(transport, asyncio.BaseTransport), _missing(
-            "_transport", "asyncmy", "drivers/asyncmy.py is_closed() and sever()"
+            "_transport", "asyncmy", "drivers/state.py asyncmy_is_closed() and sever()"
         )
         assert not transport.is_closing()
+        # what the public ``connected`` property returns, read without the property call
+        assert getattr(conn, "_connected", None) is True, _missing(
+            "_connected", "asyncmy", "drivers/state.py asyncmy_is_closed()/asyncmy_reusable()"
+        )
     finally:
         conn.close()
+    assert conn._connected is False and conn.connected is False
 
 
 async def test_aiosqlite_members() -> None:
@@ -77,10 +87,14 @@ async def test_aiosqlite_members() -> None:
     conn = await aiosqlite.connect(":memory:")
     try:
         assert isinstance(getattr(conn, "_connection", None), sqlite3.Connection), _missing(
-            "_connection", "aiosqlite", "drivers/aiosqlite.py is_closed()/reusable()/terminate()"
+            "_connection",
+            "aiosqlite",
+            "drivers/state.py aiosqlite_*(), drivers/aiosqlite.py terminate()",
         )
         assert getattr(conn, "_running", None) is True, _missing(
-            "_running", "aiosqlite", "drivers/aiosqlite.py is_closed()/reusable()/terminate()"
+            "_running",
+            "aiosqlite",
+            "drivers/state.py aiosqlite_*(), drivers/aiosqlite.py terminate()",
         )
         assert hasattr(getattr(conn, "_tx", None), "put_nowait"), _missing(
             "_tx", "aiosqlite", "drivers/aiosqlite.py terminate()"

@@ -16,6 +16,7 @@ from typing import Any
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, mysql_session_sql, ssl_context, wait_for_slot
 from poolbridge.drivers.hosts import MYSQL_ROLE_SQL, demoted, needs_routing, routed
+from poolbridge.drivers.state import SERVER_STATUS_IN_TRANS
 from poolbridge.pool.retrying import MYSQL_CONNECTION_CODES
 
 __all__ = [
@@ -26,9 +27,6 @@ __all__ = [
     "permanent_connect_error",
     "slot_refused",
 ]
-
-#: the IN_TRANS bit of the server status of the last OK/EOF packet
-SERVER_STATUS_IN_TRANS = 0x0001
 
 #: MySQL/MariaDB client and server error numbers that mean "this connection is gone": the
 #: list ``poolbridge.retry`` uses (a core module, so it keeps it; one list for both)

@@ -6,9 +6,10 @@ import asyncio
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers._mysql import SERVER_STATUS_IN_TRANS, MySQLShim
+from poolbridge.drivers._mysql import MySQLShim
 from poolbridge.drivers.base import client_backstop
 from poolbridge.drivers.hosts import retired
+from poolbridge.drivers.state import aiomysql_is_closed, aiomysql_reusable
 
 __all__ = ["AiomysqlShim"]
 
@@ -29,20 +30,18 @@ class AiomysqlShim(MySQLShim):
             _bound_reads(conn, backstop)
         return conn
 
+    # the checks of every checkout and checkin (drivers/state.py): state_checks() hands
+    # them to the engine as they are when the pool does not route between hosts
+    plain_checks = (aiomysql_is_closed, aiomysql_reusable)
+
     def is_closed(self, conn: Any) -> bool:
-        if conn.closed:
+        if aiomysql_is_closed(conn):
             return True
         routed = self.routed_config
-        if routed is not None and retired(conn, routed):
-            return True
-        reader = getattr(conn, "_reader", None)  # EOF seen: the server closed (e.g. KILL)
-        return reader is not None and reader.at_eof() is True
+        return routed is not None and retired(conn, routed)
 
     def reusable(self, conn: Any) -> bool:
-        # checkin: open and outside a transaction, in one pass (a stream the server closed
-        # while the connection was held is caught by is_closed() at the next checkout)
-        status = conn.server_status
-        return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.closed is False
+        return aiomysql_reusable(conn)
 
     def local_server_id(self, conn: Any) -> int | str:
         return int(conn.server_thread_id[0])

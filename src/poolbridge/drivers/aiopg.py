@@ -25,6 +25,7 @@ from poolbridge.drivers.base import (
     wait_for_slot,
 )
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
+from poolbridge.drivers.state import aiopg_is_closed, aiopg_reusable
 
 __all__ = ["AiopgShim"]
 
@@ -121,11 +122,15 @@ class AiopgShim(BaseShim):
             return None
         return bool(status != _IDLE)
 
+    # the checks of every checkout and checkin (drivers/state.py): state_checks() hands
+    # them to the engine as they are when the pool does not route between hosts
+    plain_checks = (aiopg_is_closed, aiopg_reusable)
+
     def reusable(self, conn: Any) -> bool:
-        return not conn.closed and conn.raw.get_transaction_status() == _IDLE
+        return aiopg_reusable(conn)
 
     def is_closed(self, conn: Any) -> bool:
-        if conn.closed:
+        if aiopg_is_closed(conn):
             return True
         routed = self.routed_config
         return routed is not None and retired(conn, routed)

@@ -13,6 +13,7 @@ from typing import Any
 
 from poolbridge.config.model import PoolConfig
 from poolbridge.drivers.base import BaseShim, next_local_id, sqlite_cannot_honour
+from poolbridge.drivers.state import aiosqlite_is_closed, aiosqlite_reusable
 
 __all__ = ["AiosqliteShim"]
 
@@ -87,13 +88,14 @@ class AiosqliteShim(BaseShim):
         except Exception:
             return None
 
+    # the checks of every checkout and checkin (drivers/state.py), handed to the engine
+    plain_checks = (aiosqlite_is_closed, aiosqlite_reusable)
+
     def is_closed(self, conn: Any) -> bool:
-        return bool(conn._connection is None or not conn._running)
+        return aiosqlite_is_closed(conn)
 
     def reusable(self, conn: Any) -> bool:
-        # checkin: open (as is_closed() tests it) and outside a transaction, in one pass
-        raw = conn._connection
-        return raw is not None and conn._running is True and raw.in_transaction is False
+        return aiosqlite_reusable(conn)
 
     async def rollback(self, conn: Any) -> None:
         await conn.rollback()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from poolbridge.config.model import PoolConfig
-from poolbridge.drivers._mysql import SERVER_STATUS_IN_TRANS, MySQLShim
+from poolbridge.drivers._mysql import MySQLShim
 from poolbridge.drivers.base import client_backstop
 from poolbridge.drivers.hosts import retired
+from poolbridge.drivers.state import asyncmy_is_closed, asyncmy_reusable
 
 __all__ = ["AsyncmyShim"]
 
@@ -28,22 +29,18 @@ class AsyncmyShim(MySQLShim):
 
         return asyncmy.connect(**kw)
 
+    # the checks of every checkout and checkin (drivers/state.py): state_checks() hands
+    # them to the engine as they are when the pool does not route between hosts
+    plain_checks = (asyncmy_is_closed, asyncmy_reusable)
+
     def is_closed(self, conn: Any) -> bool:
-        # every checkout asks: no bool() or call that the common answer does not need
-        if not conn.connected:
+        if asyncmy_is_closed(conn):
             return True
         routed = self.routed_config
-        if routed is not None and retired(conn, routed):
-            return True
-        transport = getattr(conn, "_transport", None)  # closing: the server hung up
-        return transport is not None and transport.is_closing() is True
+        return routed is not None and retired(conn, routed)
 
     def reusable(self, conn: Any) -> bool:
-        # checkin: connected and outside a transaction, in one pass. A transport the server
-        # closed while the caller held the connection is caught by is_closed() at the next
-        # checkout (and by maintenance), as for one closed while idle.
-        status = conn.server_status
-        return status is not None and not status & SERVER_STATUS_IN_TRANS and conn.connected is True
+        return asyncmy_reusable(conn)
 
     def local_server_id(self, conn: Any) -> int | str:
         return int(conn.thread_id())

@@ -34,6 +34,7 @@ from poolbridge.drivers.base import (
     wait_for_slot,
 )
 from poolbridge.drivers.hosts import PG_ROLE_SQL, demoted, needs_routing, retired, routed
+from poolbridge.drivers.state import asyncpg_is_closed, asyncpg_reusable
 
 __all__ = ["AsyncpgShim", "permanent_connect_error", "slot_refused"]
 
@@ -131,14 +132,18 @@ class AsyncpgShim(BaseShim):
     def in_transaction(self, conn: Any) -> bool | None:
         return bool(conn.is_in_transaction())
 
+    # the checks of every checkout and checkin (drivers/state.py): state_checks() hands
+    # them to the engine as they are when the pool does not route between hosts
+    plain_checks = (asyncpg_is_closed, asyncpg_reusable)
+
     def is_closed(self, conn: Any) -> bool:
-        if conn.is_closed():
+        if asyncpg_is_closed(conn):
             return True
         routed = self.routed_config
         return routed is not None and retired(conn, routed)
 
     def reusable(self, conn: Any) -> bool:
-        return not conn.is_in_transaction() and not conn.is_closed()
+        return asyncpg_reusable(conn)
 
     async def rollback(self, conn: Any) -> None:
         await conn.execute("ROLLBACK")

@@ -13,8 +13,10 @@ import importlib.util
 
 __all__ = ["COMPILED_MODULES", "build_name", "compiled_modules"]
 
-#: the engine's checkout/checkin path and the pool modules it calls on every acquire
+#: the engine's checkout/checkin path and the modules it calls on every acquire (the
+#: drivers' state checks included)
 COMPILED_MODULES: tuple[str, ...] = (
+    "poolbridge.drivers.state",
     "poolbridge.engine.checkout",
     "poolbridge.engine.lifecycle",
     "poolbridge.pool.lifetime",

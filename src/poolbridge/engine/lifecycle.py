@@ -133,11 +133,17 @@ class EngineCore:
         self._plain_checkin = not self._full_reset and self._leaks is None
         # what the fast checkin returns for ``async with`` to await (made done at open())
         self._done: asyncio.Future[None]
-        self._is_closed = driver.is_closed  # bound once: checked at every checkout
-        # checkin: open and outside a transaction, in one call (a third-party shim may lack it)
+        # bound once: asked at every checkout (is_closed) and checkin (reusable: open and
+        # outside a transaction, in one call). The shim's plain functions when it has them
+        # for this config (drivers/state.py); a third-party shim may lack reusable()
+        self._is_closed: Callable[[Any], bool] = driver.is_closed
         self._reusable: Callable[[Any], bool] = getattr(driver, "reusable", None) or (
             lambda conn: not driver.is_closed(conn) and driver.in_transaction(conn) is False
         )
+        state_checks = getattr(driver, "state_checks", None)
+        plain = state_checks(config) if state_checks is not None else None
+        if plain is not None:
+            self._is_closed, self._reusable = plain
 
     @property
     def size(self) -> int:

@@ -53,3 +53,7 @@ class DriverShim(Protocol):
     # Optional, for the checkin hot path: ``reusable(conn) -> bool``, True when the
     # connection is open and known to be outside a transaction (``not is_closed(conn) and
     # in_transaction(conn) is False`` in one pass). The engine composes it when absent.
+    #
+    # Optional, for both hot paths: ``state_checks(config) -> (is_closed, reusable) | None``,
+    # plain functions of the connection giving the same answers as the two methods for a
+    # pool of ``config`` (drivers/base.py BaseShim.state_checks); None: the methods are called.

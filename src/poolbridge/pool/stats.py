@@ -122,27 +122,33 @@ class Histogram:
     """A fixed-bucket histogram of durations in seconds.
 
     Observing is one bucket increment and one float add (``count`` is the sum of the
-    buckets, computed when read); the recorder does the same two steps in place on the
-    checkout/checkin path.
+    buckets, computed when read); the recorder and the engine's hot path do the same two
+    steps in place. The first bucket (<= 0.5 ms: every checkout of an idle connection, most
+    holds) is an integer field of its own, ``first``: its increment is a field update
+    (an unboxed integer in the compiled build) rather than a list item's.
     """
 
-    __slots__ = ("counts", "sum")
+    __slots__ = ("counts", "first", "sum")
 
     def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS)  # per bucket, not cumulative
+        self.first = 0  # observations in the first bucket (BUCKETS[0])
+        self.counts = [0] * len(BUCKETS)  # per bucket from the second on (counts[0] unused)
         self.sum = 0.0
 
     @property
     def count(self) -> int:
-        return sum(self.counts)
+        return self.first + sum(self.counts)
 
     def observe(self, seconds: float) -> None:
-        self.counts[_bucket(seconds)] += 1
+        if seconds <= _FIRST:
+            self.first += 1
+        else:
+            self.counts[_bisect_left(BUCKETS, seconds)] += 1
         self.sum += seconds
 
     def snapshot(self) -> HistogramSnapshot:
         cumulative: dict[float, int] = {}
-        running = 0
+        running = self.first
         for bound, n in zip(BUCKETS, self.counts, strict=True):
             running += n
             cumulative[bound] = running
@@ -150,11 +156,6 @@ class Histogram:
 
 
 _FIRST = BUCKETS[0]
-
-
-def _bucket(seconds: float) -> int:
-    """Index of the bucket of ``seconds`` (the first bound >= it)."""
-    return 0 if seconds <= _FIRST else _bisect_left(BUCKETS, seconds)
 
 
 class StatsRecorder:
@@ -243,7 +244,10 @@ class StatsRecorder:
     def record_checkout(self, wait_seconds: float) -> None:
         self.used += 1
         h = self.wait_time
-        h.counts[0 if wait_seconds <= _FIRST else _bisect_left(BUCKETS, wait_seconds)] += 1
+        if wait_seconds <= _FIRST:
+            h.first += 1
+        else:
+            h.counts[_bisect_left(BUCKETS, wait_seconds)] += 1
         h.sum += wait_seconds
         if self._listeners:
             self._notify("wait_time", wait_seconds)
@@ -251,7 +255,10 @@ class StatsRecorder:
     def record_checkin(self, use_seconds: float) -> None:
         self.used -= 1
         h = self.use_time
-        h.counts[0 if use_seconds <= _FIRST else _bisect_left(BUCKETS, use_seconds)] += 1
+        if use_seconds <= _FIRST:
+            h.first += 1
+        else:
+            h.counts[_bisect_left(BUCKETS, use_seconds)] += 1
         h.sum += use_seconds
         if self._listeners:
             self._notify("use_time", use_seconds)
