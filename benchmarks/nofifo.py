@@ -19,6 +19,7 @@ first: under steady contention they starve until the holders stop (as in asyncmy
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from bisect import bisect_left
 from collections.abc import Awaitable
 from time import monotonic
@@ -90,8 +91,15 @@ class NoFifoEngine(Engine):
                 break
 
 
+#: the variant's acquire_timeout: its waiters starve until the holders stop (the whole run),
+#: which under valgrind on a loaded machine can outlast the stack's own acquire_timeout
+STARVING_TIMEOUT = 3600.0
+
+
 def make_nofifo(engine: Any) -> None:
-    """Turn an open :class:`Engine` into a :class:`NoFifoEngine` (same state, same slots)."""
+    """Turn an open :class:`Engine` into a :class:`NoFifoEngine` (same state, same slots)
+    whose waits are bounded by :data:`STARVING_TIMEOUT`."""
     assert type(engine) is Engine, type(engine)
     engine.__class__ = NoFifoEngine
+    engine.config = dataclasses.replace(engine.config, acquire_timeout=STARVING_TIMEOUT)
     engine._queue._pass_on = engine._release  # a waiter leaving passes its grant on: idle
