@@ -16,7 +16,7 @@ from poolbridge.errors import PoolClosed, PoolTimeout
 from poolbridge.pool.hooks import ConnectionEvent, Hooks
 
 from .fake import FakeConn, FakeDriver, make_engine, opened
-from .storm import assert_accounted, settle
+from .storm import assert_accounted, cancel_storm, settle
 
 pytestmark = pytest.mark.asyncio
 
@@ -237,3 +237,25 @@ async def test_handed_connection_the_server_closed_while_held_is_not_used() -> N
 async def _until(predicate: Any) -> None:
     while not predicate():
         await asyncio.sleep(0.001)
+
+
+async def test_cancellation_storm_through_an_async_on_checkout_hook() -> None:
+    """Cancelled at any step: while queued, between the hand-off and the wake-up, inside
+    the hook's await after the wake-up, or while holding: nothing lost or handed twice."""
+
+    async def on_checkout(event: ConnectionEvent) -> None:
+        await asyncio.sleep(0)
+
+    driver = FakeDriver()
+    engine = make_engine(
+        driver, hooks=Hooks(on_checkout=on_checkout), min_size=1, max_size=3, acquire_timeout=5
+    )
+    async with opened(engine):
+        outcomes = await cancel_storm(engine, 2000, seed=7, max_delay_steps=8)
+        assert outcomes["ok"] > 0 and outcomes["cancelled"] > 0
+        await settle(engine)
+        assert_accounted(engine)
+        _queue_is_empty(engine)
+        live = {c.id for c in driver.opened if not c.closed}
+        assert live == set(engine.server_ids())
+        assert driver.max_concurrent <= 3

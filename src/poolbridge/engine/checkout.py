@@ -25,6 +25,13 @@ How it stays fair, fast and safe:
 - **Hot path.** Acquiring an idle connection and releasing one the driver knows is idle
   cost a few attribute operations: no stack capture, no event object when no hook is
   registered, no await when nothing needs I/O.
+- **Waiter path.** Under contention every checkout waits (with FIFO hand-off a releasing
+  task queues behind the waiters), so a caller that finds no idle connection waits in one
+  coroutine (:meth:`Engine._queued`) that queues, awaits the hand-off and checks out. The
+  woken waiter asks the driver's ``is_closed()`` again: the checkin's check
+  (``reusable()``) does not look at the transport for every driver (asyncmy, aiomysql), and
+  the I/O callbacks of the rest of the releaser's loop iteration run before the waiter
+  wakes, so a connection the server closed in between is retired before anyone uses it.
 
 The public methods ``getconn()``, ``putconn()``, ``discard()`` and ``acquire()`` are the
 API the Tortoise and peewee-async adapters build on (docs/internals.md).
@@ -70,9 +77,10 @@ class _Acquire(AbstractAsyncContextManager[Any]):
     ``__aenter__``/``__aexit__`` are plain methods returning an awaitable: in the common
     case (an idle connection, a plain checkin) they do the whole work synchronously and
     return a future that is already done (the record's ``handed`` future, the engine's
-    ``_done``), which ``async with`` awaits without building a coroutine. Anything that
-    needs to wait returns the general path's coroutine. The record of the connection is
-    kept, so the checkin needs no lookup. Built without ``__init__`` (see
+    ``_done``), which ``async with`` awaits without building a coroutine. A checkout that
+    finds no idle connection returns one coroutine (:meth:`Engine._queued`: it waits and
+    stores the record here); a checkin that needs I/O returns :meth:`Engine.putconn`'s.
+    The record of the connection is kept, so the checkin needs no lookup. Built without ``__init__`` (see
     :meth:`Engine.acquire`): an instance is made per ``async with``.
     """
 
