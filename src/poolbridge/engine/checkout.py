@@ -80,8 +80,8 @@ class _Acquire(AbstractAsyncContextManager[Any]):
     ``_done``), which ``async with`` awaits without building a coroutine. A checkout that
     finds no idle connection returns one coroutine (:meth:`Engine._queued`: it waits and
     stores the record here); a checkin that needs I/O returns :meth:`Engine.putconn`'s.
-    The record of the connection is kept, so the checkin needs no lookup. Built without ``__init__`` (see
-    :meth:`Engine.acquire`): an instance is made per ``async with``.
+    The record of the connection is kept, so the checkin needs no lookup. Built without
+    ``__init__`` (see :meth:`Engine.acquire`): an instance is made per ``async with``.
     """
 
     __slots__ = ("_engine", "_rec")
