@@ -205,7 +205,7 @@ class Engine(EngineCore):
             or not self._plain_checkout
             or self.closed
             or loop is None
-            or get_ident() != self._loop_thread
+            or _thread_ident() != self._loop_thread
             or not loop.is_running()
         ):
             c = await self._get(timeout)
@@ -213,7 +213,7 @@ class Engine(EngineCore):
                 cm._rec = c
             return c.native
         queue = self._queue
-        start = monotonic()
+        start = _clock()
         deadline = start + (self.config.acquire_timeout if timeout is None else timeout)
         fut = queue.join(loop, deadline)  # max_waiting: TooManyRequests
         while True:
@@ -231,7 +231,7 @@ class Engine(EngineCore):
             except BaseException:
                 queue.abandon(fut)  # a connection handed to us meanwhile goes on
                 raise
-            now = monotonic()
+            now = _clock()
             # the checks of an idle checkout: the server may have closed it since
             if now < c.expires and not self._is_closed(c.native):
                 break
@@ -246,7 +246,10 @@ class Engine(EngineCore):
         else:
             rec.used += 1
             h = rec.wait_time
-            h.counts[0 if waited <= _FIRST_BUCKET else _bisect_left(BUCKETS, waited)] += 1
+            if waited <= _FIRST_BUCKET:
+                h.first += 1
+            else:
+                h.counts[_bucket_of(_BUCKETS, waited)] += 1
             h.sum += waited
         if cm is not None:
             cm._rec = c
