@@ -13,6 +13,13 @@ aiopg/aiomysql) bound the ping in the engine (tests/engine/test_stall_bounds.py 
 there in detail); SQLAlchemy's pool class and the psycopg_pool subclass bound their own.
 No statement_timeout here: its client-side backstop would cut the ping too and hide a
 pre-ping that waits forever.
+
+SQLAlchemy's bounds arm no loop timer while the operation answers in time: with a bound
+longer than three maintenance intervals, the maintenance ticks arm it once the operation
+has been under way for a tick (adapters/sqlalchemy/_events.py, ``_Bounds``). With the
+default max_idle (interval 1 s) the 1 s bounds here are armed at once; the ``ticked``
+variants give SQLAlchemy a short max_idle (interval 50 ms), so the same stalls go through
+the ticks and must still be cut in time.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ from ._harness import (
 pytestmark = [pytest.mark.asyncio, pytest.mark.server, pytest.mark.timeout(40)]
 
 ACQUIRE_TIMEOUT = 2.0
+#: SQLAlchemy's maintenance ticking every 50 ms (a quarter of max_idle): bounds of 1 s wait
+#: for the ticks to arm their timer
+TICKED = {"max_idle": 0.2}
+SQLALCHEMY_STACKS = [p for p in ALL_STACKS if p.values[0].adapter == "sqlalchemy"]
 CONNECT_TIMEOUT = 1.0
 #: scheduling slack on a 2-core machine shared with other test runs
 MARGIN = 1.5
@@ -76,17 +87,39 @@ async def _gone(view: ServerView, sid: int, stack: Stack, timeout: float = 5.0) 
         await asyncio.sleep(0.1)
 
 
+def _assert_ticked(probe: Probe) -> None:
+    """SQLAlchemy's bounds of CONNECT_TIMEOUT go through the maintenance ticks."""
+    from poolbridge.adapters.sqlalchemy import engine_state
+    from poolbridge.adapters.sqlalchemy._events import _TICKS_AHEAD
+
+    ticking = engine_state(probe.pool.native).ticking
+    assert ticking is not None and _TICKS_AHEAD * ticking.interval < CONNECT_TIMEOUT
+
+
 @pytest.mark.parametrize("stack", ALL_STACKS)
 async def test_pre_ping_on_stalled_link_raises_pool_timeout_in_time(
     stack: Stack, request: pytest.FixtureRequest
 ) -> None:
+    await _pre_ping_stall(stack, request)
+
+
+@pytest.mark.parametrize("stack", SQLALCHEMY_STACKS)
+async def test_pre_ping_on_stalled_link_raises_pool_timeout_in_time_ticked(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    await _pre_ping_stall(stack, request, **TICKED)
+
+
+async def _pre_ping_stall(stack: Stack, request: pytest.FixtureRequest, **extra: object) -> None:
     url, view = server_for(request, stack)
     port = 5432 if stack.backend == "postgresql" else 3306
     async with (
         TcpProxy("127.0.0.1", port) as proxy,
-        Probe(stack, proxy.url_for(url), _options()) as probe,
+        Probe(stack, proxy.url_for(url), _options(**extra)) as probe,
     ):
         await wait_healed(view, probe)
+        if extra:
+            _assert_ticked(probe)
         sid = await _pooled_id(probe)
         proxy.stall()
         outcome = await probe.call("SELECT 1", ACQUIRE_TIMEOUT + MARGIN)
@@ -139,13 +172,26 @@ async def test_checkin_rollback_on_stalled_link_is_bounded(
     """Giving back a connection with a transaction open while the link is stalled: the
     rollback at checkin must end (by connect_timeout, as the engine bounds it), not wait for
     an answer that cannot come; once healed the pool serves again."""
+    await _rollback_stall(stack, request)
+
+
+@pytest.mark.parametrize("stack", SQLALCHEMY_STACKS)
+async def test_checkin_rollback_on_stalled_link_is_bounded_ticked(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    await _rollback_stall(stack, request, **TICKED)
+
+
+async def _rollback_stall(stack: Stack, request: pytest.FixtureRequest, **extra: object) -> None:
     url, view = server_for(request, stack)
     port = 5432 if stack.backend == "postgresql" else 3306
     async with (
         TcpProxy("127.0.0.1", port) as proxy,
-        Probe(stack, proxy.url_for(url), _options(pre_ping=False)) as probe,
+        Probe(stack, proxy.url_for(url), _options(pre_ping=False, **extra)) as probe,
     ):
         await wait_healed(view, probe)
+        if extra:
+            _assert_ticked(probe)
         t0 = 0.0
 
         async def block() -> None:

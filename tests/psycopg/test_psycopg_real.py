@@ -145,3 +145,26 @@ async def test_close_terminates_checked_out_connections(pg_url: str) -> None:
             pass
     with pytest.raises(psycopg_pool.PoolClosed):
         await pool.native.getconn()
+
+
+async def test_leak_watch_runs_on_the_ticker_and_stops_at_close(pg_url: str) -> None:
+    """With leak_timeout the leak checks are posted by the process-wide ticker (no
+    ``asyncio.sleep`` of poolbridge's in the loop, pool/ticker.py): registered on the
+    pool's loop every quarter of leak_timeout, a held connection is reported, and close()
+    unregisters it."""
+    leaks: list[Any] = []
+    hooks = Hooks(on_leak=leaks.append)
+    cfg = PoolConfig(url=pg_url, min_size=1, max_size=1, leak_timeout=0.2, name=_name())
+    async with open_pool(cfg, adapter="psycopg", hooks=hooks) as pool:
+        native: Any = pool.native
+        tick = native._pb_leak_tick
+        assert tick is not None and not tick.cancelled
+        assert tick.loop is asyncio.get_running_loop()
+        assert tick.interval == pytest.approx(0.05)
+        async with pool.acquire():
+            for _ in range(100):  # up to 5 s
+                if leaks:
+                    break
+                await asyncio.sleep(0.05)
+        assert len(leaks) == 1 and leaks[0].held >= 0.2
+    assert tick.cancelled and native._pb_leak_tick is None

@@ -245,7 +245,7 @@ def create_async_engine(
     ``engine_kw`` are SQLAlchemy's own arguments, passed through (``echo=True``,
     ``connect_args``...); the pool arguments the config owns (``pool_size``,
     ``pool_timeout``, ``poolclass``...) raise UnsupportedOptionError naming them. No
-    connection is opened here: the first use starts the maintenance task, which warms up to
+    connection is opened here: the first use starts the maintenance, which warms up to
     ``min_size`` in the background; ``await warm_up(engine)`` does it now (and raises
     ConnectError when the server cannot be reached). ``await engine.dispose()`` closes the
     pool's connections as stock; ``await close_engine(engine)`` drains, terminates and closes
@@ -255,14 +255,14 @@ def create_async_engine(
     recorder = StatsRecorder(min_size=config.min_size, max_size=config.max_size)
     engine, _ = _build(config, HookRunner(hooks or Hooks()), recorder, engine_kw)
     # dormant: the first checkout binds the engine to the running loop and starts the
-    # maintenance task (the same path a pool re-created by engine.dispose() takes)
+    # maintenance (the same path a pool re-created by engine.dispose() takes)
     engine.sync_engine.pool._dormant = True  # type: ignore[attr-defined]
     return engine
 
 
 async def warm_up(engine: AsyncEngine) -> AsyncEngine:
     """Open ``min_size`` connections of an engine made by :func:`create_async_engine` now,
-    and start its maintenance task; returns the engine
+    and start its maintenance; returns the engine
     (``engine = await warm_up(create_async_engine(config))``).
 
     ConnectError when the server cannot be reached: the engine is then disposed
@@ -358,7 +358,7 @@ async def rotate_engine(
     ``password`` (None: keep it). See :meth:`poolbridge.pool.handle.Pool.rotate`."""
     state = engine_state(engine)
     pool: Any = engine.sync_engine.pool
-    if pool._dormant:  # never used yet: bind to this loop and start the maintenance task
+    if pool._dormant:  # never used yet: bind to this loop and start the maintenance
         pool._dormant = False
         state.resume()
     await state.rotate(password)
@@ -447,7 +447,7 @@ _DOC_NOTES = """
   through; the pool arguments the config owns (`pool_size`, `max_overflow`,
   `pool_timeout`, `pool_recycle`, `pool_reset_on_return`, `pool_use_lifo`, `poolclass`,
   `pool`) raise `UnsupportedOptionError` naming them.
-- Nothing is opened at creation. The first use starts the maintenance task, which opens
+- Nothing is opened at creation. The first use starts the maintenance, which opens
   `min_size` connections in the background; `await warm_up(engine)` opens them now
   (`ConnectError` when the server cannot be reached) and returns the engine.
 - `handle_of(engine)` is the engine's uniform handle (`stats()`, `rotate()`, `close()`).
@@ -460,9 +460,9 @@ _DOC_NOTES = """
 - `await engine.dispose()` keeps SQLAlchemy's meaning. It closes the pool's idle
   connections (a connection still checked out is closed when it comes back) and puts a
   fresh, empty pool in `engine.pool`: your pool listeners, poolbridge's hooks, stats and
-  leak tracking carry over. It also stops poolbridge's maintenance task: nothing refills the
+  leak tracking carry over. It also stops poolbridge's maintenance: nothing refills the
   new pool and no task is left, so `asyncio.run()` returns. A later use opens connections
-  as needed and restarts the maintenance task, which refills to `min_size` in the
+  as needed and restarts the maintenance, which refills to `min_size` in the
   background. As stock, `dispose(close=False)` lets the engine be used again from a new
   event loop.
 - `await close_engine(engine, timeout=None)` closes for good. It refuses new checkouts,

@@ -127,7 +127,7 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
         if rec in state.live_ids:
             gone(rec)
 
-    bounds = _Bounds(state.driver)
+    bounds = _Bounds(state)
     ping_ok = _Pinger(state, dialect, bounds).ok
     emit_checkout = state.emit_checkout
 
@@ -238,19 +238,45 @@ def install(engine: AsyncEngine, state: BridgeState) -> None:
     event.listen(engine.sync_engine, "do_connect", on_do_connect)
 
 
+#: a bound longer than this many maintenance intervals waits for the maintenance ticks to
+#: arm its loop timer (two ticks, plus one interval for the loop's latency)
+_TICKS_AHEAD = 3
+
+
 class _Bounds:
     """The time bounds of one engine's rollbacks and pre-pings: a keyed
     :class:`~poolbridge.pool.deadlines.Deadlines` on the running loop (one timer for all),
     whose entries are DBAPI connections; one that comes due is cut (:func:`sever`), which
     makes the operation waiting on it fail at once. Cutting instead of cancelling: psycopg
     answers a cancellation by sending a cancel request and waiting for the server again,
-    up to 10 s. A new loop (an engine moved by ``dispose(close=False)``) gets new ones."""
+    up to 10 s. A new loop (an engine moved by ``dispose(close=False)``) gets new ones.
 
-    __slots__ = ("_driver", "deadlines")
+    No loop timer for the operations that answer in time. A rollback runs at every
+    checkin, and the Deadlines' timer, once armed, stays until the bound it was armed for
+    (``connect_timeout``) has passed: a busy engine's loop would always have a timer, and
+    every loop iteration would compute a select timeout from it (~2k instructions,
+    docs/performance.md). So while the engine's maintenance ticks on the ticker
+    (:mod:`poolbridge.pool.ticker`) and the bound is longer than three of its intervals,
+    :meth:`enter` only notes the due instant in :attr:`waiting`; every tick (on the loop)
+    hands the entries that were already there at the previous tick, the same operation
+    still unanswered after at least one interval, to the Deadlines, due at the same
+    instant. A bound shorter than that, or an engine whose maintenance is not ticking
+    (disposed, closed), goes to the Deadlines at once; when the maintenance stops, every
+    waiting entry is handed over (:meth:`tick` with ``final``).
+    """
 
-    def __init__(self, driver: str) -> None:
-        self._driver = driver
+    __slots__ = ("_driver", "_loop", "_seen", "_state", "deadlines", "waiting")
+
+    def __init__(self, state: BridgeState) -> None:
+        self._state = state
+        self._driver = state.driver
         self.deadlines: Deadlines | None = None  # of the loop last used
+        # operations under way with a long bound, not yet in the Deadlines: key -> due
+        # instant (monotonic), on ``_loop``; ``_seen``: what the last tick found there
+        self.waiting: dict[Any, float] = {}
+        self._seen: dict[Any, float] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        state.tick_hooks.append(self.tick)
 
     def on(self, loop: asyncio.AbstractEventLoop) -> Deadlines:
         deadlines = self.deadlines
@@ -259,6 +285,48 @@ class _Bounds:
                 deadlines.close()
             deadlines = self.deadlines = Deadlines(loop, self._cut)
         return deadlines
+
+    def enter(self, loop: asyncio.AbstractEventLoop, key: Any, seconds: float) -> None:
+        """Cut ``key`` in ``seconds`` unless :meth:`leave` comes first (see the class)."""
+        ticking = self._state.ticking
+        if (
+            ticking is not None
+            and ticking.loop is loop
+            and seconds > _TICKS_AHEAD * ticking.interval
+        ):
+            if self._loop is not loop:  # a new loop: what the old one left never ends
+                self.waiting.clear()
+                self._seen = {}
+                self._loop = loop
+            self.waiting[key] = monotonic() + seconds
+        else:
+            self.on(loop).enter(key, seconds)
+
+    def leave(self, key: Any) -> bool:
+        """End ``key``'s bound; True when it was due and the connection was cut."""
+        if self.waiting.pop(key, None) is not None:
+            return False
+        deadlines = self.deadlines
+        return deadlines is not None and deadlines.leave(key)
+
+    def tick(self, final: bool) -> None:
+        """On the loop, at every maintenance tick (``final``: the maintenance stops): hand
+        the waiting entries still there since the previous tick (all of them when
+        ``final``) to the Deadlines, due when they were due."""
+        waiting = self.waiting
+        if not waiting:
+            if self._seen:
+                self._seen = {}
+            return
+        seen = self._seen
+        slow = [key for key, when in waiting.items() if final or seen.get(key) == when]
+        if slow:
+            assert self._loop is not None
+            deadlines = self.on(self._loop)
+            now = monotonic()
+            for key in slow:
+                deadlines.enter(key, waiting.pop(key) - now)
+        self._seen = dict(waiting)
 
     def _cut(self, dbapi_conn: Any) -> None:
         try:
@@ -293,10 +361,10 @@ class _Pinger:
         left = config.acquire_timeout - waited if config.acquire_timeout else config.connect_timeout
         bound = max(0.0, min(config.connect_timeout, left))
         driver_conn = rec.driver_connection
-        deadlines = None
+        bounds = None
         if state.driver != "aiosqlite" and dbapi_conn is not None:
-            deadlines = self._bounds.on(get_running_loop())
-            deadlines.enter(dbapi_conn, bound)
+            bounds = self._bounds
+            bounds.enter(get_running_loop(), dbapi_conn, bound)
         fired = False
         try:
             alive = dbapi_conn is not None and bool(self._dialect.do_ping(dbapi_conn))
@@ -307,8 +375,8 @@ class _Pinger:
             _sever_quietly(state.driver, driver_conn)
             raise
         finally:
-            if deadlines is not None:
-                fired = deadlines.leave(dbapi_conn)
+            if bounds is not None:
+                fired = bounds.leave(dbapi_conn)
         if fired:
             logger.warning(
                 "pool %r: pre-ping got no answer within %.2f s: connection cut",
@@ -332,8 +400,8 @@ def _bound_rollback(engine: AsyncEngine, bounds: _Bounds, limit: float) -> None:
     On a stalled link (no byte flows, no error comes) a rollback waits forever, and with it
     the caller leaving ``async with engine.connect()``. Both paths call the dialect's
     ``do_rollback``; this engine's dialect gets a wrapper that keeps the connection in the
-    engine's keyed deadlines while it rolls back (a dict entry, no object or loop timer per
-    rollback: it runs on every checkin): when no answer came in time the connection is cut,
+    engine's bounds while it rolls back (a dict entry, no object or loop timer per rollback:
+    it runs on every checkin; :class:`_Bounds`): when no answer came in time the connection is cut,
     the rollback fails with the driver's connection error (or ``OperationalError`` if the
     answer raced the cut) and SQLAlchemy invalidates (replaces) the connection.
     """
@@ -347,14 +415,11 @@ def _bound_rollback(engine: AsyncEngine, bounds: _Bounds, limit: float) -> None:
         except RuntimeError:  # garbage-collection cleanup, outside the loop
             rollback(dbapi_connection)
             return
-        deadlines = bounds.deadlines
-        if deadlines is None or deadlines.loop is not loop:
-            deadlines = bounds.on(loop)
-        deadlines.enter(dbapi_connection, limit)
+        bounds.enter(loop, dbapi_connection, limit)
         try:
             rollback(dbapi_connection)
         finally:
-            fired = deadlines.leave(dbapi_connection)
+            fired = bounds.leave(dbapi_connection)
         if fired:  # the answer raced the cut: the connection is dead all the same
             raise no_answer(f"rollback got no answer within {limit:g} s: connection cut")
 

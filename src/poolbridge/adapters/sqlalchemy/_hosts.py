@@ -21,7 +21,7 @@ drivers do (:mod:`poolbridge.drivers.hosts`):
   (:func:`~poolbridge.drivers.hosts.place_libpq`).
 - ``host_recheck_interval``: a connection on a fallback host expires at the instant
   :func:`~poolbridge.drivers.hosts.retire_at` names (the pool's own expiry, as for
-  ``max_lifetime``: checked at checkout, checkin and by the maintenance task), so its
+  ``max_lifetime``: checked at checkout, checkin and by the maintenance), so its
   replacement tries the preferred hosts again.
 - ``read-write``/``primary``: a "read-only" error (25006; 1290, 1792, 1836) is a
   disconnect for this pool (the ``handle_error`` event's ``is_disconnect``): SQLAlchemy

@@ -22,9 +22,9 @@ Checkout and checkin work, the bounded pre-ping and hooks are pool event listene
   also a ``sqlalchemy.exc.TimeoutError`` so existing ``except`` clauses keep working;
   ``acquire_timeout=0`` fails at once when exhausted, as ``pool_timeout=0`` does);
 - per-connection lifetime with jitter, idle reaping above ``min_size``, warm-up and refill
-  (run by :class:`BridgeState`'s maintenance task, see :mod:`._state`);
-- ``dispose()`` closes the idle connections and stops the maintenance task; the pool
-  ``recreate()`` makes stays dormant (no task, no refill) until first used.
+  (run by :class:`BridgeState`'s maintenance, see :mod:`._state`);
+- ``dispose()`` closes the idle connections and stops the maintenance; the pool
+  ``recreate()`` makes stays dormant (nothing scheduled, no refill) until first used.
 
 ``_do_get`` runs inside SQLAlchemy's greenlet, so it can wait on asyncio with ``await_``.
 Every path that gives up a slot (failed connect, cancelled waiter, discarded connection)
@@ -100,7 +100,7 @@ class BridgePool(Pool):
         self._made_with.pop("_dispatch", None)
         self._creator_fn = creator
         # a pool made by recreate() (engine.dispose()) is dormant until first used: no
-        # maintenance task, no refill (SQLAlchemy's fresh pool starts empty too)
+        # maintenance, no refill (SQLAlchemy's fresh pool starts empty too)
         self._dormant = False
         self._max = pool_size  # max_overflow is ignored on purpose: pool_size is the hard cap
         self._timeout = timeout

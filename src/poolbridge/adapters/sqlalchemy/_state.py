@@ -1,12 +1,17 @@
 """What one poolbridge-managed SQLAlchemy engine shares across its pool generations.
 
 ``engine.dispose()`` replaces ``engine.pool`` with ``pool.recreate()``; hooks, stats, leak
-tracking, the closed flag and the maintenance task must survive that, so they live here and
+tracking, the closed flag and the maintenance must survive that, so they live here and
 every :class:`BridgePool` generation points at the same BridgeState.
 
-The maintenance task (one per engine, on the loop the engine was created on) warms up and
-refills to ``min_size``, closes idle connections above ``min_size`` after ``max_idle``,
-replaces connections past their lifetime and reports leaks.
+The maintenance (one per engine, on the loop the engine was created on) refills to
+``min_size``, closes idle connections above ``min_size`` after ``max_idle``, replaces
+connections past their lifetime (and, with ``host_recheck_interval``, on a fallback host)
+and reports leaks. It keeps no timer in the loop: the process-wide ticker
+(:mod:`poolbridge.pool.ticker`) posts a tick every interval, and a tick, or a kick (a slot
+was freed), runs one pass in a short task when there is work. A timer armed for the
+engine's whole life would make every iteration of a busy loop compute a select timeout
+(~2k instructions, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import contextvars
 import logging
 import traceback
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import monotonic
 from typing import TYPE_CHECKING, Any
@@ -35,6 +40,7 @@ from poolbridge.pool.lifetime import lifetime, maintenance_interval
 from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.ticker import Tick, schedule
 
 if TYPE_CHECKING:
     from poolbridge.adapters.sqlalchemy._pool import BridgePool
@@ -143,11 +149,22 @@ class BridgeState:
         # seconds each caller waited in BridgePool._do_get, taken by the bounded pre-ping
         # (None without pre_ping: nobody reads them)
         self.waits: dict[ConnectionPoolEntry, float] | None = {} if config.pre_ping else None
-        self._kick: asyncio.Event | None = None
         self._drained: asyncio.Event | None = None
         # set while shutdown() waits for the last checkin (checked_in() sets it then)
         self.draining: asyncio.Event | None = None
+        # the maintenance: the ticker's schedule (None while not started, paused by
+        # engine.dispose() or closed), the pass running now, whether it was kicked while
+        # it ran (it runs once more), and the backoff after failed passes
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ticking: Tick | None = None
+        # also run on the loop at every tick, and with True when the ticks stop (the
+        # rollback and pre-ping bounds arm their loop timer there: _events._Bounds)
+        self.tick_hooks: list[Callable[[bool], None]] = []
         self._task: asyncio.Task[None] | None = None
+        self._again = False
+        self._warming = False  # start() is warming up: no pass yet
+        self._failures = 0
+        self._retry_at = 0.0  # monotonic; no pass before it (after a failed one)
         self._background: set[asyncio.Task[Any]] = set()
         self.handle: Any = None  # the uniform handle, made on demand (handle_of)
 
@@ -191,9 +208,17 @@ class BridgeState:
         return [now - since for since, _ in self.checked_out.values()]
 
     def kick(self) -> None:
-        """Wake the maintenance task (a slot was freed: maybe refill)."""
-        if self._kick is not None:
-            self._kick.set()
+        """Run a maintenance pass now (a slot was freed: maybe refill), on the engine's
+        loop only; anywhere else (no loop running: a garbage-collected connection after
+        the loop ended) the next tick does it. Nothing while paused or closed."""
+        if self._ticking is None:
+            return
+        try:
+            loop = get_running_loop()
+        except RuntimeError:
+            return
+        if loop is self._loop:
+            self._run_pass()
 
     def lease(self, rec: ConnectionPoolEntry) -> Lease | None:
         """Track a connection being checked out for leaks (``leaks`` is on)."""
@@ -310,10 +335,16 @@ class BridgeState:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Warm up to min_size (concurrently) and start the maintenance task."""
+        """Warm up to min_size (concurrently) and start the maintenance. The schedule is
+        registered first, so the warm-up's rollbacks find it (their bounds arm no loop
+        timer, see :attr:`tick_hooks`); no pass runs before the warm-up has ended."""
         self._bind()
-        await self.warm_up()
-        self._start_task()
+        self._start_ticking()
+        self._warming = True
+        try:
+            await self.warm_up()
+        finally:
+            self._warming = False
 
     async def warm_up(self) -> None:
         """Open min_size connections concurrently; the first failure is raised."""
@@ -327,31 +358,61 @@ class BridgeState:
             raise errors[0]
 
     def _bind(self) -> asyncio.AbstractEventLoop:
-        """Bind the loop guard and the task's events to the running loop."""
-        loop = self.guard.bind()
-        self._kick = asyncio.Event()
+        """Bind the loop guard, the maintenance and the drain event to the running loop."""
+        loop = self._loop = self.guard.bind()
         self._drained = asyncio.Event()
         return loop
 
-    def _start_task(self) -> None:
-        loop = get_running_loop()
-        self._task = loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+    def _start_ticking(self) -> None:
+        """Have the ticker run :meth:`_on_tick` on the engine's loop every interval. The
+        ticker holds the schedule weakly: an abandoned engine is not kept alive by it."""
+        assert self._loop is not None
+        self._failures = 0
+        self._ticking = schedule(self._loop, self._interval(), self._on_tick)
 
-    def pause(self) -> None:
-        """Stop the maintenance task (``engine.dispose()``): nothing refills the pool and no
-        task outlives the loop until the engine is used again (:meth:`resume`)."""
+    @property
+    def ticking(self) -> Tick | None:
+        """The maintenance's schedule on the ticker (None while it does not run)."""
+        return self._ticking
+
+    def _on_tick(self) -> None:
+        """On the loop, every interval (posted by the ticker): the tick hooks, then a pass."""
+        self._run_hooks(False)
+        self._run_pass()
+
+    def _run_hooks(self, final: bool) -> None:
+        for hook in self.tick_hooks:
+            try:
+                hook(final)
+            except Exception:
+                logger.exception("pool %r: a maintenance tick hook failed", self.config.name)
+
+    def _stop(self) -> asyncio.Task[None] | None:
+        """Unregister the schedule (the tick hooks run a last time) and cancel the pass
+        running now (returned)."""
+        ticking, self._ticking = self._ticking, None
+        if ticking is not None:
+            ticking.cancel()
+            self._run_hooks(True)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        return task
+
+    def pause(self) -> None:
+        """Stop the maintenance (``engine.dispose()``): nothing refills the pool, no task
+        outlives the loop and nothing is scheduled until the engine is used again
+        (:meth:`resume`)."""
+        self._stop()
 
     def resume(self) -> None:
         """First use of the pool ``engine.dispose()`` made: bind to the running loop (an
         engine moved to a new loop by ``dispose(close=False)`` works there, as stock) and
-        start the maintenance task again, which refills to min_size in the background."""
-        if self.closed or self._task is not None:
+        start the maintenance again, whose first pass refills to min_size in the background."""
+        if self.closed or self._ticking is not None:
             return
         self._bind()
-        self._start_task()
+        self._start_ticking()
         self.kick()
 
     def _current(self) -> BridgePool:
@@ -359,49 +420,71 @@ class BridgeState:
             raise PoolClosed(f"pool {self.config.name!r} has no SQLAlchemy pool")
         return self.pool
 
-    def _tick(self) -> float:
+    def _interval(self) -> float:
         return maintenance_interval(self.max_idle, self.lifetime, self.config.leak_timeout)
 
+    def _run_pass(self) -> None:
+        """Start a maintenance pass in a task when there is work: idle connections to look
+        at, slots to refill or leaks to check (a tick of a busy pool at one task usually
+        finds its connection checked out and nothing to do: no task). A pass already
+        running runs once more instead; after a failed pass, none until its backoff ends
+        (the first tick after it runs one)."""
+        if self.closed or self._ticking is None or self._warming:
+            return
+        if self._task is not None:
+            self._again = True
+            return
+        if self._failures and monotonic() < self._retry_at:
+            return
+        pool = self.pool
+        if pool is None or not (
+            pool.idle_count or pool.open_slots < self.min_keep or self.leaks is not None
+        ):
+            return
+        assert self._loop is not None
+        self._again = False
+        self._task = self._loop.create_task(self._maintain(), name=f"poolbridge-{self.config.name}")
+
     async def _maintain(self) -> None:
-        assert self._kick is not None
-        failures = 0
-        while not self.closed:
-            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
-            # that arrives as the event is set, and the task would never end
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._tick()):
-                    await self._kick.wait()
-            self._kick.clear()
-            if self.closed:
-                return
-            pool = self._current()
-            try:
-                # a greenlet per step only when the step has work (each costs more than
-                # the check; this runs every tick)
-                if pool.idle_count:
-                    await greenlet_spawn(pool.reap, monotonic())
-                while (
-                    not self.closed
-                    and pool.open_slots < self.min_keep
-                    and await greenlet_spawn(pool.fill_one)
-                ):
-                    pass
-                if self.leaks is not None:
-                    await self.leaks.check()
-                failures = 0
-            except Exception as exc:
-                self.last_error = exc
-                failures += 1
-                logger.warning(
-                    "pool %r: maintenance failed (refill/reap); retrying",
-                    self.config.name, exc_info=True,
-                )  # fmt: skip
-                await asyncio.sleep(min(2.0, 0.1 * 2**failures))
+        """Passes until none was asked for meanwhile: reap, refill to min_size, report
+        leaks. A failure is logged and backs the next pass off (0.2 s doubling to 2 s)."""
+        try:
+            while not self.closed:
+                self._again = False
+                pool = self._current()
+                try:
+                    # a greenlet per step only when the step has work (each costs more
+                    # than the check)
+                    if pool.idle_count:
+                        await greenlet_spawn(pool.reap, monotonic())
+                    while (
+                        not self.closed
+                        and pool.open_slots < self.min_keep
+                        and await greenlet_spawn(pool.fill_one)
+                    ):
+                        pass
+                    if self.leaks is not None:
+                        await self.leaks.check()
+                    self._failures = 0
+                except Exception as exc:
+                    self.last_error = exc
+                    self._failures += 1
+                    self._retry_at = monotonic() + min(2.0, 0.1 * 2**self._failures)
+                    logger.warning(
+                        "pool %r: maintenance failed (refill/reap); retrying",
+                        self.config.name, exc_info=True,
+                    )  # fmt: skip
+                    return
+                if not self._again:
+                    return
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
 
     async def rotate(self, password: str | PasswordProvider | None) -> None:
         """Replace every connection (see :meth:`poolbridge.pool.handle.Pool.rotate`): new
         connections use ``password`` (the do_connect listener reads ``self.config``); idle
-        ones are closed by the maintenance task and refilled, checked-out ones are closed at
+        ones are closed by the maintenance and refilled, checked-out ones are closed at
         checkin (``expired``)."""
         self.guard.check()
         if self.closed:
@@ -439,9 +522,8 @@ class BridgeState:
         pool = self.pool
         if pool is not None:
             pool._queue.close(lambda: PoolClosed(f"pool {self.config.name!r} is closed"))
-        task, self._task = self._task, None
+        task = self._stop()
         if task is not None:
-            task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         if self.checked_out and self._drained is not None and timeout != 0:
             self._drained.clear()

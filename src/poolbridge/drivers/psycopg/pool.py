@@ -63,6 +63,7 @@ from poolbridge.pool.loopguard import LoopGuard, get_running_loop
 from poolbridge.pool.rotation import settle, with_password
 from poolbridge.pool.sheltered import sheltered
 from poolbridge.pool.stats import StatsRecorder
+from poolbridge.pool.ticker import Tick, schedule
 from poolbridge.pool.watchdog import backstop, shutdown_socket
 
 __all__ = [
@@ -357,6 +358,9 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         self._pb_guard = LoopGuard(config.name)
         self._pb_budget = BudgetAtOpen(config)  # asks the server once, on the first connection
         self._pb_warm = WarmUpWatch(config, is_permanent_connect_error, ConnectError)
+        # leak reports: the ticker's schedule (no timer in the loop, pool/ticker.py) and
+        # the check it started last
+        self._pb_leak_tick: Tick | None = None
         self._pb_leak_task: asyncio.Task[None] | None = None
         self._pb_drained: asyncio.Event | None = None
         self._pb_tasks: set[asyncio.Task[None]] = set()
@@ -742,8 +746,8 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
                 raise
             raise PoolClosed(f"pool {self.pb_config.name!r}: {exc}") from exc
         leak_timeout = self.pb_leaks.timeout
-        if leak_timeout is not None and self._pb_leak_task is None:
-            self._pb_leak_task = asyncio.create_task(self._pb_watch_leaks(leak_timeout))
+        if leak_timeout is not None and self._pb_leak_tick is None:
+            self._pb_leak_tick = schedule(loop, max(0.01, leak_timeout / 4), self._pb_leak_tick_run)
 
     async def pb_open(self) -> None:
         """Open and wait for ``min_size`` connections (up to acquire_timeout); on failure
@@ -769,15 +773,25 @@ class PBConnectionPool(psycopg_pool.AsyncConnectionPool):
         counted = sum(1 for r in conns if r.epoch == epoch or r.out_since is not None)
         return self.closed or counted >= self.min_size
 
-    async def _pb_watch_leaks(self, leak_timeout: float) -> None:
-        while True:
-            await asyncio.sleep(max(0.01, leak_timeout / 4))
-            try:
-                await self.pb_leaks.check()
-            except Exception:
-                logger.exception("pool %r: leak check failed", self.name)
+    def _pb_leak_tick_run(self) -> None:
+        """On the loop, every quarter of leak_timeout (posted by the ticker): a leak check
+        in a task (a report may await hooks), unless the previous one still runs."""
+        task = self._pb_leak_task
+        if task is None or task.done():
+            loop = self._pb_guard.loop
+            if loop is not None:
+                self._pb_leak_task = loop.create_task(self._pb_check_leaks())
+
+    async def _pb_check_leaks(self) -> None:
+        try:
+            await self.pb_leaks.check()
+        except Exception:
+            logger.exception("pool %r: leak check failed", self.name)
 
     async def close(self, timeout: float = 5.0) -> None:
+        tick, self._pb_leak_tick = self._pb_leak_tick, None
+        if tick is not None:
+            tick.cancel()
         task, self._pb_leak_task = self._pb_leak_task, None
         if task is not None:
             task.cancel()
